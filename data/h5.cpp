@@ -1,0 +1,280 @@
+#include "data/h5.h"
+
+#include <mutex>
+
+namespace sf::h5 {
+namespace {
+
+void quiet_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+
+std::string join(const Handle& loc, const std::string& name) {
+  const std::string& w = loc.where();
+  if (!w.empty() && w.back() == '/') return w + name;
+  return w + "/" + name;
+}
+
+[[noreturn]] void fail(const std::string& what, const std::string& where) {
+  throw Error(where + ": " + what);
+}
+
+Handle check(hid_t id, const std::string& what, const std::string& where) {
+  if (id < 0) fail(what, where);
+  return Handle(id, where);
+}
+
+// Closes plain hid_t's (types, spaces, property lists) when leaving scope.
+struct Tmp {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  ~Tmp() {
+    if (id >= 0) close(id);
+  }
+};
+
+template <typename T>
+std::vector<T> read_as(const Handle& loc, const std::string& name, hid_t mem_type, std::vector<int64_t>* shape_out) {
+  std::vector<int64_t> shape = dataset_shape(loc, name);
+  Handle ds = check(H5Dopen2(loc.id(), name.c_str(), H5P_DEFAULT), "cannot open dataset", join(loc, name));
+  std::vector<T> out(static_cast<size_t>(numel(shape)));
+  if (!out.empty() && H5Dread(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    fail("cannot read dataset (wrong type or corrupt file)", ds.where());
+  if (shape_out) *shape_out = shape;
+  return out;
+}
+
+void write_as(const Handle& loc, const std::string& name, hid_t file_type, hid_t mem_type, const void* data,
+              const std::vector<int64_t>& shape) {
+  std::string where = join(loc, name);
+  if (exists(loc, name)) fail("already exists", where);
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Tmp space{shape.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+            H5Sclose};
+  if (space.id < 0) fail("cannot create dataspace", where);
+  Tmp lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  Handle ds = check(H5Dcreate2(loc.id(), name.c_str(), file_type, space.id, lcpl.id, H5P_DEFAULT, H5P_DEFAULT),
+                    "cannot create dataset", where);
+  if (numel(shape) > 0 && H5Dwrite(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    fail("cannot write dataset", where);
+}
+
+Handle open_attr(const Handle& obj, const std::string& name) {
+  return check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), "no attribute '" + name + "'", obj.where());
+}
+
+template <typename T>
+void write_scalar_attr(const Handle& obj, const std::string& name, hid_t file_type, hid_t mem_type, T value) {
+  if (H5Aexists(obj.id(), name.c_str()) > 0) H5Adelete(obj.id(), name.c_str());
+  Tmp space{H5Screate(H5S_SCALAR), H5Sclose};
+  Handle a = check(H5Acreate2(obj.id(), name.c_str(), file_type, space.id, H5P_DEFAULT, H5P_DEFAULT),
+                   "cannot create attribute '" + name + "'", obj.where());
+  if (H5Awrite(a.id(), mem_type, &value) < 0) fail("cannot write attribute '" + name + "'", obj.where());
+}
+
+template <typename T>
+T read_scalar_attr(const Handle& obj, const std::string& name, hid_t mem_type) {
+  Handle a = open_attr(obj, name);
+  T v{};
+  if (H5Aread(a.id(), mem_type, &v) < 0) fail("cannot read attribute '" + name + "' as a number", obj.where());
+  return v;
+}
+
+}  // namespace
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    Handle tmp(std::move(*this));
+    id_ = o.id_;
+    where_ = std::move(o.where_);
+    o.id_ = -1;
+  }
+  return *this;
+}
+
+Handle::~Handle() {
+  if (id_ < 0) return;
+  switch (H5Iget_type(id_)) {
+    case H5I_FILE: H5Fclose(id_); break;
+    case H5I_GROUP: H5Gclose(id_); break;
+    case H5I_DATASET: H5Dclose(id_); break;
+    case H5I_ATTR: H5Aclose(id_); break;
+    case H5I_DATATYPE: H5Tclose(id_); break;
+    case H5I_DATASPACE: H5Sclose(id_); break;
+    default: H5Idec_ref(id_); break;
+  }
+}
+
+Handle open_file(const std::string& path, Mode mode) {
+  quiet_hdf5();
+#if H5_VERSION_GE(1, 12, 0)
+  if (H5Fis_accessible(path.c_str(), H5P_DEFAULT) <= 0)
+#else
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+#endif
+    fail("not a readable HDF5 file", path);
+  hid_t id = H5Fopen(path.c_str(), mode == Mode::ReadOnly ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
+  return check(id, "cannot open HDF5 file", path + ":/");
+}
+
+Handle create_file(const std::string& path, bool overwrite) {
+  quiet_hdf5();
+  hid_t id = H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  return check(id, overwrite ? "cannot create HDF5 file" : "cannot create HDF5 file (exists already?)", path + ":/");
+}
+
+Handle open_group(const Handle& loc, const std::string& name) {
+  return check(H5Gopen2(loc.id(), name.c_str(), H5P_DEFAULT), "no such group", join(loc, name));
+}
+
+Handle require_group(const Handle& loc, const std::string& name) {
+  if (exists(loc, name)) return open_group(loc, name);
+  Tmp lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  return check(H5Gcreate2(loc.id(), name.c_str(), lcpl.id, H5P_DEFAULT, H5P_DEFAULT), "cannot create group",
+               join(loc, name));
+}
+
+bool exists(const Handle& loc, const std::string& name) {
+  // Check each level so that a missing intermediate group is not an error.
+  size_t pos = 0;
+  while (true) {
+    size_t next = name.find('/', pos);
+    std::string prefix = name.substr(0, next);
+    if (!prefix.empty() && H5Lexists(loc.id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (next == std::string::npos) return true;
+    pos = next + 1;
+  }
+}
+
+static H5O_type_t object_type(const Handle& loc, const std::string& name) {
+  if (!exists(loc, name)) return H5O_TYPE_UNKNOWN;
+  H5O_info_t info;
+#if H5_VERSION_GE(1, 12, 0)
+  if (H5Oget_info_by_name3(loc.id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return H5O_TYPE_UNKNOWN;
+#else
+  if (H5Oget_info_by_name2(loc.id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return H5O_TYPE_UNKNOWN;
+#endif
+  return info.type;
+}
+
+bool is_group(const Handle& loc, const std::string& name) { return object_type(loc, name) == H5O_TYPE_GROUP; }
+bool is_dataset(const Handle& loc, const std::string& name) { return object_type(loc, name) == H5O_TYPE_DATASET; }
+
+std::vector<std::string> members(const Handle& group) {
+  std::vector<std::string> names;
+  auto cb = [](hid_t, const char* name, const H5L_info_t*, void* op) -> herr_t {
+    static_cast<std::vector<std::string>*>(op)->emplace_back(name);
+    return 0;
+  };
+  hsize_t idx = 0;
+  if (H5Literate(group.id(), H5_INDEX_NAME, H5_ITER_INC, &idx, cb, &names) < 0)
+    fail("cannot list group", group.where());
+  return names;
+}
+
+bool has_attr(const Handle& obj, const std::string& name) { return H5Aexists(obj.id(), name.c_str()) > 0; }
+
+std::string read_string_attr(const Handle& obj, const std::string& name) {
+  Handle a = open_attr(obj, name);
+  Tmp type{H5Aget_type(a.id()), H5Tclose};
+  if (H5Tget_class(type.id) != H5T_STRING) fail("attribute '" + name + "' is not a string", obj.where());
+  if (H5Tis_variable_str(type.id) > 0) {
+    Tmp mem{H5Tcopy(H5T_C_S1), H5Tclose};
+    H5Tset_size(mem.id, H5T_VARIABLE);
+    H5Tset_cset(mem.id, H5Tget_cset(type.id));
+    char* s = nullptr;
+    if (H5Aread(a.id(), mem.id, &s) < 0) fail("cannot read attribute '" + name + "'", obj.where());
+    std::string out = s ? s : "";
+    Tmp space{H5Aget_space(a.id()), H5Sclose};
+    H5Dvlen_reclaim(mem.id, space.id, H5P_DEFAULT, &s);
+    return out;
+  }
+  size_t n = H5Tget_size(type.id);
+  std::string out(n, '\0');
+  if (H5Aread(a.id(), type.id, out.data()) < 0) fail("cannot read attribute '" + name + "'", obj.where());
+  while (!out.empty() && out.back() == '\0') out.pop_back();
+  return out;
+}
+
+void write_string_attr(const Handle& obj, const std::string& name, const std::string& value) {
+  if (H5Aexists(obj.id(), name.c_str()) > 0) H5Adelete(obj.id(), name.c_str());
+  Tmp type{H5Tcopy(H5T_C_S1), H5Tclose};
+  H5Tset_size(type.id, H5T_VARIABLE);
+  H5Tset_cset(type.id, H5T_CSET_UTF8);
+  Tmp space{H5Screate(H5S_SCALAR), H5Sclose};
+  Handle a = check(H5Acreate2(obj.id(), name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT),
+                   "cannot create attribute '" + name + "'", obj.where());
+  const char* p = value.c_str();
+  if (H5Awrite(a.id(), type.id, &p) < 0) fail("cannot write attribute '" + name + "'", obj.where());
+}
+
+double read_double_attr(const Handle& obj, const std::string& name) {
+  return read_scalar_attr<double>(obj, name, H5T_NATIVE_DOUBLE);
+}
+void write_double_attr(const Handle& obj, const std::string& name, double value) {
+  write_scalar_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value);
+}
+int64_t read_int_attr(const Handle& obj, const std::string& name) {
+  return read_scalar_attr<int64_t>(obj, name, H5T_NATIVE_INT64);
+}
+void write_int_attr(const Handle& obj, const std::string& name, int64_t value) {
+  write_scalar_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, value);
+}
+
+std::vector<int64_t> dataset_shape(const Handle& loc, const std::string& name) {
+  Handle ds = check(H5Dopen2(loc.id(), name.c_str(), H5P_DEFAULT), "no such dataset", join(loc, name));
+  Tmp space{H5Dget_space(ds.id()), H5Sclose};
+  int nd = H5Sget_simple_extent_ndims(space.id);
+  if (nd < 0) fail("cannot read dataspace", ds.where());
+  std::vector<hsize_t> dims(static_cast<size_t>(nd));
+  H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::vector<float> read_f32(const Handle& loc, const std::string& name, std::vector<int64_t>* shape) {
+  return read_as<float>(loc, name, H5T_NATIVE_FLOAT, shape);
+}
+std::vector<double> read_f64(const Handle& loc, const std::string& name, std::vector<int64_t>* shape) {
+  return read_as<double>(loc, name, H5T_NATIVE_DOUBLE, shape);
+}
+std::vector<int64_t> read_i64(const Handle& loc, const std::string& name, std::vector<int64_t>* shape) {
+  return read_as<int64_t>(loc, name, H5T_NATIVE_INT64, shape);
+}
+std::vector<uint8_t> read_u8(const Handle& loc, const std::string& name, std::vector<int64_t>* shape) {
+  return read_as<uint8_t>(loc, name, H5T_NATIVE_UINT8, shape);
+}
+
+void write_f32(const Handle& loc, const std::string& name, const float* data, const std::vector<int64_t>& shape) {
+  write_as(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, shape);
+}
+void write_f64(const Handle& loc, const std::string& name, const double* data, const std::vector<int64_t>& shape) {
+  write_as(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data, shape);
+}
+void write_i64(const Handle& loc, const std::string& name, const int64_t* data, const std::vector<int64_t>& shape) {
+  write_as(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, data, shape);
+}
+void write_u8(const Handle& loc, const std::string& name, const uint8_t* data, const std::vector<int64_t>& shape) {
+  write_as(loc, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, data, shape);
+}
+
+void flush(const Handle& obj) {
+  if (H5Fflush(obj.id(), H5F_SCOPE_GLOBAL) < 0) fail("cannot flush", obj.where());
+}
+
+}  // namespace sf::h5

@@ -1,0 +1,90 @@
+// HDF5 access for styleforge: RAII handles and typed helpers over the HDF5 C API.
+//
+// Every styleforge file format (dataset packs, checkpoints, reference fixtures) is HDF5. This
+// header wraps the C handles (hid_t) so that they close themselves, and offers the few typed
+// reads and writes the project needs. Failures throw sf::h5::Error whose message names the file
+// and the object. The HDF5 library's own error printing is switched off once per process.
+//
+// Thread-safety: Debian's serial HDF5 is not thread-safe; callers serialise access to a file.
+// Ownership: Handle owns its hid_t; File, Group and Dataset are Handles.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sf::h5 {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Owns one hid_t and closes it with the right H5*close for its type.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id, std::string where) : id_(id), where_(std::move(where)) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&& o) noexcept : id_(o.id_), where_(std::move(o.where_)) { o.id_ = -1; }
+  Handle& operator=(Handle&& o) noexcept;
+  ~Handle();
+  hid_t id() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  // "file.h5:/group/name": used in error messages.
+  const std::string& where() const { return where_; }
+
+ private:
+  hid_t id_ = -1;
+  std::string where_;
+};
+
+enum class Mode { ReadOnly, ReadWrite };
+
+// Opens an existing file. Error names the path when it is missing or not HDF5.
+Handle open_file(const std::string& path, Mode mode = Mode::ReadOnly);
+// Creates a file, replacing an existing one only when `overwrite` is set.
+Handle create_file(const std::string& path, bool overwrite);
+
+Handle open_group(const Handle& loc, const std::string& name);
+// Opens `name` (may contain '/'), creating every missing level.
+Handle require_group(const Handle& loc, const std::string& name);
+bool exists(const Handle& loc, const std::string& name);
+bool is_group(const Handle& loc, const std::string& name);
+bool is_dataset(const Handle& loc, const std::string& name);
+// Names of the direct members of a group, in HDF5's name order.
+std::vector<std::string> members(const Handle& group);
+
+bool has_attr(const Handle& obj, const std::string& name);
+std::string read_string_attr(const Handle& obj, const std::string& name);
+void write_string_attr(const Handle& obj, const std::string& name, const std::string& value);
+double read_double_attr(const Handle& obj, const std::string& name);
+void write_double_attr(const Handle& obj, const std::string& name, double value);
+int64_t read_int_attr(const Handle& obj, const std::string& name);
+void write_int_attr(const Handle& obj, const std::string& name, int64_t value);
+
+// Shape of a dataset; a scalar dataset has an empty shape.
+std::vector<int64_t> dataset_shape(const Handle& loc, const std::string& name);
+int64_t numel(const std::vector<int64_t>& shape);
+std::string shape_str(const std::vector<int64_t>& shape);
+
+// Reads a whole numeric dataset, converting from its stored type.
+std::vector<float> read_f32(const Handle& loc, const std::string& name, std::vector<int64_t>* shape = nullptr);
+std::vector<double> read_f64(const Handle& loc, const std::string& name, std::vector<int64_t>* shape = nullptr);
+std::vector<int64_t> read_i64(const Handle& loc, const std::string& name, std::vector<int64_t>* shape = nullptr);
+std::vector<uint8_t> read_u8(const Handle& loc, const std::string& name, std::vector<int64_t>* shape = nullptr);
+
+// Writes a contiguous dataset (an empty shape writes a scalar). Fails if `name` exists.
+void write_f32(const Handle& loc, const std::string& name, const float* data, const std::vector<int64_t>& shape);
+void write_f64(const Handle& loc, const std::string& name, const double* data, const std::vector<int64_t>& shape);
+void write_i64(const Handle& loc, const std::string& name, const int64_t* data, const std::vector<int64_t>& shape);
+void write_u8(const Handle& loc, const std::string& name, const uint8_t* data, const std::vector<int64_t>& shape);
+
+// Flushes all buffers of the file that `obj` belongs to.
+void flush(const Handle& obj);
+
+}  // namespace sf::h5
