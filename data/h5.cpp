@@ -1,5 +1,7 @@
 #include "data/h5.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <mutex>
 
 namespace sf::h5 {
@@ -275,6 +277,167 @@ void write_u8(const Handle& loc, const std::string& name, const uint8_t* data, c
 
 void flush(const Handle& obj) {
   if (H5Fflush(obj.id(), H5F_SCOPE_GLOBAL) < 0) fail("cannot flush", obj.where());
+}
+
+}  // namespace sf::h5
+
+namespace sf::h5 {
+
+Handle open_dataset(const Handle& loc, const std::string& name) {
+  return check(H5Dopen2(loc.id(), name.c_str(), H5P_DEFAULT), "no such dataset", join(loc, name));
+}
+
+Handle create_rows(const Handle& loc, const std::string& name, hid_t file_type, const std::vector<int64_t>& item_shape,
+                   int gzip_level) {
+  std::string where = join(loc, name);
+  if (exists(loc, name)) fail("already exists", where);
+  std::vector<hsize_t> dims{0}, maxdims{H5S_UNLIMITED}, chunk{1};
+  for (int64_t d : item_shape) {
+    dims.push_back(static_cast<hsize_t>(d));
+    maxdims.push_back(static_cast<hsize_t>(d));
+    chunk.push_back(static_cast<hsize_t>(std::max<int64_t>(d, 1)));
+  }
+  Tmp space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxdims.data()), H5Sclose};
+  Tmp dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
+  if (gzip_level > 0) H5Pset_deflate(dcpl.id, static_cast<unsigned>(gzip_level));
+  H5Pset_fill_time(dcpl.id, H5D_FILL_TIME_NEVER);
+  Tmp lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  return check(H5Dcreate2(loc.id(), name.c_str(), file_type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT),
+               "cannot create chunked dataset", where);
+}
+
+namespace {
+std::vector<hsize_t> extent(const Handle& ds) {
+  Tmp space{H5Dget_space(ds.id()), H5Sclose};
+  int nd = H5Sget_simple_extent_ndims(space.id);
+  if (nd < 1) fail("not an array dataset", ds.where());
+  std::vector<hsize_t> dims(static_cast<size_t>(nd));
+  H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  return dims;
+}
+}  // namespace
+
+void append_rows(const Handle& ds, hid_t mem_type, const void* data, int64_t rows) {
+  if (rows <= 0) return;
+  std::vector<hsize_t> dims = extent(ds);
+  hsize_t first = dims[0];
+  dims[0] += static_cast<hsize_t>(rows);
+  if (H5Dset_extent(ds.id(), dims.data()) < 0) fail("cannot extend dataset", ds.where());
+  Tmp fspace{H5Dget_space(ds.id()), H5Sclose};
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = first;
+  count[0] = static_cast<hsize_t>(rows);
+  H5Sselect_hyperslab(fspace.id, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  Tmp mspace{H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose};
+  if (H5Dwrite(ds.id(), mem_type, mspace.id, fspace.id, H5P_DEFAULT, data) < 0) fail("cannot write rows", ds.where());
+}
+
+void read_rows(const Handle& ds, hid_t mem_type, int64_t first, int64_t count_rows, void* out) {
+  std::vector<hsize_t> dims = extent(ds);
+  if (first < 0 || count_rows < 0 || static_cast<hsize_t>(first + count_rows) > dims[0])
+    fail("rows [" + std::to_string(first) + ", " + std::to_string(first + count_rows) + ") out of range (" +
+             std::to_string(dims[0]) + " rows)",
+         ds.where());
+  if (count_rows == 0) return;
+  Tmp fspace{H5Dget_space(ds.id()), H5Sclose};
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = static_cast<hsize_t>(first);
+  count[0] = static_cast<hsize_t>(count_rows);
+  H5Sselect_hyperslab(fspace.id, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  Tmp mspace{H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose};
+  if (H5Dread(ds.id(), mem_type, mspace.id, fspace.id, H5P_DEFAULT, out) < 0)
+    fail("cannot read rows (corrupt file?)", ds.where());
+}
+
+void read_raw_chunk(const Handle& ds, int64_t row, void* out, size_t bytes) {
+  std::vector<hsize_t> dims = extent(ds);
+  if (row < 0 || static_cast<hsize_t>(row) >= dims[0])
+    fail("row " + std::to_string(row) + " out of range (" + std::to_string(dims[0]) + " rows)", ds.where());
+  std::vector<hsize_t> offset(dims.size(), 0);
+  offset[0] = static_cast<hsize_t>(row);
+  hsize_t stored = 0;
+  if (H5Dget_chunk_storage_size(ds.id(), offset.data(), &stored) < 0 || stored != bytes)
+    fail("chunk " + std::to_string(row) + " has " + std::to_string(stored) + " bytes, expected " +
+             std::to_string(bytes) + " (corrupt file?)",
+         ds.where());
+  uint32_t filters = 0;
+  if (H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.data(), &filters, out) < 0)
+    fail("cannot read chunk " + std::to_string(row) + " (corrupt file?)", ds.where());
+}
+
+int filter_count(const Handle& ds) {
+  Tmp dcpl{H5Dget_create_plist(ds.id()), H5Pclose};
+  return H5Pget_nfilters(dcpl.id);
+}
+
+void write_strings(const Handle& loc, const std::string& name, const std::vector<std::string>& values) {
+  std::string where = join(loc, name);
+  if (exists(loc, name)) fail("already exists", where);
+  Tmp type{H5Tcopy(H5T_C_S1), H5Tclose};
+  H5Tset_size(type.id, H5T_VARIABLE);
+  H5Tset_cset(type.id, H5T_CSET_UTF8);
+  hsize_t n = values.size();
+  Tmp space{H5Screate_simple(1, &n, nullptr), H5Sclose};
+  Handle ds = check(H5Dcreate2(loc.id(), name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                    "cannot create dataset", where);
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  if (n > 0 && H5Dwrite(ds.id(), type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
+    fail("cannot write strings", where);
+}
+
+std::vector<std::string> read_strings(const Handle& loc, const std::string& name) {
+  Handle ds = open_dataset(loc, name);
+  Tmp type{H5Dget_type(ds.id()), H5Tclose};
+  if (H5Tget_class(type.id) != H5T_STRING) fail("not a string dataset", ds.where());
+  Tmp space{H5Dget_space(ds.id()), H5Sclose};
+  hssize_t n = H5Sget_simple_extent_npoints(space.id);
+  std::vector<std::string> out;
+  if (n <= 0) return out;
+  if (H5Tis_variable_str(type.id) > 0) {
+    Tmp mem{H5Tcopy(H5T_C_S1), H5Tclose};
+    H5Tset_size(mem.id, H5T_VARIABLE);
+    H5Tset_cset(mem.id, H5Tget_cset(type.id));
+    std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
+    if (H5Dread(ds.id(), mem.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0) fail("cannot read strings", ds.where());
+    for (char* p : ptrs) out.emplace_back(p ? p : "");
+    H5Dvlen_reclaim(mem.id, space.id, H5P_DEFAULT, ptrs.data());
+  } else {
+    size_t sz = H5Tget_size(type.id);
+    std::vector<char> buf(sz * static_cast<size_t>(n));
+    if (H5Dread(ds.id(), type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0) fail("cannot read strings", ds.where());
+    for (hssize_t i = 0; i < n; ++i) {
+      std::string s(buf.data() + static_cast<size_t>(i) * sz, sz);
+      while (!s.empty() && s.back() == '\0') s.pop_back();
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+Handle open_file_shared(const std::string& path, size_t chunk_cache_bytes) {
+  // HDF5 reads HDF5_USE_FILE_LOCKING when the library initialises; set it before the first call
+  // unless the user chose a value.
+  static std::once_flag once;
+  std::call_once(once, [] { setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0); });
+  quiet_hdf5();
+#if H5_VERSION_GE(1, 12, 0)
+  if (H5Fis_accessible(path.c_str(), H5P_DEFAULT) <= 0)
+#else
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+#endif
+    fail("not a readable HDF5 file (missing, truncated or corrupt)", path);
+  Tmp fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
+  H5Pset_cache(fapl.id, 0, 521, chunk_cache_bytes, 1.0);
+#if H5_VERSION_GE(1, 10, 7)
+  const char* env = std::getenv("HDF5_USE_FILE_LOCKING");
+  bool lock = env && (std::string(env) == "TRUE" || std::string(env) == "1");
+  H5Pset_file_locking(fapl.id, lock, true);
+#endif
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id);
+  return check(id, "cannot open HDF5 file (corrupt?)", path + ":/");
 }
 
 }  // namespace sf::h5

@@ -87,4 +87,30 @@ void write_u8(const Handle& loc, const std::string& name, const uint8_t* data, c
 // Flushes all buffers of the file that `obj` belongs to.
 void flush(const Handle& obj);
 
+// ---- Chunked datasets that grow along their first dimension (dataset packs) ----
+
+Handle open_dataset(const Handle& loc, const std::string& name);
+// Creates a dataset of `file_type` with shape [0, item_shape...], unlimited along the first
+// dimension, chunked one item per chunk; gzip_level 1..9 adds deflate, 0 stores raw chunks.
+Handle create_rows(const Handle& loc, const std::string& name, hid_t file_type, const std::vector<int64_t>& item_shape,
+                   int gzip_level);
+// Extends `ds` by `rows` items and writes them from `data` (memory type `mem_type`, C order).
+void append_rows(const Handle& ds, hid_t mem_type, const void* data, int64_t rows);
+// Reads items [first, first + count) into `out` (memory type `mem_type`, C order).
+void read_rows(const Handle& ds, hid_t mem_type, int64_t first, int64_t count, void* out);
+// Reads the raw bytes of chunk `row` of a dataset chunked one item per chunk and stored without
+// filters (the fast path of the pack reader). `out` must hold one item.
+void read_raw_chunk(const Handle& ds, int64_t row, void* out, size_t bytes);
+// Number of filters (compression etc.) on a dataset; 0 for raw chunks.
+int filter_count(const Handle& ds);
+
+// String arrays: written as variable-length UTF-8; read from variable- or fixed-length strings.
+void write_strings(const Handle& loc, const std::string& name, const std::vector<std::string>& values);
+std::vector<std::string> read_strings(const Handle& loc, const std::string& name);
+
+// Opens a file read-only for many independent readers: HDF5 file locking is off unless the
+// environment sets HDF5_USE_FILE_LOCKING (see data/README.md), and the raw chunk cache is sized
+// to `chunk_cache_bytes` (0 disables it).
+Handle open_file_shared(const std::string& path, size_t chunk_cache_bytes = 0);
+
 }  // namespace sf::h5

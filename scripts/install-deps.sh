@@ -10,6 +10,7 @@ PKGS=(
   libboost-program-options-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev
   libpng-dev zlib1g-dev
+  libjpeg62-turbo-dev python3-h5py
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,247 @@
+#include "data/dicom.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "data/tfrecord.h"
+
+namespace sf::data {
+
+namespace {
+
+constexpr uint32_t kUndefined = 0xFFFFFFFFu;
+
+bool long_vr(const char* vr) {
+  static const char* kLong[] = {"OB", "OD", "OF", "OL", "OW", "SQ", "UC", "UR", "UT", "UN", "OV", "SV", "UV"};
+  for (const char* l : kLong)
+    if (vr[0] == l[0] && vr[1] == l[1]) return true;
+  return false;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && s[i] == ' ') ++i;
+  return s.substr(i);
+}
+
+double first_number(const std::string& s, double fallback) {
+  std::string t = trim(s.substr(0, s.find('\\')));
+  if (t.empty()) return fallback;
+  try { return std::stod(t); } catch (...) { return fallback; }
+}
+
+struct Parser {
+  const std::vector<uint8_t>& b;
+  const std::string& path;
+  size_t pos;
+  bool explicit_vr = true;
+  bool big = false;
+  DicomImage& img;
+  bool got_pixels = false;
+  size_t pixel_off = 0, pixel_len = 0;
+
+  [[noreturn]] void fail(const std::string& what) {
+    throw FormatError(path + ": " + what + " at byte " + std::to_string(pos));
+  }
+  void need(size_t n) {
+    if (pos + n > b.size()) fail("truncated DICOM data");
+  }
+  uint16_t u16(size_t at, bool be) const {
+    return be ? static_cast<uint16_t>(b[at] << 8 | b[at + 1]) : static_cast<uint16_t>(b[at] | b[at + 1] << 8);
+  }
+  uint32_t u32(size_t at, bool be) const {
+    return be ? (uint32_t(u16(at, true)) << 16 | u16(at + 2, true)) : (u32le(at));
+  }
+  uint32_t u32le(size_t at) const { return uint32_t(b[at]) | uint32_t(b[at + 1]) << 8 | uint32_t(b[at + 2]) << 16 | uint32_t(b[at + 3]) << 24; }
+
+  // Reads one element header; returns false at end of data.
+  bool header(uint16_t& group, uint16_t& elem, std::string& vr, uint32_t& len, bool meta) {
+    if (pos >= b.size()) return false;
+    need(8);
+    bool be = big && !meta;
+    group = u16(pos, be);
+    elem = u16(pos + 2, be);
+    bool expl = meta || explicit_vr;
+    if (group == 0xFFFE) {  // item / delimiters: never have a VR
+      len = u32(pos + 4, be);
+      vr = "";
+      pos += 8;
+      return true;
+    }
+    if (expl) {
+      vr.assign(reinterpret_cast<const char*>(&b[pos + 4]), 2);
+      if (long_vr(vr.c_str())) {
+        need(12);
+        len = u32(pos + 8, be);
+        pos += 12;
+      } else {
+        len = u16(pos + 6, be);
+        pos += 8;
+      }
+    } else {
+      vr = "";
+      len = u32(pos + 4, be);
+      pos += 8;
+    }
+    return true;
+  }
+
+  // Skips the contents of an undefined-length sequence or encapsulated pixel data.
+  void skip_undefined() {
+    while (true) {
+      uint16_t g, e;
+      std::string vr;
+      uint32_t len;
+      if (!header(g, e, vr, len, false)) fail("unterminated sequence");
+      if (g == 0xFFFE && e == 0xE0DD) return;         // sequence delimiter
+      if (g == 0xFFFE && e == 0xE000) {               // item
+        if (len == kUndefined) skip_item_elements();
+        else { need(len); pos += len; }
+        continue;
+      }
+      fail("unexpected element in a sequence");
+    }
+  }
+  void skip_item_elements() {
+    while (true) {
+      uint16_t g, e;
+      std::string vr;
+      uint32_t len;
+      if (!header(g, e, vr, len, false)) fail("unterminated item");
+      if (g == 0xFFFE && e == 0xE00D) return;  // item delimiter
+      if (len == kUndefined) skip_undefined();
+      else { need(len); pos += len; }
+    }
+  }
+
+  std::string str(uint32_t len) { need(len); return trim(std::string(reinterpret_cast<const char*>(&b[pos]), len)); }
+
+  void run(bool meta_only) {
+    while (pos < b.size()) {
+      size_t start = pos;
+      uint16_t g, e;
+      std::string vr;
+      uint32_t len;
+      bool meta = meta_only;
+      if (meta_only) {
+        need(2);
+        if (u16(pos, false) != 0x0002) return;
+      }
+      if (!header(g, e, vr, len, meta)) return;
+      if (len == kUndefined) {
+        if (g == 0x7FE0 && e == 0x0010) fail("encapsulated (compressed) pixel data is not supported");
+        skip_undefined();
+        continue;
+      }
+      need(len);
+      uint32_t tag = uint32_t(g) << 16 | e;
+      bool be = big && !meta;
+      switch (tag) {
+        case 0x00020010: img.transfer_syntax = str(len); break;
+        case 0x00080060: img.modality = str(len); break;
+        case 0x00200013: img.instance_number = static_cast<int>(first_number(str(len), 0)); break;
+        case 0x00200032: {
+          std::string s = str(len);
+          size_t a = s.find('\\'), c = a == std::string::npos ? a : s.find('\\', a + 1);
+          if (c != std::string::npos) img.slice_position = first_number(s.substr(c + 1), 0);
+          break;
+        }
+        case 0x00280002: img.samples_per_pixel = u16(pos, be); break;
+        case 0x00280008: img.frames = static_cast<int>(first_number(str(len), 1)); break;
+        case 0x00280010: img.rows = u16(pos, be); break;
+        case 0x00280011: img.cols = u16(pos, be); break;
+        case 0x00280100: img.bits_allocated = u16(pos, be); break;
+        case 0x00280101: img.bits_stored = u16(pos, be); break;
+        case 0x00280103: img.is_signed = u16(pos, be) == 1; break;
+        case 0x00281050: img.window_center = first_number(str(len), 0); img.has_window = true; break;
+        case 0x00281051: img.window_width = first_number(str(len), 0); break;
+        case 0x00281052: img.rescale_intercept = first_number(str(len), 0); img.has_rescale = true; break;
+        case 0x00281053: img.rescale_slope = first_number(str(len), 1); img.has_rescale = true; break;
+        case 0x7FE00010: got_pixels = true; pixel_off = pos; pixel_len = len; break;
+        default: break;
+      }
+      (void)start;
+      pos += len;
+    }
+  }
+};
+
+}  // namespace
+
+bool looks_like_dicom(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char head[132];
+  f.read(head, 132);
+  if (f.gcount() == 132 && std::memcmp(head + 128, "DICM", 4) == 0) return true;
+  auto dot = path.rfind('.');
+  std::string ext = dot == std::string::npos ? "" : path.substr(dot + 1);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == "dcm" || ext == "dicom";
+}
+
+std::vector<float> DicomImage::frame_values(int f) const {
+  size_t plane = static_cast<size_t>(rows) * cols;
+  std::vector<float> out(plane);
+  const int32_t* p = pixels.data() + static_cast<size_t>(f) * plane * samples_per_pixel;
+  for (size_t i = 0; i < plane; ++i)
+    out[i] = static_cast<float>(rescale_slope * p[i * samples_per_pixel] + rescale_intercept);
+  return out;
+}
+
+DicomImage read_dicom(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FormatError(path + ": cannot open");
+  std::vector<uint8_t> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  DicomImage img;
+  img.path = path;
+  Parser p{b, path, 0, true, false, img};
+  if (b.size() >= 132 && std::memcmp(&b[128], "DICM", 4) == 0) {
+    p.pos = 132;
+    p.run(true);  // file meta group, always explicit VR little-endian
+  }
+  const std::string& ts = img.transfer_syntax;
+  if (ts.empty() || ts == "1.2.840.10008.1.2") {
+    p.explicit_vr = false;
+  } else if (ts == "1.2.840.10008.1.2.1") {
+    p.explicit_vr = true;
+  } else if (ts == "1.2.840.10008.1.2.2") {
+    p.explicit_vr = true;
+    p.big = true;
+  } else {
+    throw FormatError(path + ": DICOM transfer syntax " + ts + " (compressed) is not supported; decompress it first (e.g. gdcmconv --raw)");
+  }
+  if (ts.empty() && b.size() >= 6 && std::isupper(b[4]) && std::isupper(b[5])) p.explicit_vr = true;  // guess
+  p.run(false);
+  if (!p.got_pixels) throw FormatError(path + ": no pixel data (7FE0,0010)");
+  if (img.rows <= 0 || img.cols <= 0) throw FormatError(path + ": missing or zero Rows/Columns");
+  if (img.bits_allocated != 8 && img.bits_allocated != 16 && img.bits_allocated != 32)
+    throw FormatError(path + ": unsupported BitsAllocated " + std::to_string(img.bits_allocated));
+  if (img.bits_stored <= 0) img.bits_stored = img.bits_allocated;
+  if (img.frames < 1) img.frames = 1;
+  size_t count = static_cast<size_t>(img.rows) * img.cols * img.frames * img.samples_per_pixel;
+  size_t bytes_per = static_cast<size_t>(img.bits_allocated / 8);
+  if (p.pixel_len < count * bytes_per)
+    throw FormatError(path + ": pixel data has " + std::to_string(p.pixel_len) + " bytes, " + std::to_string(count * bytes_per) +
+                      " expected for " + std::to_string(img.rows) + "x" + std::to_string(img.cols) + "x" + std::to_string(img.frames));
+  img.pixels.resize(count);
+  const uint8_t* src = b.data() + p.pixel_off;
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t v;
+    if (bytes_per == 1) v = src[i];
+    else if (bytes_per == 2) v = p.u16(p.pixel_off + 2 * i, p.big);
+    else v = p.u32(p.pixel_off + 4 * i, p.big);
+    int shift = img.bits_stored;
+    if (shift < 32) v &= (uint32_t(1) << shift) - 1;
+    int32_t s;
+    if (img.is_signed && shift < 32 && (v >> (shift - 1)) & 1) s = static_cast<int32_t>(v | ~((uint32_t(1) << shift) - 1));
+    else s = static_cast<int32_t>(v);
+    img.pixels[i] = s;
+  }
+  (void)src;
+  return img;
+}
+
+}  // namespace sf::data

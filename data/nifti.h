@@ -1,0 +1,52 @@
+// NIfTI-1 and NIfTI-2 volume reader (.nii, .nii.gz; single-file format), written for the pack
+// importer: it decodes the voxels of any standard data type, little- or big-endian, into float32
+// with scl_slope/scl_inter applied (as nibabel's get_fdata does when the slope is non-zero), in
+// the file's voxel order: i fastest, then j, k, t.
+//
+// Also: slicing a volume into 2-D images along an axis and scaling intensities to uint8.
+// All functions are reentrant; errors throw FormatError (data/tfrecord.h) naming the file.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+
+namespace sf::data {
+
+struct NiftiVolume {
+  std::string path;
+  int version = 1;                     // 1 or 2
+  std::vector<int64_t> dims;           // [nx, ny, nz, (nt, ...)] as in dim[1..dim[0]]
+  std::string dtype;                   // "int16", "uint8", "float32", ...
+  bool big_endian = false;
+  double scl_slope = 0, scl_inter = 0;
+  std::array<double, 3> pixdim{1, 1, 1};
+  std::vector<float> data;             // i fastest: index = i + nx*(j + ny*(k + nz*t))
+  int64_t nx() const { return dims.size() > 0 ? dims[0] : 1; }
+  int64_t ny() const { return dims.size() > 1 ? dims[1] : 1; }
+  int64_t nz() const { return dims.size() > 2 ? dims[2] : 1; }
+  int64_t nt() const;                  // product of dims beyond the third (1 for 3-D)
+};
+
+// True for names ending in .nii or .nii.gz.
+bool is_nifti_name(const std::string& name);
+NiftiVolume read_nifti(const std::string& path);
+
+// Intensity scaling of one volume (or series) to uint8.
+struct IntensityScaling {
+  enum Mode { MinMax, Percentile, Window } mode = MinMax;
+  double lo_pct = 0.5, hi_pct = 99.5;  // Percentile
+  double center = 0, width = 0;        // Window (DICOM-style centre/width)
+};
+// The [lo, hi] range that maps to [0, 255] for these values.
+std::pair<double, double> intensity_range(const std::vector<float>& values, const IntensityScaling& s);
+uint8_t to_u8(float v, double lo, double hi);
+
+// 2-D slice `index` of time point `t` along `axis` (0, 1 or 2) as a gray uint8 image:
+// rows follow the higher remaining axis, columns the lower one (axis 2: rows j, columns i).
+Image nifti_slice(const NiftiVolume& vol, int axis, int64_t index, int64_t t, double lo, double hi);
+
+}  // namespace sf::data
