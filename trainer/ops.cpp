@@ -6,6 +6,14 @@
 #include <stdexcept>
 
 namespace sf::ops {
+namespace {
+
+at::Tensor grouped_conv(const at::Tensor& x, const at::Tensor& w, int64_t groups) {
+  const int64_t one[2] = {1, 1}, zero[2] = {0, 0};
+  return at::conv2d(x, w, c10::nullopt, one, zero, one, groups);
+}
+
+}  // namespace
 
 at::Tensor setup_filter(const at::Tensor& f_in, bool normalize, bool flip_filter, double gain,
                         std::optional<bool> separable) {
@@ -57,11 +65,11 @@ at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int upx, in
   if (!flip_filter) f = f.flip(f.dim() == 1 ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 1});
   if (f.dim() == 2) {
     at::Tensor k = f.reshape({1, 1, f.size(0), f.size(1)}).repeat({c, 1, 1, 1});
-    x = at::conv2d(x, k, {}, 1, 0, 1, c);
+    x = grouped_conv(x, k, c);
   } else {
     at::Tensor k = f.reshape({1, 1, f.size(0)}).repeat({c, 1, 1});
-    x = at::conv2d(x, k.unsqueeze(2), {}, 1, 0, 1, c);
-    x = at::conv2d(x, k.unsqueeze(3), {}, 1, 0, 1, c);
+    x = grouped_conv(x, k.unsqueeze(2), c);
+    x = grouped_conv(x, k.unsqueeze(3), c);
   }
 
   // Downsample by keeping every down-th pixel.
@@ -95,8 +103,9 @@ namespace {
 at::Tensor conv2d_wrapper(const at::Tensor& x, at::Tensor w, int stride, int pady, int padx, int groups,
                           bool transpose, bool flip_weight) {
   if (!flip_weight) w = w.flip({2, 3});
-  if (transpose) return at::conv_transpose2d(x, w, {}, stride, {pady, padx}, 0, groups, 1);
-  return at::conv2d(x, w, {}, stride, {pady, padx}, 1, groups);
+  const int64_t st[2] = {stride, stride}, pad[2] = {pady, padx}, one[2] = {1, 1}, zero[2] = {0, 0};
+  if (transpose) return at::conv_transpose2d(x, w, c10::nullopt, st, pad, zero, groups, one);
+  return at::conv2d(x, w, c10::nullopt, st, pad, one, groups);
 }
 
 }  // namespace
