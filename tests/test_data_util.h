@@ -1,0 +1,34 @@
+// Helpers shared by the data-layer tests: fixture location and scratch folders.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace sf::test {
+
+// The fixtures folder: $STYLEFORGE_FIXTURES, else ../shared/fixtures next to the source tree.
+inline std::string fixtures_dir() {
+  if (const char* e = std::getenv("STYLEFORGE_FIXTURES")) return e;
+  return (std::filesystem::path(STYLEFORGE_SOURCE_DIR) / ".." / "shared" / "fixtures").lexically_normal().string();
+}
+inline std::string fixture(const std::string& rel) { return fixtures_dir() + "/" + rel; }
+
+// A fresh scratch folder removed when the object goes out of scope.
+struct ScratchDir {
+  std::filesystem::path path;
+  explicit ScratchDir(const std::string& tag) {
+    path = std::filesystem::temp_directory_path() / ("sf_data_" + tag + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+}  // namespace sf::test
