@@ -69,7 +69,7 @@ void InfiniteSampler::advance() {
   if (window_ >= 2) {
     int64_t i = idx_ % n;
     int64_t r = static_cast<int64_t>(rnd_.interval(static_cast<uint64_t>(window_ - 1)));
-    int64_t j = ((i - r) % n + n) % n;
+    int64_t j = opts_.reference_wrap ? ((i - r) % n + n) % n : i - (r % (i + 1));
     std::swap(order_[static_cast<size_t>(i)], order_[static_cast<size_t>(j)]);
   }
   ++idx_;

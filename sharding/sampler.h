@@ -7,6 +7,14 @@
 // congruent to r modulo the world size. With x-flip the dataset is doubled (indices size..2*size-1
 // stand for the same images mirrored), as the reference's Dataset does with xflip=True.
 //
+// One deliberate difference, on by default: in the reference a swap partner i - r (r < window)
+// wraps around to the end of the order when r > i, so a position not yet visited in this pass can
+// receive an index already handed out, and one pass over the order (an "epoch") may repeat some
+// indices and miss others. Here, unless Options::reference_wrap is set, the partner is
+// i - (r mod (i + 1)): the same random draw, but never past the start of the pass. Every epoch of
+// N*(1+xflip) global positions is then an exact permutation, split disjointly across ranks.
+// With reference_wrap the stream equals the reference's for the same seed, index for index.
+//
 // Every rank walks the whole global stream (cheap: one swap per position), so the stream, and
 // with it each rank's share, is a pure function of (size, seed, window, rank, world).
 // Not thread-safe; each rank owns its sampler. Torch-free and MPI-free.
@@ -39,6 +47,7 @@ class InfiniteSampler {
     uint32_t seed = 0;
     double window = 0.5;
     bool xflip = false;  // double the dataset with mirrored copies
+    bool reference_wrap = false;  // reproduce the reference's wrap-around swaps exactly
   };
   InfiniteSampler(int64_t dataset_size, int rank, int world, Options opts);
   InfiniteSampler(int64_t dataset_size, int rank, int world) : InfiniteSampler(dataset_size, rank, world, Options{}) {}
