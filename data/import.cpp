@@ -529,10 +529,11 @@ Image conform(Image img, const std::string& name, const ImportOptions& opts, boo
 class Progress {
  public:
   Progress(std::ostream* out, int64_t total) : out_(out), total_(total) {}
-  void step(int64_t done) {
+  void step(int64_t done, bool force = false) {
     if (!out_) return;
+    done_ = done;
     auto now = std::chrono::steady_clock::now();
-    if (done != total_ && now - last_ < std::chrono::milliseconds(200)) return;
+    if (!force && done != total_ && now - last_ < std::chrono::milliseconds(200)) return;
     last_ = now;
     if (total_ > 0) {
       int width = 30, filled = static_cast<int>(width * done / std::max<int64_t>(total_, 1));
@@ -544,12 +545,14 @@ class Progress {
     drawn_ = true;
   }
   void finish() {
+    if (out_ && drawn_ && done_ != total_) step(done_, true);
     if (out_ && drawn_) *out_ << "\n";
   }
 
  private:
   std::ostream* out_;
   int64_t total_;
+  int64_t done_ = 0;
   std::chrono::steady_clock::time_point last_{};
   bool drawn_ = false;
 };

@@ -11,6 +11,8 @@ namespace sf::cli {
 
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
+      {"pack", "pack images, TFRecords, NIfTI or DICOM into an HDF5 dataset pack", cmd_pack},
+      {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},
       {"version", "print the versions of styleforge and the libraries it was built with", cmd_version},
   };

@@ -44,5 +44,7 @@ int parse_options(const std::string& command, const std::string& usage, const st
 // Subcommand entry points (one file each under launcher/).
 int cmd_version(const std::vector<std::string>& args);
 int cmd_selftest(const std::vector<std::string>& args);
+int cmd_pack(const std::vector<std::string>& args);
+int cmd_bench_data(const std::vector<std::string>& args);
 
 }  // namespace sf::cli
