@@ -263,7 +263,7 @@ class TfSource : public Source {
     while (counter.next(rec)) ++count_;
     if (!labels_path_.empty()) {
       int64_t nl = labels_.shape.empty() ? 0 : labels_.shape[0];
-      if (nl < count_)
+      if (nl != count_)
         throw ImportError(labels_path_ + ": label count mismatch: " + std::to_string(nl) + " labels for " +
                           std::to_string(count_) + " records in " + file_);
     }
