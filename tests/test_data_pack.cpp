@@ -327,3 +327,92 @@ TEST(DataLoader, ReaderErrorsReachTheConsumer) {
 }
 
 }  // namespace
+
+// ---- JPEG and DICOM series ----
+
+#include <jpeglib.h>
+
+namespace {
+
+std::vector<uint8_t> encode_jpeg_for_test(const Image& img, int quality) {
+  jpeg_compress_struct c;
+  jpeg_error_mgr err;
+  c.err = jpeg_std_error(&err);
+  jpeg_create_compress(&c);
+  unsigned char* buf = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&c, &buf, &size);
+  c.image_width = static_cast<JDIMENSION>(img.width);
+  c.image_height = static_cast<JDIMENSION>(img.height);
+  c.input_components = img.channels;
+  c.in_color_space = img.channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, quality, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = const_cast<JSAMPROW>(img.row(static_cast<int>(c.next_scanline)));
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  std::vector<uint8_t> out(buf, buf + size);
+  jpeg_destroy_compress(&c);
+  free(buf);
+  return out;
+}
+
+TEST(DataJpeg, FolderOfJpegsPacks) {
+  ScratchDir tmp("jpeg");
+  fs::create_directories(tmp.path / "src");
+  Image flat;
+  flat.width = flat.height = 16;
+  flat.channels = 3;
+  flat.pixels.assign(16 * 16 * 3, 0);
+  for (int i = 0; i < 16 * 16; ++i) {
+    flat.pixels[static_cast<size_t>(3 * i)] = 200;
+    flat.pixels[static_cast<size_t>(3 * i + 1)] = 100;
+    flat.pixels[static_cast<size_t>(3 * i + 2)] = 50;
+  }
+  auto bytes = encode_jpeg_for_test(flat, 95);
+  for (std::string n : {"a.jpg", "b.JPEG"}) std::ofstream(tmp / ("src/" + n), std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  Image dec = decode_image(bytes.data(), bytes.size(), "a.jpg");
+  ASSERT_EQ(dec.channels, 3);
+  for (size_t i = 0; i < dec.pixels.size(); ++i) ASSERT_NEAR(dec.pixels[i], flat.pixels[i], 3) << i;
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "j.h5";
+  pack_dataset(o);
+  PackReader p(o.dest);
+  EXPECT_EQ(p.size(), 2);
+  EXPECT_EQ(p.names(), (std::vector<std::string>{"a.jpg", "b.JPEG"}));
+  // A corrupt JPEG names the file.
+  std::ofstream(tmp / "src/c.jpg", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), 40);
+  o.dest = tmp / "bad.h5";
+  try {
+    pack_dataset(o);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("c.jpg"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DataDicom, FolderIsASeries) {
+  ScratchDir tmp("dcm_series");
+  fs::create_directories(tmp.path / "s1");
+  fs::copy_file(fixture("real/MR_small.dcm"), tmp.path / "s1/0001.dcm");
+  fs::copy_file(fixture("real/MR_small.dcm"), tmp.path / "s1/0002.dcm");
+  ImportOptions o;
+  o.source = tmp / "s1";
+  o.dest = tmp / "s.h5";
+  auto s = pack_dataset(o);
+  EXPECT_EQ(s.source_kind, "dicom");
+  PackReader p(o.dest);
+  EXPECT_EQ(p.size(), 2);
+  std::vector<uint8_t> a(64 * 64), b(64 * 64);
+  p.read_image(0, a.data());
+  p.read_image(1, b.data());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 255);  // min-max over the series
+  EXPECT_EQ(*std::min_element(a.begin(), a.end()), 0);
+}
+
+}  // namespace
