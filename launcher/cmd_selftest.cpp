@@ -20,7 +20,11 @@ int cmd_selftest(const std::vector<std::string>& args) {
       ("tolerance", po::value(&o.tolerance)->default_value(1e-5), "largest accepted relative error")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: library default)")
       ("kinds", po::value(&kinds), "comma-separated kinds to check (default: all known)")
-      ("verbose,v", po::bool_switch(&o.verbose), "print the error of every compared dataset");
+      ("verbose,v", po::bool_switch(&o.verbose), "print the error of every compared dataset")
+      ("strict", po::bool_switch(&o.strict),
+       "fail on any error above the tolerance, even where a one-ulp change of the inputs moves our own result more")
+      ("float64", po::bool_switch(&o.float64),
+       "recompute in float64: shows how much of a difference is float32 rounding alone");
   po::variables_map vm;
   if (int rc = parse_options("selftest", "[--fixtures DIR]", args, desc, vm); rc >= 0) return rc;
   size_t pos = 0;

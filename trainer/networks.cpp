@@ -18,6 +18,12 @@ std::string key(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
+// The reference casts reduced-precision activations to float32 at block boundaries; float64
+// (used by gradient checks) passes through unchanged.
+at::Tensor at_least_fp32(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? t : t.to(at::kFloat);
+}
+
 at::Generator resolve(std::optional<at::Generator> g) {
   return g ? *g : at::detail::getDefaultCPUGenerator();
 }
@@ -108,11 +114,11 @@ at::Tensor MappingNetwork::forward(const at::Tensor& z, const at::Tensor& c, dou
   at::Tensor x;
   if (z_dim > 0) {
     TORCH_CHECK(z.dim() == 2 && z.size(1) == z_dim, "mapping: z must be [N, ", z_dim, "], got ", z.sizes());
-    x = ops::normalize_2nd_moment(z.to(at::kFloat));
+    x = ops::normalize_2nd_moment(at_least_fp32(z));
   }
   if (c_dim > 0) {
     TORCH_CHECK(c.defined() && c.dim() == 2 && c.size(1) == c_dim, "mapping: c must be [N, ", c_dim, "]");
-    at::Tensor y = ops::normalize_2nd_moment(embed.forward(c.to(at::kFloat)));
+    at::Tensor y = ops::normalize_2nd_moment(embed.forward(at_least_fp32(c)));
     x = x.defined() ? at::cat({x, y}, 1) : y;
   }
   for (const auto& fc : fcs) x = fc.forward(x);
@@ -233,7 +239,7 @@ void SynthesisBlock::forward(at::Tensor& x, at::Tensor& img, const at::Tensor& w
   }
   if (img.defined()) img = ops::upsample2d(img, resample_filter);
   if (is_last || architecture == "skip") {
-    at::Tensor y = torgb.forward(x, next_w(), fused_modconv).to(at::kFloat);
+    at::Tensor y = at_least_fp32(torgb.forward(x, next_w(), fused_modconv));
     img = img.defined() ? img + y : y;
   }
 }
@@ -256,7 +262,7 @@ at::Tensor SynthesisNetwork::forward(const at::Tensor& ws_in, NoiseMode mode, bo
                                      std::optional<at::Generator> noise_gen) const {
   TORCH_CHECK(ws_in.dim() == 3 && ws_in.size(1) == num_ws && ws_in.size(2) == w_dim, "synthesis: ws must be [N, ",
               num_ws, ", ", w_dim, "], got ", ws_in.sizes());
-  at::Tensor ws = ws_in.to(at::kFloat);
+  at::Tensor ws = at_least_fp32(ws_in);
   at::Tensor x, img;
   int64_t w_idx = 0;
   for (const auto& block : blocks) {
@@ -356,8 +362,8 @@ DiscriminatorEpilogue::DiscriminatorEpilogue(ParamStore& s, const std::string& p
 at::Tensor DiscriminatorEpilogue::forward(const at::Tensor& x_in, const at::Tensor& img, const at::Tensor& cmap) const {
   TORCH_CHECK(x_in.dim() == 4 && x_in.size(1) == in_channels && x_in.size(2) == resolution,
               "discriminator epilogue: bad input ", x_in.sizes());
-  at::Tensor x = x_in.to(at::kFloat);
-  if (has_fromrgb) x = x + fromrgb.forward(img.to(at::kFloat));
+  at::Tensor x = at_least_fp32(x_in);
+  if (has_fromrgb) x = x + fromrgb.forward(at_least_fp32(img));
   if (mbstd_num_channels > 0) x = ops::minibatch_std(x, mbstd_group_size, mbstd_num_channels);
   x = conv.forward(x);
   x = fc.forward(x.flatten(1));

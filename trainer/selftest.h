@@ -17,6 +17,8 @@ struct SelftestOptions {
   int threads = 0;               // 0: leave LibTorch's default
   std::vector<std::string> kinds;  // empty: all known kinds
   bool verbose = false;          // one line per compared dataset
+  bool strict = false;           // no allowance for ill-conditioned results (see selftest.cpp)
+  bool float64 = false;          // recompute in float64 instead of the reference's float32
 };
 
 // Returns 0 when every file of a known kind was handled and within tolerance, 1 otherwise.
