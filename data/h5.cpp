@@ -367,6 +367,33 @@ void read_raw_chunk(const Handle& ds, int64_t row, void* out, size_t bytes) {
     fail("cannot read chunk " + std::to_string(row) + " (corrupt file?)", ds.where());
 }
 
+bool chunk_location(const Handle& ds, int64_t row, uint64_t* offset, uint64_t* size) {
+#if H5_VERSION_GE(1, 10, 5)
+  Tmp space{H5Dget_space(ds.id()), H5Sclose};
+  int nd = H5Sget_simple_extent_ndims(space.id);
+  if (nd < 1) return false;
+  std::vector<hsize_t> coord(static_cast<size_t>(nd), 0);
+  coord[0] = static_cast<hsize_t>(row);
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t stored = 0;
+  if (H5Dget_chunk_info_by_coord(ds.id(), coord.data(), &mask, &addr, &stored) < 0 || addr == HADDR_UNDEF) return false;
+  hid_t file = H5Iget_file_id(ds.id());
+  hsize_t userblock = 0;
+  if (file >= 0) {
+    Tmp fcpl{H5Fget_create_plist(file), H5Pclose};
+    H5Pget_userblock(fcpl.id, &userblock);
+    H5Fclose(file);
+  }
+  *offset = static_cast<uint64_t>(addr) + userblock;
+  *size = stored;
+  return true;
+#else
+  (void)ds; (void)row; (void)offset; (void)size;
+  return false;
+#endif
+}
+
 int filter_count(const Handle& ds) {
   Tmp dcpl{H5Dget_create_plist(ds.id()), H5Pclose};
   return H5Pget_nfilters(dcpl.id);

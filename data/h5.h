@@ -101,6 +101,10 @@ void read_rows(const Handle& ds, hid_t mem_type, int64_t first, int64_t count, v
 // Reads the raw bytes of chunk `row` of a dataset chunked one item per chunk and stored without
 // filters (the fast path of the pack reader). `out` must hold one item.
 void read_raw_chunk(const Handle& ds, int64_t row, void* out, size_t bytes);
+// File offset and stored size of chunk `row` (one item per chunk), for direct positioned reads
+// of unfiltered chunks; offsets include the user block. False when HDF5 cannot tell (< 1.10.5)
+// or the chunk is not allocated.
+bool chunk_location(const Handle& ds, int64_t row, uint64_t* offset, uint64_t* size);
 // Number of filters (compression etc.) on a dataset; 0 for raw chunks.
 int filter_count(const Handle& ds);
 

@@ -1,5 +1,6 @@
 #include "data/pack.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -192,6 +193,13 @@ PackReader::PackReader(const std::string& path) {
   if (shape != want) throw bad("images has shape " + h5::shape_str(shape) + ", attributes say " + h5::shape_str(want));
   images_ = h5::open_dataset(file_, "images");
   raw_chunks_ = h5::filter_count(images_) == 0;
+  if (raw_chunks_) {
+    uint64_t off = 0, size = 0;
+    if (info_.num_images > 0 && h5::chunk_location(images_, 0, &off, &size) && size == info_.image_bytes()) {
+      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd_ >= 0) chunk_offset_.assign(static_cast<size_t>(info_.num_images), 0);
+    }
+  }
   if (info_.label_kind == LabelKind::Class) {
     std::vector<int64_t> ls;
     classes_ = h5::read_i64(file_, "labels", &ls);
@@ -205,10 +213,30 @@ PackReader::PackReader(const std::string& path) {
   }
 }
 
+PackReader::~PackReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 void PackReader::read_image(int64_t i, uint8_t* out) const {
   if (i < 0 || i >= info_.num_images)
     throw PackError(info_.path + ": image index " + std::to_string(i) + " out of range (" + std::to_string(info_.num_images) + " images)");
-  if (raw_chunks_) h5::read_raw_chunk(images_, i, out, info_.image_bytes());
+  const size_t bytes = info_.image_bytes();
+  if (fd_ >= 0) {
+    uint64_t& off = chunk_offset_[static_cast<size_t>(i)];
+    if (off == 0) {
+      uint64_t size = 0;
+      if (!h5::chunk_location(images_, i, &off, &size) || size != bytes)
+        throw PackError(info_.path + ": image " + std::to_string(i) + ": chunk missing or of the wrong size (corrupt file?)");
+    }
+    size_t done = 0;
+    while (done < bytes) {
+      ssize_t n = ::pread(fd_, out + done, bytes - done, static_cast<off_t>(off + done));
+      if (n <= 0) throw PackError(info_.path + ": image " + std::to_string(i) + ": short read (truncated file?)");
+      done += static_cast<size_t>(n);
+    }
+    return;
+  }
+  if (raw_chunks_) h5::read_raw_chunk(images_, i, out, bytes);
   else h5::read_rows(images_, H5T_NATIVE_UINT8, i, 1, out);
 }
 

@@ -100,6 +100,9 @@ class PackWriter {
 class PackReader {
  public:
   explicit PackReader(const std::string& path);
+  ~PackReader();
+  PackReader(const PackReader&) = delete;
+  PackReader& operator=(const PackReader&) = delete;
   const PackInfo& info() const { return info_; }
   int64_t size() const { return info_.num_images; }
   // Copies image i ([C, R, R], info().image_bytes() bytes) into `out`.
@@ -118,6 +121,10 @@ class PackReader {
   PackInfo info_;
   h5::Handle file_, images_;
   bool raw_chunks_ = true;
+  // Fast path for unfiltered packs: each image is one contiguous chunk, read with one pread()
+  // at its file offset (looked up once per image through HDF5's chunk index).
+  int fd_ = -1;
+  mutable std::vector<uint64_t> chunk_offset_;  // 0: not looked up yet
   std::vector<int64_t> classes_;
   std::vector<float> vectors_;
 };
