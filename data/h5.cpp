@@ -110,14 +110,18 @@ Handle::~Handle() {
   }
 }
 
+// True when `path` exists and starts like an HDF5 file.
+static bool is_hdf5(const std::string& path) {
+#if H5_VERSION_GE(1, 12, 0)
+  return H5Fis_accessible(path.c_str(), H5P_DEFAULT) > 0;
+#else
+  return H5Fis_hdf5(path.c_str()) > 0;
+#endif
+}
+
 Handle open_file(const std::string& path, Mode mode) {
   quiet_hdf5();
-#if H5_VERSION_GE(1, 12, 0)
-  if (H5Fis_accessible(path.c_str(), H5P_DEFAULT) <= 0)
-#else
-  if (H5Fis_hdf5(path.c_str()) <= 0)
-#endif
-    fail("not a readable HDF5 file", path);
+  if (!is_hdf5(path)) fail("not a readable HDF5 file", path);
   hid_t id = H5Fopen(path.c_str(), mode == Mode::ReadOnly ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT);
   return check(id, "cannot open HDF5 file", path + ":/");
 }
@@ -450,12 +454,7 @@ Handle open_file_shared(const std::string& path, size_t chunk_cache_bytes) {
   static std::once_flag once;
   std::call_once(once, [] { setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0); });
   quiet_hdf5();
-#if H5_VERSION_GE(1, 12, 0)
-  if (H5Fis_accessible(path.c_str(), H5P_DEFAULT) <= 0)
-#else
-  if (H5Fis_hdf5(path.c_str()) <= 0)
-#endif
-    fail("not a readable HDF5 file (missing, truncated or corrupt)", path);
+  if (!is_hdf5(path)) fail("not a readable HDF5 file (missing, truncated or corrupt)", path);
   Tmp fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
   H5Pset_cache(fapl.id, 0, 521, chunk_cache_bytes, 1.0);
 #if H5_VERSION_GE(1, 10, 7)

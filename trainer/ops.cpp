@@ -232,7 +232,7 @@ at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight, co
                             const at::Tensor& noise, int up, int down, int padding, const at::Tensor& resample_filter,
                             bool demodulate, bool flip_weight, bool fused_modconv) {
   const int64_t batch = x_in.size(0);
-  const int64_t out_channels = weight.size(0), in_channels = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const int64_t in_channels = weight.size(1), kh = weight.size(2), kw = weight.size(3);
   TORCH_CHECK(x_in.dim() == 4 && x_in.size(1) == in_channels, "modulated_conv2d: x ", x_in.sizes(),
               " does not match weight ", weight.sizes());
   TORCH_CHECK(styles.dim() == 2 && styles.size(0) == batch && styles.size(1) == in_channels,
@@ -263,7 +263,6 @@ at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight, co
   x = conv2d_resample(x, w.to(x.scalar_type()), resample_filter, up, down, pad, static_cast<int>(batch), flip_weight);
   x = x.reshape({batch, -1, x.size(2), x.size(3)});
   if (noise.defined()) x = x + noise;
-  (void)out_channels;
   return x;
 }
 
