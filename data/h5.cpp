@@ -5,6 +5,12 @@
 #include <mutex>
 
 namespace sf::h5 {
+
+std::recursive_mutex& global_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
 namespace {
 
 void quiet_hdf5() {

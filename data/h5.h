@@ -12,6 +12,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,6 +23,10 @@ class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Debian's HDF5 is built without thread-safety: code that may call HDF5 while another thread does
+// (the pack reader's prefetch thread next to checkpoint writing) holds this process-wide lock.
+std::recursive_mutex& global_mutex();
 
 // Owns one hid_t and closes it with the right H5*close for its type.
 class Handle {

@@ -224,6 +224,7 @@ void PackReader::read_image(int64_t i, uint8_t* out) const {
   if (fd_ >= 0) {
     uint64_t& off = chunk_offset_[static_cast<size_t>(i)];
     if (off == 0) {
+      std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
       uint64_t size = 0;
       if (!h5::chunk_location(images_, i, &off, &size) || size != bytes)
         throw PackError(info_.path + ": image " + std::to_string(i) + ": chunk missing or of the wrong size (corrupt file?)");
@@ -236,6 +237,7 @@ void PackReader::read_image(int64_t i, uint8_t* out) const {
     }
     return;
   }
+  std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
   if (raw_chunks_) h5::read_raw_chunk(images_, i, out, bytes);
   else h5::read_rows(images_, H5T_NATIVE_UINT8, i, 1, out);
 }

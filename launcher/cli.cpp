@@ -11,6 +11,9 @@ namespace sf::cli {
 
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> table = {
+      {"train", "train StyleGAN2-ADA on a dataset pack (or continue a run with --resume)", cmd_train},
+      {"generate", "write images of a trained generator for a list of seeds", cmd_generate},
+      {"bench", "time the training step on reals held in memory (sec/kimg)", cmd_bench},
       {"pack", "pack images, TFRecords, NIfTI or DICOM into an HDF5 dataset pack", cmd_pack},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},

@@ -45,6 +45,10 @@ int parse_options(const std::string& command, const std::string& usage, const st
 int cmd_version(const std::vector<std::string>& args);
 int cmd_selftest(const std::vector<std::string>& args);
 int cmd_pack(const std::vector<std::string>& args);
+int cmd_phantoms(const std::vector<std::string>& args);
 int cmd_bench_data(const std::vector<std::string>& args);
+int cmd_train(const std::vector<std::string>& args);
+int cmd_generate(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
 
 }  // namespace sf::cli

@@ -24,6 +24,7 @@
 #include <stdexcept>
 
 #include "data/h5.h"
+#include "trainer/augment.h"
 #include "trainer/networks.h"
 #include "trainer/penalties.h"
 #include "trainer/tensor_io.h"
@@ -608,6 +609,25 @@ void check_r1(const Fixture& fx, Tally& t) {
   if (fx.has_grads()) compare_param_grads(fx, D.state(), (r.penalty * (gamma / 2)).mean(), t);
 }
 
+// ---- kind: augment -----------------------------------------------------------------------------
+
+// Every output is the pipe's forward pass with a debug percentile named in its `how` (all enabled
+// transforms at that percentile), which makes the result independent of the random draws.
+void check_augment(const Fixture& fx, Tally& t) {
+  AugmentPipe pipe(AugmentConfig::from_json(fx.config.value("multipliers", nlohmann::json::object())));
+  const at::Tensor img = fx.input("img");
+  for (const auto& out : fx.outputs()) {
+    const std::string how = fx.how(out);
+    std::optional<double> q = find_number(how, "debug_percentile");
+    if (!q)
+      throw std::runtime_error("outputs/" + out + ": no debug_percentile in its 'how' (random draws cannot be compared)");
+    if (pipe.config().noise > 0) throw std::runtime_error("additive noise is random even with a debug percentile");
+    pipe.set_p(find_number(how, R"(\bp)").value_or(fx.config.value("p", 1.0)));
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    t.add("outputs/" + out, pipe.forward(img, gen, q), fx.tensor("outputs/" + out));
+  }
+}
+
 using Handler = std::function<void(const Fixture&, Tally&)>;
 const std::map<std::string, Handler>& handlers() {
   static const std::map<std::string, Handler> h = {
@@ -616,6 +636,7 @@ const std::map<std::string, Handler>& handlers() {
       {"path_length", check_path_length},
       {"discriminator", check_discriminator},
       {"r1", check_r1},
+      {"augment", check_augment},
   };
   return h;
 }

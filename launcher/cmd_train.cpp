@@ -1,0 +1,147 @@
+// `styleforge train`, `styleforge generate`, `styleforge bench`: CLI wrappers of
+// trainer/training_loop.h. Flags follow the reference's train.py names.
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "launcher/cli.h"
+#include "sharding/communicator.h"
+#include "trainer/training_loop.h"
+
+namespace po = boost::program_options;
+
+namespace sf::cli {
+namespace {
+
+std::atomic<int> g_stop{0};
+
+extern "C" void on_stop_signal(int sig) { g_stop.store(sig); }
+
+template <class T>
+void set_opt(const po::variables_map& vm, const char* name, std::optional<T>& out) {
+  if (vm.count(name)) out = vm[name].as<T>();
+}
+
+}  // namespace
+
+int cmd_train(const std::vector<std::string>& args) {
+  trainer::TrainRequest req;
+  trainer::TrainOptions& o = req.options;
+  std::string seed_text;
+  po::options_description desc("options");
+  desc.add_options()
+      ("data", po::value(&o.data), "training data: a styleforge pack (.h5, see `styleforge pack`)")
+      ("outdir", po::value(&o.outdir), "where run directories NNNNN-<desc>/ are created")
+      ("run-dir", po::value(&o.run_dir), "use exactly this run directory instead of a numbered one")
+      ("cfg", po::value(&o.cfg)->default_value("auto"), trainer::train_presets_help())
+      ("gamma", po::value<double>(), "R1 regularisation weight (default: the preset's)")
+      ("kimg", po::value<double>(), "training length in thousands of real images (default: the preset's)")
+      ("batch", po::value<int>(), "total batch size over all trainers (default: the preset's)")
+      ("batch-gpu", po::value(&o.batch_gpu_override)->default_value(0), "samples per round on one trainer (0: the whole per-trainer batch)")
+      ("aug", po::value(&o.aug)->default_value("ada"), "ada | noaug | fixed")
+      ("p", po::value<double>(), "augmentation probability for --aug=fixed")
+      ("target", po::value<double>(), "ADA target value (default 0.6)")
+      ("augpipe", po::value(&o.augpipe)->default_value("bgc"), "blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc")
+      ("mirror", po::value(&o.mirror)->default_value(false)->implicit_value(true), "add x-flips of the dataset")
+      ("cond", po::value(&o.cond)->default_value(false)->implicit_value(true), "train a conditional model on the pack's labels")
+      ("freezed", po::value(&o.freezed)->default_value(0), "freeze the first N layers of D (Freeze-D)")
+      ("seed", po::value(&o.seed)->default_value(0), "random seed")
+      ("snap", po::value(&o.snap)->default_value(50), "snapshot (checkpoint and fakes) interval in ticks")
+      ("tick", po::value(&o.kimg_per_tick)->default_value(4.0), "progress interval in kimg")
+      ("keep", po::value(&o.keep_snapshots)->default_value(0), "keep only the newest N checkpoints (0: all)")
+      ("cbase", po::value<int>(), "channel base of G and D (default: the preset's)")
+      ("cmax", po::value<int>(), "channel maximum of G and D (default 512)")
+      ("map", po::value<int>(), "mapping network depth (default: the preset's)")
+      ("mbstd-group", po::value<int>(), "minibatch-std group size (default: the preset's)")
+      ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: all cores)")
+      ("resume", po::value(&req.resume), "continue a run: a checkpoint path or 'latest' (in --outdir or --run-dir)")
+      ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit");
+  po::variables_map vm;
+  if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
+  set_opt(vm, "gamma", o.gamma_override);
+  set_opt(vm, "kimg", o.kimg_override);
+  set_opt(vm, "batch", o.batch_override);
+  set_opt(vm, "p", o.p_override);
+  set_opt(vm, "target", o.target_override);
+  set_opt(vm, "cbase", o.cbase_override);
+  set_opt(vm, "cmax", o.cmax_override);
+  set_opt(vm, "map", o.map_override);
+  set_opt(vm, "mbstd-group", o.mbstd_override);
+  if (o.data.empty() && req.resume.empty()) {
+    std::cerr << "styleforge train: --data is required (see styleforge train --help)\n";
+    return kUsage;
+  }
+  if (o.outdir.empty() && o.run_dir.empty() && (req.resume.empty() || req.resume == "latest") && !req.dry_run) {
+    std::cerr << "styleforge train: --outdir (or --run-dir) is required (see styleforge train --help)\n";
+    return kUsage;
+  }
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+  req.stop = &g_stop;
+  sharding::LocalCommunicator comm;
+  try {
+    return trainer::run_training(req, comm);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "styleforge train: " << e.what() << "\n";
+    return kUsage;
+  }
+}
+
+int cmd_generate(const std::vector<std::string>& args) {
+  trainer::GenerateRequest r;
+  std::string seeds;
+  po::options_description desc("options");
+  desc.add_options()
+      ("network", po::value(&r.network)->required(), "checkpoint (network-snapshot-*.h5)")
+      ("seeds", po::value(&seeds)->default_value("0-31"), "seeds, e.g. 0-31 or 1,5,7-9 (z as numpy RandomState(seed).randn)")
+      ("trunc", po::value(&r.truncation_psi)->default_value(1.0), "truncation psi")
+      ("class", po::value(&r.class_idx)->default_value(-1), "class label of a conditional network")
+      ("noise-mode", po::value(&r.noise_mode)->default_value("const"), "const | random | none")
+      ("outdir", po::value(&r.outdir)->required(), "where seedNNNN.png and grid.png are written")
+      ("threads", po::value(&r.threads)->default_value(0), "LibTorch threads (0: all cores)");
+  po::variables_map vm;
+  if (int rc = parse_options("generate", "--network CKPT --seeds 0-31 --outdir DIR [options]", args, desc, vm); rc >= 0)
+    return rc;
+  try {
+    r.seeds = trainer::parse_seed_list(seeds);
+    trainer::run_generate(r);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "styleforge generate: " << e.what() << "\n";
+    return kUsage;
+  }
+  return kOk;
+}
+
+int cmd_bench(const std::vector<std::string>& args) {
+  trainer::BenchRequest r;
+  po::options_description desc("options");
+  desc.add_options()
+      ("resolution", po::value(&r.resolution)->default_value(32), "image resolution")
+      ("channels", po::value(&r.channels)->default_value(3), "image channels (1 or 3)")
+      ("cbase", po::value(&r.cbase)->default_value(4096), "channel base")
+      ("cmax", po::value(&r.cmax)->default_value(128), "channel maximum")
+      ("batch", po::value(&r.batch)->default_value(8), "batch size")
+      ("aug", po::value(&r.aug)->default_value("noaug"), "noaug | ada | fixed (p = 0.5)")
+      ("threads", po::value(&r.threads)->default_value(1), "LibTorch threads")
+      ("iters", po::value(&r.iters)->default_value(16), "timed iterations (16 covers every phase of the lazy schedule)")
+      ("seed", po::value(&r.seed)->default_value(0), "random seed");
+  po::variables_map vm;
+  if (int rc = parse_options("bench", "[--resolution 32 --cbase 4096 --cmax 128 --batch 8 --aug noaug --threads 1 --iters 16]",
+                             args, desc, vm);
+      rc >= 0)
+    return rc;
+  if (r.iters < 1 || r.batch < 1) {
+    std::cerr << "styleforge bench: --iters and --batch must be positive\n";
+    return kUsage;
+  }
+  try {
+    return trainer::run_bench(r);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "styleforge bench: " << e.what() << "\n";
+    return kUsage;
+  }
+}
+
+}  // namespace sf::cli

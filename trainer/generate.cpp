@@ -1,0 +1,179 @@
+// `styleforge generate` and `styleforge bench` (see training_loop.h).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+
+#include "data/image.h"
+#include "sharding/sampler.h"
+#include "trainer/checkpoint.h"
+#include "trainer/snapshot_images.h"
+#include "trainer/training_loop.h"
+#include "trainer/training_step.h"
+
+namespace fs = std::filesystem;
+
+namespace sf::trainer {
+namespace {
+
+void set_threads(int threads) {
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+}  // namespace
+
+// numpy's legacy RandomState(seed).randn(n): MT19937, 53-bit doubles, polar Box-Muller with the
+// second value of each pair cached — so that seeds give the same z as the reference's generate.py.
+std::vector<double> numpy_randn(uint32_t seed, int n) {
+  sharding::NumpyRandomState rs(seed);
+  auto uniform = [&rs] {
+    const uint32_t a = rs.next_u32() >> 5, b = rs.next_u32() >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+  };
+  std::vector<double> out;
+  bool has = false;
+  double cached = 0;
+  while (static_cast<int>(out.size()) < n) {
+    if (has) {
+      out.push_back(cached);
+      has = false;
+      continue;
+    }
+    double x1, x2, r2;
+    do {
+      x1 = 2.0 * uniform() - 1.0;
+      x2 = 2.0 * uniform() - 1.0;
+      r2 = x1 * x1 + x2 * x2;
+    } while (r2 >= 1.0 || r2 == 0.0);
+    const double f = std::sqrt(-2.0 * std::log(r2) / r2);
+    cached = f * x1;
+    has = true;
+    out.push_back(f * x2);
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_seed_list(const std::string& text) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  auto bad = [&] { throw std::invalid_argument("--seeds: cannot parse '" + text + "' (e.g. 0-31 or 1,5,7-9)"); };
+  if (text.empty()) bad();
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string part = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (part.empty()) bad();
+    size_t dash = part.find('-', 1);
+    try {
+      size_t used = 0;
+      if (dash == std::string::npos) {
+        int64_t v = std::stoll(part, &used);
+        if (used != part.size() || v < 0) bad();
+        out.push_back(v);
+      } else {
+        int64_t a = std::stoll(part.substr(0, dash), &used);
+        if (used != dash) bad();
+        int64_t b = std::stoll(part.substr(dash + 1), &used);
+        if (used != part.size() - dash - 1 || a < 0 || b < a || b - a > 1000000) bad();
+        for (int64_t v = a; v <= b; ++v) out.push_back(v);
+      }
+    } catch (const std::logic_error&) {
+      bad();
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+int run_generate(const GenerateRequest& req) {
+  set_threads(req.threads);
+  if (req.seeds.empty()) throw std::invalid_argument("--seeds: no seeds");
+  CheckpointInfo info = read_checkpoint_info(req.network);
+  Generator G(info.G);
+  load_networks(req.network, nullptr, nullptr, &G);
+  G.train(false);
+  set_trainable(G.state(), false);
+  at::NoGradGuard no_grad;
+  const int c_dim = info.G.c_dim;
+  at::Tensor c = at::zeros({1, c_dim});
+  if (c_dim > 0) {
+    if (req.class_idx < 0 || req.class_idx >= c_dim)
+      throw std::invalid_argument("--class: the network is conditional; give a class in [0, " + std::to_string(c_dim) +
+                                  ")");
+    c.index_put_({0, req.class_idx}, 1.0);
+  } else if (req.class_idx >= 0) {
+    std::cerr << "warning: --class=" << req.class_idx << " ignored when running an unconditional network\n";
+  }
+  const NoiseMode mode = parse_noise_mode(req.noise_mode);
+  fs::create_directories(req.outdir);
+  std::vector<at::Tensor> all;
+  for (int64_t seed : req.seeds) {
+    auto zv = numpy_randn(static_cast<uint32_t>(seed), info.G.z_dim);
+    at::Tensor z = at::tensor(zv, at::kDouble).to(at::kFloat).reshape({1, info.G.z_dim});
+    at::Tensor img = G.forward(z, c, req.truncation_psi, -1, mode);
+    at::Tensor u8 = (img * 127.5 + 128).clamp(0, 255).to(at::kByte).contiguous();  // [1, C, H, W]
+    all.push_back(u8);
+    char name[64];
+    std::snprintf(name, sizeof name, "seed%04lld.png", static_cast<long long>(seed));
+    const int C = static_cast<int>(u8.size(1)), H = static_cast<int>(u8.size(2)), W = static_cast<int>(u8.size(3));
+    data::write_png_file((fs::path(req.outdir) / name).string(), data::chw_to_image(u8.data_ptr<uint8_t>(), C, H, W));
+  }
+  at::Tensor batch = at::cat(all).contiguous();
+  const int64_t n = batch.size(0);
+  const int gw = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(n))));
+  const int gh = static_cast<int>((n + gw - 1) / gw);
+  save_u8_grid(batch, gw, gh, (fs::path(req.outdir) / "grid.png").string());
+  std::cout << "wrote " << n << " images and grid.png (" << gw << "x" << gh << ") to " << req.outdir << "\n";
+  return static_cast<int>(n);
+}
+
+int run_bench(const BenchRequest& r) {
+  at::set_num_threads(std::max(1, r.threads));
+  TrainOptions o;
+  o.data = "(in memory)";
+  o.dataset_name = "bench";
+  o.cfg = "auto";
+  o.aug = r.aug;
+  o.seed = r.seed;
+  o.batch_override = r.batch;
+  o.gamma_override = 0.0002 * r.resolution * r.resolution / r.batch;
+  o.cbase_override = r.cbase;
+  o.cmax_override = r.cmax;
+  o.map_override = 2;
+  o.mbstd_override = 4;
+  if (r.aug == "fixed") o.p_override = 0.5;
+  o.resolve(r.resolution, r.channels, 0, r.batch, 1);
+  sharding::LocalCommunicator comm;
+  TrainingStep step(o, comm, {});
+  at::Generator gen = make_cpu_generator(r.seed);
+  at::Tensor reals = at::randint(0, 256, {r.batch, r.channels, r.resolution, r.resolution}, gen, at::kByte);
+  std::printf("bench: resolution %d, channels %d, cbase %d, cmax %d, batch %d, aug %s, threads %d, iters %d\n",
+              r.resolution, r.channels, r.cbase, r.cmax, r.batch, r.aug.c_str(), at::get_num_threads(), r.iters);
+  std::printf("phases:");
+  for (const auto& ph : step.phases()) std::printf(" %s(every %d)", ph.name.c_str(), ph.interval);
+  std::printf("; style mixing %.1f, R1 gamma %.4g, pl weight %.0f\n", o.style_mixing_prob, o.r1_gamma, o.pl_weight);
+  double total = 0;
+  std::vector<double> per;
+  for (int i = 0; i < r.iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step.iteration(reals, at::Tensor());
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    per.push_back(s);
+    total += s;
+  }
+  std::sort(per.begin(), per.end());
+  std::printf("sec/iter mean %.3f  median %.3f  min %.3f  max %.3f\n", total / r.iters, per[per.size() / 2],
+              per.front(), per.back());
+  std::printf("sec/kimg %.2f\n", total / (static_cast<double>(r.iters) * r.batch) * 1000);
+  return 0;
+}
+
+}  // namespace sf::trainer

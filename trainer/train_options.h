@@ -1,0 +1,83 @@
+// The resolved options of one training run, and the presets that resolve them.
+//
+// Plain data (torch-free) so that launcher/ can parse flags into it and checkpoints can store it
+// as JSON. resolve() applies a preset the way the reference's train.py does (auto, stylegan2,
+// paper256, paper512, paper1024, cifar: batch, minibatch-std group, feature maps, learning rate,
+// R1 gamma, EMA half-life and ramp-up, mapping depth), then the explicit overrides (--gamma,
+// --batch, --kimg, ...), and validates the result with one-line std::invalid_argument errors.
+// Names carry their units (kimg, nimg, batch_gpu).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+#include "trainer/network_config.h"
+
+namespace sf::trainer {
+
+struct TrainOptions {
+  // ---- what the user asked for (flags) ----
+  std::string data;            // the dataset pack (.h5)
+  std::string outdir;          // runs are written to outdir/NNNNN-<desc>/
+  std::string run_dir;         // explicit run directory (overrides outdir numbering) or empty
+  std::string cfg = "auto";    // preset
+  std::optional<double> gamma_override;
+  std::optional<int> batch_override;
+  std::optional<double> kimg_override;
+  int batch_gpu_override = 0;  // 0: preset's rule
+  std::string aug = "ada";     // ada | noaug | fixed
+  std::optional<double> p_override;
+  std::optional<double> target_override;
+  std::string augpipe = "bgc";
+  bool mirror = false;
+  bool cond = false;
+  int freezed = 0;
+  uint64_t seed = 0;
+  double kimg_per_tick = 4;
+  int snap = 50;               // network and image snapshots every `snap` ticks
+  int keep_snapshots = 0;      // keep the newest N network snapshots (0: all)
+  int threads = 0;             // LibTorch intra-op threads (0: all cores)
+  std::optional<int> cbase_override, cmax_override, map_override, mbstd_override;
+
+  // ---- resolved (filled by resolve()) ----
+  int resolution = 0, channels = 0, label_dim = 0;
+  int64_t dataset_size = 0;
+  std::string dataset_name;    // pack file stem
+  std::string dataset_hash;    // the pack's content_hash
+  int num_trainers = 1;
+  int batch_size = 0;          // global batch per iteration (all trainers)
+  int batch_gpu = 0;           // samples per round on one trainer
+  double total_kimg = 0;
+  double lrate = 0;
+  double r1_gamma = 0;
+  double ema_kimg = 0;
+  std::optional<double> ema_rampup;
+  double pl_weight = 2, pl_decay = 0.01, style_mixing_prob = 0.9;
+  int pl_batch_shrink = 2;
+  int G_reg_interval = 4, D_reg_interval = 16;  // 0: no lazy regularisation (Gboth/Dboth)
+  double augment_p = 0;
+  std::optional<double> ada_target;  // none: p stays fixed
+  int ada_interval = 4;
+  double ada_kimg = 500;
+  double adam_beta1 = 0, adam_beta2 = 0.99, adam_eps = 1e-8;
+  GeneratorConfig G;
+  DiscriminatorConfig D;
+  std::string desc;            // run directory suffix, e.g. "brain64-cond-auto1-ada"
+
+  // Applies the preset and the overrides for a dataset of the given shape; throws
+  // std::invalid_argument naming the bad option.
+  void resolve(int resolution, int channels, int label_dim, int64_t dataset_size, int num_trainers);
+  // The per-trainer batch (batch_size / num_trainers).
+  int batch_per_trainer() const { return batch_size / num_trainers; }
+  bool augment_enabled() const { return augment_p > 0 || ada_target.has_value(); }
+
+  nlohmann::json to_json() const;
+  static TrainOptions from_json(const nlohmann::json& j);
+};
+
+// The presets' names, in the order --help lists them.
+const char* train_presets_help();
+
+}  // namespace sf::trainer

@@ -1,0 +1,348 @@
+// `styleforge train`: the training loop around TrainingStep (see training_loop.h).
+#include "trainer/training_loop.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "data/loader.h"
+#include "data/pack.h"
+#include "sharding/sampler.h"
+#include "trainer/checkpoint.h"
+#include "trainer/snapshot_images.h"
+#include "trainer/training_step.h"
+
+namespace fs = std::filesystem;
+
+namespace sf::trainer {
+namespace {
+
+std::string g_last_run_dir;
+
+// Lines printed by rank 0 go to stdout and to log.txt in the run directory.
+class RunLog {
+ public:
+  explicit RunLog(bool active) : active_(active) {}
+  void open(const std::string& path) {
+    if (active_) file_.open(path, std::ios::app);
+  }
+  void line(const std::string& s) {
+    if (!active_) return;
+    std::cout << s << std::endl;
+    if (file_.is_open()) file_ << s << std::endl;
+  }
+
+ private:
+  bool active_;
+  std::ofstream file_;
+};
+
+std::string format_time(double seconds) {
+  const long long s = std::llround(seconds);
+  char buf[64];
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%llds", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%lldm %02llds", s / 60, s % 60);
+  else if (s < 86400)
+    std::snprintf(buf, sizeof buf, "%lldh %02lldm %02llds", s / 3600, (s / 60) % 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldd %02lldh %02lldm", s / 86400, (s / 3600) % 24, (s / 60) % 60);
+  return buf;
+}
+
+double rss_gb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / (1024.0 * 1024.0);
+  return 0;
+}
+
+int run_id(const std::string& name) {
+  static const std::regex re(R"(^(\d+)-.*)");
+  std::smatch m;
+  return std::regex_match(name, m, re) ? std::stoi(m[1]) : -1;
+}
+
+std::string create_run_dir(const std::string& outdir, const std::string& desc) {
+  fs::create_directories(outdir);
+  int next = 0;
+  for (const auto& e : fs::directory_iterator(outdir))
+    if (e.is_directory()) next = std::max(next, run_id(e.path().filename().string()) + 1);
+  char name[32];
+  std::snprintf(name, sizeof name, "%05d", next);
+  fs::path dir = fs::path(outdir) / (std::string(name) + "-" + desc);
+  if (!fs::create_directory(dir)) throw std::runtime_error(dir.string() + ": run directory already exists");
+  return dir.string();
+}
+
+std::string find_latest_checkpoint(const TrainOptions& o) {
+  std::vector<std::string> dirs;
+  if (!o.run_dir.empty()) {
+    dirs.push_back(o.run_dir);
+  } else {
+    if (o.outdir.empty() || !fs::is_directory(o.outdir))
+      throw std::invalid_argument("--resume latest: no --outdir (or --run-dir) to search for checkpoints");
+    std::vector<std::pair<int, std::string>> runs;
+    for (const auto& e : fs::directory_iterator(o.outdir))
+      if (e.is_directory() && run_id(e.path().filename().string()) >= 0)
+        runs.emplace_back(run_id(e.path().filename().string()), e.path().string());
+    std::sort(runs.rbegin(), runs.rend());
+    for (auto& r : runs) dirs.push_back(r.second);
+  }
+  for (const auto& d : dirs) {
+    auto snaps = list_snapshots(d);
+    if (!snaps.empty()) return snaps.back();
+  }
+  throw std::invalid_argument("--resume latest: no network-snapshot-*.h5 under " +
+                              (o.run_dir.empty() ? o.outdir : o.run_dir));
+}
+
+void set_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+}
+
+std::string kimg_name(const std::string& prefix, int64_t nimg, const std::string& ext) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%06lld%s", prefix.c_str(), static_cast<long long>(nimg / 1000), ext.c_str());
+  return buf;
+}
+
+}  // namespace
+
+const std::string& last_run_dir() { return g_last_run_dir; }
+
+int run_training(const TrainRequest& req, sharding::Communicator& comm) {
+  const auto start_time = std::chrono::steady_clock::now();
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  const bool rank0 = comm.rank() == 0;
+  RunLog log(rank0);
+  TrainOptions o = req.options;
+  std::string resume_path;
+  CheckpointInfo resume_info;
+  std::string run_dir;
+
+  if (!req.resume.empty()) {
+    resume_path = req.resume == "latest" ? find_latest_checkpoint(o) : req.resume;
+    resume_info = read_checkpoint_info(resume_path);
+    if (!resume_info.has_training_state || !resume_info.options)
+      throw std::invalid_argument(resume_path + ": has no training state to continue (only networks)");
+    TrainOptions saved = *resume_info.options;
+    if (!o.data.empty() && o.data != saved.data) saved.data = o.data;  // the pack may have moved
+    if (o.kimg_override) saved.total_kimg = *o.kimg_override;
+    saved.threads = o.threads > 0 ? o.threads : saved.threads;
+    const double total_kimg = saved.total_kimg;
+    o = saved;
+    o.total_kimg = total_kimg;
+    run_dir = fs::path(resume_path).parent_path().string();
+    if (run_dir.empty()) run_dir = ".";
+  }
+  if (o.data.empty()) throw std::invalid_argument("--data is required");
+  set_threads(o.threads);
+
+  data::PackReader pack(o.data);
+  const data::PackInfo& info = pack.info();
+  if (!resume_path.empty()) {
+    if (info.content_hash != o.dataset_hash)
+      throw std::runtime_error(o.data + ": content hash " + info.content_hash + " differs from the run's dataset (" +
+                               o.dataset_hash + ")");
+    if (o.num_trainers != comm.size())
+      throw std::runtime_error(resume_path + ": the run had " + std::to_string(o.num_trainers) +
+                               " trainers, this job has " + std::to_string(comm.size()));
+  } else {
+    o.dataset_name = fs::path(o.data).stem().string();
+    o.dataset_hash = info.content_hash;
+    o.resolve(info.resolution, info.channels, info.label_dim, info.num_images, comm.size());
+  }
+
+  if (resume_path.empty()) {
+    if (rank0) {
+      log.line("Training options:");
+      log.line(o.to_json().dump(2));
+      log.line("");
+      log.line("Output directory:   " + (o.run_dir.empty() ? o.outdir + "/NNNNN-" + o.desc : o.run_dir));
+      log.line("Training data:      " + o.data + " (" + std::to_string(info.num_images) + " images, " +
+               std::to_string(info.resolution) + "x" + std::to_string(info.resolution) + "x" +
+               std::to_string(info.channels) + ")");
+      log.line("Training duration:  " + std::to_string(o.total_kimg) + " kimg");
+      log.line("Number of trainers: " + std::to_string(o.num_trainers));
+      log.line("Conditional model:  " + std::string(o.label_dim > 0 ? "true" : "false"));
+    }
+    if (req.dry_run) {
+      log.line("Dry run; exiting.");
+      return 0;
+    }
+    if (o.outdir.empty() && o.run_dir.empty()) throw std::invalid_argument("--outdir is required");
+    if (rank0) {
+      if (!o.run_dir.empty()) {
+        fs::create_directories(o.run_dir);
+        if (!list_snapshots(o.run_dir).empty() || fs::exists(fs::path(o.run_dir) / "stats.jsonl"))
+          throw std::invalid_argument(o.run_dir + ": already holds a run (use --resume latest to continue it)");
+        run_dir = o.run_dir;
+      } else {
+        run_dir = create_run_dir(o.outdir, o.desc);
+      }
+      std::ofstream(fs::path(run_dir) / "training_options.json") << o.to_json().dump(2) << "\n";
+    }
+  } else if (req.dry_run) {
+    log.line("Resuming " + resume_path + " to " + std::to_string(o.total_kimg) + " kimg; dry run, exiting.");
+    return 0;
+  }
+  g_last_run_dir = run_dir;
+  log.open((fs::path(run_dir) / "log.txt").string());
+  if (!resume_path.empty()) log.line("Resuming from \"" + resume_path + "\"");
+
+  // Labels of every image (the table conditioning labels of generated images are drawn from).
+  std::vector<float> labels;
+  if (o.label_dim > 0) {
+    labels.resize(static_cast<size_t>(o.dataset_size) * o.label_dim);
+    for (int64_t i = 0; i < o.dataset_size; ++i) pack.label_as_float(i, labels.data() + i * o.label_dim);
+  }
+
+  log.line("Constructing networks...");
+  TrainingStep step(o, comm, labels);
+  if (!resume_path.empty()) {
+    load_networks(resume_path, &step.G(), &step.D(), &step.G_ema());
+    load_training_state(resume_path, &step.G_opt(), &step.D_opt(), &step.rngs());
+    step.restore(resume_info.counters);
+  }
+  step.broadcast_parameters();
+  TrainCounters& k = step.counters();
+
+  // Snapshot grid (rank 0).
+  SnapshotGrid grid;
+  if (rank0) {
+    log.line("Exporting sample images...");
+    grid = make_snapshot_grid(pack, o, labels);
+    if (resume_path.empty()) {
+      save_reals_grid(pack, grid, (fs::path(run_dir) / "reals.png").string());
+      save_fakes_grid(step.G_ema(), grid, o.batch_gpu, (fs::path(run_dir) / "fakes_init.png").string());
+    }
+  }
+
+  // Data: this rank's shard of the infinite sampler, skipping what the run already consumed.
+  const int64_t bpr = o.batch_per_trainer();
+  sharding::InfiniteSampler::Options so;
+  so.seed = static_cast<uint32_t>(o.seed);
+  so.xflip = o.mirror;
+  auto sampler = std::make_shared<sharding::InfiniteSampler>(o.dataset_size, comm.rank(), comm.size(), so);
+  for (int64_t i = 0; i < k.batch_idx * bpr; ++i) sampler->next();
+  data::BatchLoader loader(o.data, [sampler] { return sampler->next(); }, {static_cast<int>(bpr), 2});
+
+  std::ofstream stats_jsonl;
+  if (rank0) stats_jsonl.open(fs::path(run_dir) / "stats.jsonl", std::ios::app);
+  log.line("Training for " + std::to_string(o.total_kimg) + " kimg...");
+  log.line("");
+
+  auto tick_start_time = std::chrono::steady_clock::now();
+  double maintenance_sec = seconds_since(start_time);
+  const int64_t total_nimg = static_cast<int64_t>(std::llround(o.total_kimg * 1000));
+  bool stopped = false;
+  while (true) {
+    data::Batch b = loader.next();
+    at::Tensor imgs = at::from_blob(b.images.data(), {b.size, o.channels, o.resolution, o.resolution}, at::kByte);
+    at::Tensor cs;
+    if (o.label_dim > 0) cs = at::from_blob(b.labels.data(), {b.size, o.label_dim}, at::kFloat);
+    step.iteration(imgs, cs);
+
+    bool stop_now = req.stop && req.stop->load() != 0;
+    if (comm.size() > 1) {
+      double flag = stop_now ? 1 : 0;
+      comm.allreduce_sum(&flag, 1);
+      stop_now = flag > 0;
+    }
+    bool done = k.cur_nimg >= total_nimg || stop_now;
+    if (!done && k.cur_tick != 0 && static_cast<double>(k.cur_nimg) < k.tick_start_nimg + o.kimg_per_tick * 1000)
+      continue;
+
+    // ---- tick ----
+    const auto tick_end_time = std::chrono::steady_clock::now();
+    const double total_sec = seconds_since(start_time);
+    const double tick_sec = std::chrono::duration<double>(tick_end_time - tick_start_time).count();
+    const double sec_per_kimg = tick_sec / std::max<int64_t>(1, k.cur_nimg - k.tick_start_nimg) * 1e3;
+    StatsCollector& st = step.stats();
+    st.report0("Progress/tick", static_cast<double>(k.cur_tick));
+    st.report0("Progress/kimg", k.cur_nimg / 1e3);
+    st.report0("Timing/total_sec", total_sec);
+    st.report0("Timing/sec_per_tick", tick_sec);
+    st.report0("Timing/sec_per_kimg", sec_per_kimg);
+    st.report0("Timing/maintenance_sec", maintenance_sec);
+    st.report0("Resources/cpu_mem_gb", rss_gb());
+    st.report0("Progress/augment", step.augment_p());
+    st.report0("Timing/total_hours", total_sec / 3600);
+    st.report0("Timing/total_days", total_sec / 86400);
+    for (const auto& ph : step.phases()) st.report0("Timing/" + ph.name, ph.ms_last);
+    {
+      const double eta = std::max(0.0, (total_nimg - k.cur_nimg) / 1e3 * sec_per_kimg);
+      char line[512];
+      std::snprintf(line, sizeof line,
+                    "tick %-5lld kimg %-8.1f time %-12s sec/tick %-7.1f sec/kimg %-7.2f maintenance %-6.1f "
+                    "cpumem %-6.2f augment %.3f eta %s",
+                    static_cast<long long>(k.cur_tick), k.cur_nimg / 1e3, format_time(total_sec).c_str(), tick_sec,
+                    sec_per_kimg, maintenance_sec, rss_gb(), step.augment_p(), format_time(eta).c_str());
+      log.line(line);
+    }
+    if (stop_now) log.line("Stop requested: writing a checkpoint and exiting for requeue.");
+
+    const bool snapshot = done || k.cur_tick % o.snap == 0;
+    if (snapshot && rank0)
+      save_fakes_grid(step.G_ema(), grid, o.batch_gpu, (fs::path(run_dir) / kimg_name("fakes", k.cur_nimg, ".png")).string());
+    if (snapshot) {
+      TrainCounters c = step.counters_for_checkpoint();
+      c.cur_tick = k.cur_tick + 1;
+      c.tick_start_nimg = k.cur_nimg;
+      if (rank0) {
+        CheckpointWrite w;
+        w.options = &o;
+        w.G = &step.G();
+        w.D = &step.D();
+        w.G_ema = &step.G_ema();
+        w.G_opt = &step.G_opt();
+        w.D_opt = &step.D_opt();
+        w.counters = c;
+        w.rngs = step.rngs();
+        const std::string path = (fs::path(run_dir) / kimg_name("network-snapshot-", k.cur_nimg, ".h5")).string();
+        write_checkpoint(path, w);
+        prune_snapshots(run_dir, o.keep_snapshots);
+        log.line("Saved " + path);
+      }
+      comm.barrier();
+    }
+
+    nlohmann::json stats = st.finish(comm);
+    if (rank0) {
+      stats["timestamp"] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      stats_jsonl << stats.dump() << "\n";
+      stats_jsonl.flush();
+    }
+
+    k.cur_tick += 1;
+    k.tick_start_nimg = k.cur_nimg;
+    tick_start_time = std::chrono::steady_clock::now();
+    maintenance_sec = std::chrono::duration<double>(tick_start_time - tick_end_time).count();
+    if (done) {
+      stopped = stop_now;
+      break;
+    }
+  }
+  log.line("");
+  log.line(stopped ? "Exiting for requeue." : "Exiting...");
+  return stopped ? 3 : 0;
+}
+
+}  // namespace sf::trainer

@@ -1,0 +1,62 @@
+// Entry points of `styleforge train`, `generate` and `bench` (torch-free header for launcher/).
+//
+// run_training: parse → resolve preset → validate → print → write training_options.json →
+// (dry run stops here) → train. A run directory `outdir/NNNNN-<desc>/` receives log.txt,
+// stats.jsonl (one line per tick, the reference's stat names), reals.png, fakes_init.png,
+// fakesNNNNNN.png, and network-snapshot-NNNNNN.h5 checkpoints (trainer/checkpoint.h).
+// `resume` = a checkpoint path or "latest" (the newest snapshot of the newest run in outdir, or
+// of run_dir when given) continues that run in its own directory exactly: counters, p, optimiser
+// moments and random streams carry on; only the total length (--kimg) may change.
+// A stop request (SIGTERM/SIGUSR1, set through `stop`) makes the loop write a checkpoint at the
+// end of the current iteration and return kRequeue.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sharding/communicator.h"
+#include "trainer/train_options.h"
+
+namespace sf::trainer {
+
+struct TrainRequest {
+  TrainOptions options;         // flags (unresolved)
+  std::string resume;           // "", "latest" or a checkpoint path
+  bool dry_run = false;
+  const std::atomic<int>* stop = nullptr;  // non-zero: checkpoint and return 3
+};
+
+// Returns the process exit code: 0 done, 3 stopped on request after a checkpoint.
+// Errors throw with a one-line message.
+int run_training(const TrainRequest& req, sharding::Communicator& comm);
+
+// The run directory a finished/stopped run_training used (for tests and scripts).
+const std::string& last_run_dir();
+
+struct GenerateRequest {
+  std::string network;           // checkpoint path
+  std::vector<int64_t> seeds;
+  double truncation_psi = 1;
+  int class_idx = -1;            // -1: none (unconditional networks)
+  std::string noise_mode = "const";
+  std::string outdir;
+  int threads = 0;
+};
+// Writes seedNNNN.png per seed and grid.png; returns the number of images.
+int run_generate(const GenerateRequest& req);
+// numpy's legacy np.random.RandomState(seed).randn(n) (the reference's generate.py draws z so).
+std::vector<double> numpy_randn(uint32_t seed, int n);
+// Parses "0-31", "1,5,7-9" into seeds; throws std::invalid_argument on bad text.
+std::vector<int64_t> parse_seed_list(const std::string& text);
+
+struct BenchRequest {
+  int resolution = 32, channels = 3, cbase = 4096, cmax = 128, batch = 8, iters = 16, threads = 1;
+  std::string aug = "noaug";
+  uint64_t seed = 0;
+};
+// Times `iters` training iterations on reals held in memory; prints sec/kimg last.
+int run_bench(const BenchRequest& req);
+
+}  // namespace sf::trainer

@@ -1,0 +1,105 @@
+// One StyleGAN2-ADA training iteration on one trainer rank: the networks, their optimisers, the
+// loss, the phase table, G_ema and the ADA controller.
+//
+// The phase table is data: Gmain (every iteration), Greg (every G_reg_interval), Dmain, Dreg
+// (every D_reg_interval), or Gboth/Dboth when lazy regularisation is off; lazily regularised
+// phases use the reference's learning-rate and beta ratios (interval / (interval + 1)). Each phase
+// runs its rounds of batch_gpu samples, sums the gradients over the trainer ranks through the
+// Communicator (divided by the number of trainers), replaces NaN/inf, and takes an Adam step.
+//
+// Random streams: z, conditioning labels and path-length noise come from a global stream that
+// every rank draws in full, each rank taking its slice of the global batch in rank order, so the
+// mathematics does not depend on how the batch is split; style mixing, synthesis noise and the
+// augmentation draw from per-rank streams seeded from (seed, rank). All streams are saved in
+// checkpoints. Statistics (losses, signs, penalties) accumulate on the device and are reduced at
+// tick boundaries; the ADA signal at ADA intervals.
+// Not thread-safe: one training thread drives it.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sharding/communicator.h"
+#include "trainer/augment.h"
+#include "trainer/checkpoint.h"
+#include "trainer/networks.h"
+#include "trainer/optim.h"
+#include "trainer/train_options.h"
+#include "trainer/train_stats.h"
+
+namespace sf::trainer {
+
+struct Phase {
+  std::string name;  // Gmain, Greg, Gboth, Dmain, Dreg, Dboth
+  bool is_G = true;
+  int interval = 1;
+  bool main = true, reg = false;
+  double ms_last = 0;  // wall time of its last execution
+};
+
+class TrainingStep {
+ public:
+  // `labels`: label_dim floats per dataset image (the table conditioning labels are drawn from);
+  // empty when unconditional.
+  TrainingStep(const TrainOptions& opts, sharding::Communicator& comm, std::vector<float> labels);
+  ~TrainingStep();
+
+  // One iteration. real_img: this rank's [batch_per_trainer, C, R, R] uint8 images,
+  // real_c: [batch_per_trainer, c_dim] float.
+  void iteration(const at::Tensor& real_img_u8, const at::Tensor& real_c);
+
+  Generator& G() { return *G_; }
+  Discriminator& D() { return *D_; }
+  Generator& G_ema() { return *G_ema_; }
+  Adam& G_opt() { return *G_opt_; }
+  Adam& D_opt() { return *D_opt_; }
+  const std::vector<Phase>& phases() const { return phases_; }
+  StatsCollector& stats() { return stats_; }
+  TrainCounters& counters() { return counters_; }
+  double augment_p() const { return counters_.augment_p; }
+  void set_augment_p(double p);
+  // Generators by name, for checkpoints.
+  std::map<std::string, at::Generator>& rngs() { return rngs_; }
+  // Counters with the ADA accumulators reduced over all ranks (a collective: every rank calls it).
+  TrainCounters counters_for_checkpoint();
+  // Restores counters (and pl_mean, p, ADA accumulators on rank 0) after a resume.
+  void restore(const TrainCounters& c);
+  // Broadcasts every tensor of G, D and G_ema from rank 0 (start and after resume).
+  void broadcast_parameters();
+
+ private:
+  void run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
+                 const at::Tensor& gen_z, const at::Tensor& gen_c);
+  void accumulate(const Phase& ph, const at::Tensor& real_img, const at::Tensor& real_c, const at::Tensor& gen_z,
+                  const at::Tensor& gen_c, double gain);
+  std::pair<at::Tensor, at::Tensor> run_G(const at::Tensor& z, const at::Tensor& c);
+  at::Tensor run_D(const at::Tensor& img, const at::Tensor& c);
+  void sync_gradients(const ParamStore& store);
+
+  TrainOptions o_;
+  sharding::Communicator& comm_;
+  std::vector<float> labels_;
+  std::unique_ptr<Generator> G_, G_ema_;
+  std::unique_ptr<Discriminator> D_;
+  std::unique_ptr<Adam> G_opt_, D_opt_;
+  std::unique_ptr<AugmentPipe> augment_;
+  AdaController ada_;
+  AdaSignal ada_signal_;
+  StatsCollector stats_;
+  std::vector<Phase> phases_;
+  TrainCounters counters_;
+  at::Tensor pl_mean_;
+  std::map<std::string, at::Generator> rngs_;
+  at::Generator global_gen_, local_gen_, augment_gen_;
+};
+
+// Deterministic per-purpose seeds: a 64-bit mix of (seed, rank, tag).
+uint64_t derive_seed(uint64_t seed, int rank, const char* tag);
+at::Generator make_cpu_generator(uint64_t seed);
+
+}  // namespace sf::trainer
