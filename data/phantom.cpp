@@ -112,7 +112,7 @@ struct Anatomy {
   double head_a3, head_p3, head_a4, head_p4;  // outline wobble
   double t_scalp, t_skull, sk_a2, sk_a3, sk_p3, t_csf, csf_a, csf_p;
   double Rb;  // nominal brain radius in head units (brain frame = head frame / Rb)
-  double gm_t, gyr_k, gyr_warp, sulc_w;
+  double gm_t, gyr_k, gyr_warp;
   Field fold_warp, fold_depth, fold_width;
   double fis_w, fis_bend, fis_p;
   double level;  // 0: basal ganglia level .. 1: above the ventricles
@@ -169,7 +169,6 @@ Anatomy draw_anatomy(const PhantomOptions& o, int64_t index) {
   a.gm_t = g.uniform(0.055, 0.075);
   a.gyr_k = std::floor(g.uniform(18, 26));
   a.gyr_warp = g.uniform(2.5, 4.0);
-  a.sulc_w = g.uniform(0.05, 0.08);
   a.fold_warp.draw(g, 2.0, 5.0);
   a.fold_depth.draw(g, 3.0, 7.0);
   a.fold_width.draw(g, 4.0, 8.0);

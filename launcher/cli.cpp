@@ -15,6 +15,7 @@ const std::vector<Subcommand>& subcommands() {
       {"generate", "write images of a trained generator for a list of seeds", cmd_generate},
       {"bench", "time the training step on reals held in memory (sec/kimg)", cmd_bench},
       {"pack", "pack images, TFRecords, NIfTI or DICOM into an HDF5 dataset pack", cmd_pack},
+      {"phantoms", "write a folder of MRI-like head phantoms (labels: lesion or not)", cmd_phantoms},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},
       {"version", "print the versions of styleforge and the libraries it was built with", cmd_version},

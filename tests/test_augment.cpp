@@ -162,8 +162,9 @@ TEST(AugmentPipe, ZeroPIsTheIdentity) {
   AugmentPipe pipe(AugmentConfig::from_pipeline("bgcfnc"));
   pipe.set_p(0);
   at::Tensor y = pipe.forward(x, at::detail::createCPUGenerator(1));
-  // Resampling with the identity transform and the unit filter bank round only.
-  EXPECT_LT(rel(y, x), 1e-6);
+  // Resampling with the identity transform and the unit filter bank round only (the float32 sym6
+  // taps reconstruct to ~1e-6).
+  EXPECT_LT(rel(y, x), 1e-5);
   AugmentPipe none(AugmentConfig{});
   EXPECT_TRUE(at::equal(none.forward(x, at::detail::createCPUGenerator(1)), x));
 }
@@ -178,6 +179,8 @@ TEST(AugmentPipe, SameGeneratorStateSameAugmentation) {
   at::Tensor c = pipe.forward(x, at::detail::createCPUGenerator(8));
   EXPECT_TRUE(at::equal(a, b));
   EXPECT_GT(rel(c, a), 1e-3);
+  // An undefined generator means the default one.
+  EXPECT_EQ(pipe.forward(x, at::Generator()).sizes(), x.sizes());
 }
 
 TEST(AugmentPipe, FilterBankAtUnitGainIsTheIdentity) {

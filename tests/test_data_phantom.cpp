@@ -2,7 +2,10 @@
 // folder layout with dataset.json, packing it with labels, and refusing a non-empty destination.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -240,5 +243,38 @@ TEST(PhantomFolder, RefusesNonEmptyDestination) {
   for (const auto& e : fs::directory_iterator(tmp.path)) entries += e.path().filename().string().find(".tmp-") != std::string::npos;
   EXPECT_EQ(entries, 0);
 }
+
+#ifdef STYLEFORGE_BINARY
+// `styleforge phantoms` through the real binary (full builds only): exit codes and messages.
+int run_cli(const std::string& args, std::string* out) {
+  std::string cmd = std::string(STYLEFORGE_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  while (p && fgets(buf, sizeof buf, p)) *out += buf;
+  int status = p ? pclose(p) : -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(PhantomCli, WritesRefusesAndChecksOptions) {
+  ScratchDir tmp("phantoms_cli");
+  std::string dir = tmp / "ds", out;
+  EXPECT_EQ(run_cli("phantoms --quiet --dest " + dir + " --count 5 --resolution 16 --seed 2", &out), 0) << out;
+  EXPECT_NE(out.find("wrote 5 phantoms 16x16"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(dir + "/dataset.json"));
+  out.clear();
+  EXPECT_EQ(run_cli("phantoms --quiet --dest " + dir + " --count 5", &out), 1) << out;
+  EXPECT_NE(out.find("not empty"), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("phantoms --quiet --dest " + dir + " --count 5 --force", &out), 0) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("phantoms --dest " + (tmp / "y") + " --resolution 48", &out), 2) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("phantoms --dest " + (tmp / "y") + " --weighting flair", &out), 2) << out;
+  out.clear();
+  EXPECT_EQ(run_cli("phantoms --count 3", &out), 2) << out;  // --dest is required
+  EXPECT_FALSE(fs::exists(tmp / "y"));
+}
+#endif
 
 }  // namespace

@@ -149,6 +149,17 @@ void TrainOptions::resolve(int res, int ch, int ldim, int64_t n, int trainers) {
     ada_target = *target_override;
   }
   if (augpipe != "bgc") desc += "-" + augpipe;
+  ada_kimg = 500;
+  if (!resume_source.empty()) {
+    std::string name = resume_source;
+    const size_t slash = name.find_last_of('/');
+    if (slash != std::string::npos) name = name.substr(slash + 1);
+    const size_t dot = name.find_last_of('.');
+    if (dot != std::string::npos && dot > 0) name = name.substr(0, dot);
+    desc += "-resume" + name;
+    ada_kimg = 100;
+    ema_rampup.reset();
+  }
   if (freezed < 0) throw std::invalid_argument("--freezed must be non-negative");
   if (freezed > 0) desc += "-freezed" + std::to_string(freezed);
   D.freeze_layers = freezed;
@@ -200,6 +211,7 @@ nlohmann::json TrainOptions::to_json() const {
   j["G_kwargs"] = G.to_json();
   j["D_kwargs"] = D.to_json();
   j["run_desc"] = desc;
+  j["resume_source"] = resume_source;
   return j;
 }
 
@@ -251,6 +263,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
     o.G = GeneratorConfig::from_json(j.at("G_kwargs"));
     o.D = DiscriminatorConfig::from_json(j.at("D_kwargs"));
     o.desc = j.value("run_desc", "");
+    o.resume_source = j.value("resume_source", "");
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("training options: ") + e.what());
   }

@@ -40,6 +40,10 @@ struct TrainOptions {
   int keep_snapshots = 0;      // keep the newest N network snapshots (0: all)
   int threads = 0;             // LibTorch intra-op threads (0: all cores)
   std::optional<int> cbase_override, cmax_override, map_override, mbstd_override;
+  // Transfer learning: the network the run starts from (a named source such as ffhq256, a
+  // reference .pkl or a network-only checkpoint); as in the reference, it sets ada_kimg = 100
+  // and turns the EMA ramp-up off. Empty: train from scratch.
+  std::string resume_source;
 
   // ---- resolved (filled by resolve()) ----
   int resolution = 0, channels = 0, label_dim = 0;

@@ -22,6 +22,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_step.h"
+#include "trainer/transfer.h"
 
 namespace fs = std::filesystem;
 
@@ -137,7 +138,20 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   CheckpointInfo resume_info;
   std::string run_dir;
 
-  if (!req.resume.empty()) {
+  // --resume: "latest" or a training checkpoint continues that run; anything else (a named
+  // network, a reference .pkl, a network-only checkpoint) starts a new run from its weights.
+  std::string transfer_path;
+  bool continue_run = req.resume == "latest";
+  if (!req.resume.empty() && !continue_run && fs::path(req.resume).extension() == ".h5" && fs::exists(req.resume)) {
+    CheckpointInfo probe = read_checkpoint_info(req.resume);
+    continue_run = probe.has_training_state && probe.options.has_value();
+  }
+  if (!req.resume.empty() && !continue_run) {
+    const std::string scratch = (fs::temp_directory_path() / ("styleforge-import-" + std::to_string(comm.rank()))).string();
+    transfer_path = resolve_transfer_source(req.resume, default_cache_dir(), scratch);
+    o.resume_source = req.resume;
+  }
+  if (continue_run) {
     resume_path = req.resume == "latest" ? find_latest_checkpoint(o) : req.resume;
     resume_info = read_checkpoint_info(resume_path);
     if (!resume_info.has_training_state || !resume_info.options)
@@ -221,6 +235,8 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     load_training_state(resume_path, &step.G_opt(), &step.D_opt(), &step.rngs());
     step.restore(resume_info.counters);
   }
+  if (!transfer_path.empty()) log.line("Transfer from \"" + req.resume + "\": " +
+                                       transfer_networks(transfer_path, step.G(), step.D(), step.G_ema()));
   step.broadcast_parameters();
   TrainCounters& k = step.counters();
 
