@@ -14,9 +14,13 @@ const std::vector<Subcommand>& subcommands() {
       {"train", "train StyleGAN2-ADA on a dataset pack (or continue a run with --resume)", cmd_train},
       {"generate", "write images of a trained generator for a list of seeds", cmd_generate},
       {"bench", "time the training step on reals held in memory (sec/kimg)", cmd_bench},
+      {"status", "one line per run: state, kimg, speed, ETA, p, FID/KID, slowest rank, last checkpoint", cmd_status},
+      {"report", "PNG plots (losses, p and r_t, FID/KID, sec/kimg) and report.html of a run", cmd_report},
+      {"import", "convert a reference network pickle (.pkl) to a checkpoint, executing nothing", cmd_import},
       {"pack", "pack images, TFRecords, NIfTI or DICOM into an HDF5 dataset pack", cmd_pack},
       {"phantoms", "write a folder of MRI-like head phantoms (labels: lesion or not)", cmd_phantoms},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
+      {"metrics", "FID/KID of a checkpoint against a dataset pack (offline, single rank)", cmd_metrics},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},
       {"version", "print the versions of styleforge and the libraries it was built with", cmd_version},
   };

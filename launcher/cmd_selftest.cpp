@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "launcher/cli.h"
+#include "metrics/metrics.h"
 #include "trainer/selftest.h"
 
 namespace po = boost::program_options;
@@ -33,6 +34,7 @@ int cmd_selftest(const std::vector<std::string>& args) {
     o.kinds.push_back(kinds.substr(pos, next == std::string::npos ? next : next - pos));
     pos = next == std::string::npos ? next : next + 1;
   }
+  metrics::register_selftest_kinds();
   return trainer::run_selftest(o) == 0 ? kOk : kFailure;
 }
 

@@ -5,8 +5,17 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
 #include "launcher/cli.h"
+#include "metrics/metrics_rank.h"
 #include "sharding/communicator.h"
+#include "sharding/metrics_link.h"
+#include "sharding/mpi_comm.h"
+#include "sharding/topology.h"
 #include "trainer/training_loop.h"
 
 namespace po = boost::program_options;
@@ -28,7 +37,10 @@ void set_opt(const po::variables_map& vm, const char* name, std::optional<T>& ou
 int cmd_train(const std::vector<std::string>& args) {
   trainer::TrainRequest req;
   trainer::TrainOptions& o = req.options;
-  std::string seed_text;
+  std::string metrics_list, metrics_rank_mode;
+  double timeout_s = 600;
+  int ranks = 0;
+  metrics::MetricsRankOptions mopts;
   po::options_description desc("options");
   desc.add_options()
       ("data", po::value(&o.data), "training data: a styleforge pack (.h5, see `styleforge pack`)")
@@ -56,7 +68,13 @@ int cmd_train(const std::vector<std::string>& args) {
       ("mbstd-group", po::value<int>(), "minibatch-std group size (default: the preset's)")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: all cores)")
       ("resume", po::value(&req.resume), "continue a run: a checkpoint path or 'latest' (in --outdir or --run-dir)")
-      ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit");
+      ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit")
+      ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics for the metrics rank, comma-separated, or none")
+      ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (the last rank computes metrics when there are metrics and >= 2 ranks) | none")
+      ("wait-metrics", po::bool_switch(&req.wait_metrics), "at the end, wait for the metrics rank's last evaluation")
+      ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
+      ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
+      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
   set_opt(vm, "gamma", o.gamma_override);
@@ -76,16 +94,89 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cerr << "styleforge train: --outdir (or --run-dir) is required (see styleforge train --help)\n";
     return kUsage;
   }
+  if (metrics_rank_mode != "auto" && metrics_rank_mode != "none") {
+    std::cerr << "styleforge train: --metrics-rank must be auto or none\n";
+    return kUsage;
+  }
+  {
+    std::stringstream ss(metrics_list);
+    std::string m;
+    while (std::getline(ss, m, ','))
+      if (!m.empty() && m != "none") mopts.metrics.push_back(m);
+  }
+  const bool want_metrics_rank = metrics_rank_mode == "auto" && !mopts.metrics.empty();
+
+  if (ranks > 0 && !sharding::launched_by_mpi()) {
+    // Convenience: re-run this command under mpirun with one process per trainer (+ metrics).
+    const int np = ranks + (want_metrics_rank ? 1 : 0);
+    std::vector<std::string> argv_s = {"mpirun", "--oversubscribe", "-np", std::to_string(np), "/proc/self/exe", "train"};
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--gpus") {
+        ++i;
+        continue;
+      }
+      if (args[i].rfind("--gpus=", 0) == 0) continue;
+      argv_s.push_back(args[i]);
+    }
+    char self[4096] = {0};
+    if (::readlink("/proc/self/exe", self, sizeof self - 1) > 0) argv_s[4] = self;
+    std::vector<char*> argv_c;
+    for (auto& a : argv_s) argv_c.push_back(a.data());
+    argv_c.push_back(nullptr);
+    std::fflush(stdout);
+    ::execvp("mpirun", argv_c.data());
+    std::cerr << "styleforge train: --gpus: cannot run mpirun (is openmpi-bin installed?)\n";
+    return kFailure;
+  }
+
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   req.stop = &g_stop;
-  sharding::LocalCommunicator comm;
+  sharding::MpiSession mpi(sharding::launched_by_mpi());
+  if (!mpi.active()) {
+    sharding::LocalCommunicator comm;
+    if (!mopts.metrics.empty() && metrics_rank_mode == "auto")
+      std::cout << "metrics: no metrics rank in a single-process run; use `styleforge metrics` on the checkpoints\n";
+    try {
+      return trainer::run_training(req, comm);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "styleforge train: " << e.what() << "\n";
+      return kUsage;
+    }
+  }
+
+  // Multi-rank: every uncaught error aborts the whole job, naming the rank, host and cause.
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   try {
-    return trainer::run_training(req, comm);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "styleforge train: " << e.what() << "\n";
-    return kUsage;
+    sharding::Topology topo = sharding::discover_topology(want_metrics_rank);
+    MPI_Comm tcomm = sharding::trainer_comm(topo);
+    for (int r = 0; r < topo.world_size; ++r)
+      if (r != topo.metrics_rank) req.hosts.push_back(topo.hosts[r]);
+    req.topology = topo.describe();
+    req.metrics_timeout_s = timeout_s;
+    int rc = 0;
+    if (topo.role == sharding::Role::Metrics) {
+      sharding::MetricsLink link(0, topo.metrics_rank);
+      rc = metrics::run_metrics_rank(link, mopts, &g_stop);
+    } else {
+      std::unique_ptr<sharding::MetricsLink> link;
+      if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
+      if (topo.world_rank == 0) req.metrics = link.get();
+      {
+        sharding::MpiCommunicator comm(tcomm, timeout_s);
+        rc = trainer::run_training(req, comm);
+      }
+      MPI_Comm_free(&tcomm);
+    }
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "styleforge train: rank %d (%s): error: %s; aborting the job\n", world_rank,
+                 sharding::host_name().c_str(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return kFailure;
   }
 }
 

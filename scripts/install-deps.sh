@@ -11,6 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev nlohmann-json3-dev
   libpng-dev zlib1g-dev
   libjpeg62-turbo-dev python3-h5py
+  prometheus prometheus-cpp-dev slurm-wlm munge
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sf::sharding {
 
@@ -23,6 +25,10 @@ class Communicator {
   // In-place sums over all ranks.
   virtual void allreduce_sum(float* data, size_t count) = 0;
   virtual void allreduce_sum(double* data, size_t count) = 0;
+  // Several in-place sums issued together (buckets); the default runs them one by one.
+  virtual void allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& buffers) {
+    for (const auto& [p, n] : buffers) allreduce_sum(p, n);
+  }
   // Copies `bytes` bytes from `root` to every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
@@ -36,6 +42,7 @@ class LocalCommunicator final : public Communicator {
   int size() const override { return 1; }
   void allreduce_sum(float*, size_t) override {}
   void allreduce_sum(double*, size_t) override {}
+  void allreduce_sum_many(const std::vector<std::pair<float*, size_t>>&) override {}
   void broadcast(void*, size_t, int) override {}
   void barrier() override {}
   std::string describe() const override { return "local"; }

@@ -73,7 +73,7 @@ void write_checkpoint(const std::string& path, const CheckpointWrite& c) {
       if (c.D_opt) c.D_opt->save(h5::require_group(f, "D_opt"));
       if (!c.rngs.empty()) {
         h5::Handle r = h5::require_group(f, "state/rng");
-        for (const auto& [name, gen] : c.rngs) write_tensor(r, name, gen.get_state());
+        for (const auto& [name, state] : c.rngs) write_tensor(r, name, state);
       }
       h5::flush(f);
     }
@@ -145,17 +145,16 @@ void load_networks(const std::string& path, Generator* G, Discriminator* D, Gene
 }
 
 void load_training_state(const std::string& path, Adam* G_opt, Adam* D_opt,
-                         std::map<std::string, at::Generator>* rngs) {
+                         std::map<std::string, at::Tensor>* rngs) {
   std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
   h5::Handle f = h5::open_file(path);
   if (G_opt) G_opt->load(h5::open_group(f, "G_opt"));
   if (D_opt) D_opt->load(h5::open_group(f, "D_opt"));
   if (rngs) {
+    if (!h5::is_group(f, "state/rng")) bad(path, "no random generator states (state/rng)");
     h5::Handle r = h5::open_group(f, "state/rng");
-    for (auto& [name, gen] : *rngs) {
-      if (!h5::exists(r, name)) bad(path, "no state for random generator '" + name + "'");
-      gen.set_state(read_tensor(r, name, at::kByte));
-    }
+    rngs->clear();
+    for (const auto& name : h5::members(r)) (*rngs)[name] = read_tensor(r, name, at::kByte);
   }
 }
 

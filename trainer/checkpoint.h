@@ -16,7 +16,7 @@
 // Not thread-safe (serial HDF5).
 #pragma once
 
-#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>
@@ -49,7 +49,7 @@ struct CheckpointWrite {
   const Adam* G_opt = nullptr;
   const Adam* D_opt = nullptr;
   TrainCounters counters;
-  std::map<std::string, at::Generator> rngs;
+  std::map<std::string, at::Tensor> rngs;  // random generator states (uint8)
 };
 void write_checkpoint(const std::string& path, const CheckpointWrite& c);
 
@@ -66,7 +66,7 @@ CheckpointInfo read_checkpoint_info(const std::string& path);
 
 // Strict loads (keys and shapes must match). Any pointer may be null to skip that part.
 void load_networks(const std::string& path, Generator* G, Discriminator* D, Generator* G_ema);
-void load_training_state(const std::string& path, Adam* G_opt, Adam* D_opt, std::map<std::string, at::Generator>* rngs);
+void load_training_state(const std::string& path, Adam* G_opt, Adam* D_opt, std::map<std::string, at::Tensor>* rngs);
 
 // Snapshot files of a run directory, sorted by kimg (oldest first).
 std::vector<std::string> list_snapshots(const std::string& run_dir);

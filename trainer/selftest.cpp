@@ -649,12 +649,61 @@ const std::map<std::string, Handler>& handlers() {
   return h;
 }
 
+std::map<std::string, SelftestKindHandler>& registered_handlers() {
+  static std::map<std::string, SelftestKindHandler> h;
+  return h;
+}
+
+// One file of a registered kind: the handler compares, we judge and print as for built-in kinds.
+bool check_registered(const SelftestKindHandler& handler, const Fixture& fx, const std::string& rel,
+                      const SelftestOptions& opts) {
+  std::vector<SelftestComparison> cmp;
+  try {
+    SelftestFile f;
+    f.path = fx.path;
+    f.kind = fx.kind;
+    f.notes = h5::has_attr(fx.file, "notes") ? h5::read_string_attr(fx.file, "notes") : "";
+    f.config_json = h5::has_attr(fx.file, "config") ? h5::read_string_attr(fx.file, "config") : "{}";
+    f.float64 = opts.float64;
+    cmp = handler(f);
+    if (cmp.empty()) throw std::runtime_error("nothing to compare");
+  } catch (const std::exception& e) {
+    std::printf("FAIL  %-40s %-13s %s\n", rel.c_str(), fx.kind.c_str(), e.what());
+    return false;
+  }
+  bool ok = true;
+  double worst = -1, worst_ratio = -1;
+  std::string where;
+  for (const auto& c : cmp) {
+    double tol = c.tolerance > 0 ? c.tolerance : opts.tolerance;
+    bool good = c.rel_err <= tol;
+    ok = ok && good;
+    if (opts.verbose)
+      std::printf("    %-56s %.2e  (tolerance %.0e)%s\n", c.name.c_str(), c.rel_err, tol, good ? "" : "  <-- exceeds");
+    if (!(c.rel_err / tol <= worst_ratio)) {
+      worst_ratio = c.rel_err / tol;
+      worst = c.rel_err;
+      where = c.name;
+    }
+  }
+  std::printf("%s  %-40s %-13s %3zu compared, max rel err %.2e (%s)\n", ok ? "ok  " : "FAIL", rel.c_str(),
+              fx.kind.c_str(), cmp.size(), worst, where.c_str());
+  return ok;
+}
+
 }  // namespace
 
 std::vector<std::string> selftest_kinds() {
   std::vector<std::string> k;
   for (const auto& [name, _] : handlers()) k.push_back(name);
+  for (const auto& [name, _] : registered_handlers())
+    if (!handlers().count(name)) k.push_back(name);
   return k;
+}
+
+void register_selftest_kind(const std::string& kind, SelftestKindHandler handler) {
+  if (handlers().count(kind)) throw std::invalid_argument("selftest kind '" + kind + "' is built in");
+  registered_handlers()[kind] = std::move(handler);
 }
 
 int run_selftest(const SelftestOptions& opts) {
@@ -684,6 +733,10 @@ int run_selftest(const SelftestOptions& opts) {
     }
     auto h = handlers().find(fx.kind);
     bool wanted = opts.kinds.empty() || std::find(opts.kinds.begin(), opts.kinds.end(), fx.kind) != opts.kinds.end();
+    if (auto r = registered_handlers().find(fx.kind); h == handlers().end() && r != registered_handlers().end() && wanted) {
+      check_registered(r->second, fx, rel, opts) ? ++passed : ++failed;
+      continue;
+    }
     if (h == handlers().end() || !wanted) {
       std::printf("--    %-40s kind '%s' not checked here\n", rel.c_str(), fx.kind.c_str());
       ++skipped;

@@ -211,6 +211,8 @@ nlohmann::json TrainOptions::to_json() const {
   j["G_kwargs"] = G.to_json();
   j["D_kwargs"] = D.to_json();
   j["run_desc"] = desc;
+  j["noise_mode"] = noise_mode;
+  if (augment_debug_percentile) j["augment_debug_percentile"] = *augment_debug_percentile;
   j["resume_source"] = resume_source;
   return j;
 }
@@ -263,6 +265,8 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
     o.G = GeneratorConfig::from_json(j.at("G_kwargs"));
     o.D = DiscriminatorConfig::from_json(j.at("D_kwargs"));
     o.desc = j.value("run_desc", "");
+    o.noise_mode = j.value("noise_mode", "random");
+    if (j.contains("augment_debug_percentile")) o.augment_debug_percentile = j.at("augment_debug_percentile").get<double>();
     o.resume_source = j.value("resume_source", "");
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("training options: ") + e.what());

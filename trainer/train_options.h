@@ -68,6 +68,8 @@ struct TrainOptions {
   double adam_beta1 = 0, adam_beta2 = 0.99, adam_eps = 1e-8;
   GeneratorConfig G;
   DiscriminatorConfig D;
+  std::string noise_mode = "random";  // synthesis noise while training (const: tests of equivalence)
+  std::optional<double> augment_debug_percentile;  // every transform at this percentile (tests)
   std::string desc;            // run directory suffix, e.g. "brain64-cond-auto1-ada"
 
   // Applies the preset and the overrides for a dataset of the given shape; throws

@@ -18,6 +18,7 @@
 
 #include "data/loader.h"
 #include "data/pack.h"
+#include "sharding/metrics_link.h"
 #include "sharding/sampler.h"
 #include "trainer/checkpoint.h"
 #include "trainer/snapshot_images.h"
@@ -182,6 +183,8 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     o.dataset_name = fs::path(o.data).stem().string();
     o.dataset_hash = info.content_hash;
     o.resolve(info.resolution, info.channels, info.label_dim, info.num_images, comm.size());
+    // Transfer learning: G/D keep the source's architecture; resolution, channels, c_dim are the dataset's.
+    if (!transfer_path.empty()) adopt_source_architecture(transfer_path, o);
   }
 
   if (resume_path.empty()) {
@@ -217,9 +220,19 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     log.line("Resuming " + resume_path + " to " + std::to_string(o.total_kimg) + " kimg; dry run, exiting.");
     return 0;
   }
+  {
+    // Every rank learns the run directory rank 0 chose.
+    std::vector<double> len(1, rank0 ? static_cast<double>(run_dir.size()) : 0.0);
+    comm.allreduce_sum(len.data(), 1);
+    std::string buf(static_cast<size_t>(len[0]), '\0');
+    if (rank0) buf = run_dir;
+    if (!buf.empty()) comm.broadcast(buf.data(), buf.size(), 0);
+    run_dir = buf;
+  }
   g_last_run_dir = run_dir;
   log.open((fs::path(run_dir) / "log.txt").string());
   if (!resume_path.empty()) log.line("Resuming from \"" + resume_path + "\"");
+  if (!req.topology.empty()) log.line("Topology: " + req.topology);
 
   // Labels of every image (the table conditioning labels of generated images are drawn from).
   std::vector<float> labels;
@@ -232,7 +245,9 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   TrainingStep step(o, comm, labels);
   if (!resume_path.empty()) {
     load_networks(resume_path, &step.G(), &step.D(), &step.G_ema());
-    load_training_state(resume_path, &step.G_opt(), &step.D_opt(), &step.rngs());
+    std::map<std::string, at::Tensor> rng_states;
+    load_training_state(resume_path, &step.G_opt(), &step.D_opt(), &rng_states);
+    step.restore_rng_states(rng_states);
     step.restore(resume_info.counters);
   }
   if (!transfer_path.empty()) log.line("Transfer from \"" + req.resume + "\": " +
@@ -277,6 +292,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     step.iteration(imgs, cs);
 
     bool stop_now = req.stop && req.stop->load() != 0;
+    if (req.metrics && req.metrics->stop_requested()) stop_now = true;
     if (comm.size() > 1) {
       double flag = stop_now ? 1 : 0;
       comm.allreduce_sum(&flag, 1);
@@ -313,12 +329,31 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                     sec_per_kimg, maintenance_sec, rss_gb(), step.augment_p(), format_time(eta).c_str());
       log.line(line);
     }
+    if (comm.size() > 1) {
+      // Per-rank throughput, memory and progress, gathered through a sum (one slot per rank).
+      const int W = comm.size(), me = comm.rank();
+      std::vector<double> g(static_cast<size_t>(3 * W), 0.0);
+      g[3 * me] = (k.cur_nimg - k.tick_start_nimg) / static_cast<double>(W) / std::max(tick_sec, 1e-9);
+      g[3 * me + 1] = rss_gb();
+      g[3 * me + 2] = static_cast<double>(k.batch_idx);
+      comm.allreduce_sum(g.data(), g.size());
+      std::string line = "  per rank:";
+      for (int r = 0; r < W; ++r) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, " [%d %s %.2f img/s %.2f GB]", r,
+                      r < static_cast<int>(req.hosts.size()) ? req.hosts[r].c_str() : "?", g[3 * r], g[3 * r + 1]);
+        line += buf;
+      }
+      log.line(line);
+    }
     if (stop_now) log.line("Stop requested: writing a checkpoint and exiting for requeue.");
 
     const bool snapshot = done || k.cur_tick % o.snap == 0;
     if (snapshot && rank0)
       save_fakes_grid(step.G_ema(), grid, o.batch_gpu, (fs::path(run_dir) / kimg_name("fakes", k.cur_nimg, ".png")).string());
     if (snapshot) {
+      step.check_consistency();
+      std::map<std::string, at::Tensor> rng_states = step.gather_rng_states();
       TrainCounters c = step.counters_for_checkpoint();
       c.cur_tick = k.cur_tick + 1;
       c.tick_start_nimg = k.cur_nimg;
@@ -331,11 +366,26 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
         w.G_opt = &step.G_opt();
         w.D_opt = &step.D_opt();
         w.counters = c;
-        w.rngs = step.rngs();
+        w.rngs = rng_states;
         const std::string path = (fs::path(run_dir) / kimg_name("network-snapshot-", k.cur_nimg, ".h5")).string();
         write_checkpoint(path, w);
         prune_snapshots(run_dir, o.keep_snapshots);
         log.line("Saved " + path);
+        if (req.metrics) {
+          // Hand G_ema to the metrics rank: one flat buffer, sent without waiting.
+          std::vector<float> flat;
+          nlohmann::json keys = nlohmann::json::array();
+          for (const auto& e : step.G_ema().state().entries()) {
+            at::Tensor t = e.tensor.detach().to(at::kFloat).contiguous();
+            flat.insert(flat.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+            keys.push_back(e.name);
+          }
+          nlohmann::json h = {{"kimg", k.cur_nimg / 1e3}, {"cur_nimg", k.cur_nimg}, {"checkpoint", path},
+                              {"run_dir", run_dir}, {"data", o.data}, {"G", o.G.to_json()}, {"keys", keys},
+                              {"num_trainers", o.num_trainers}, {"mirror", o.mirror}, {"seed", o.seed}};
+          req.metrics->send_snapshot(h.dump(), std::move(flat));
+          log.line("Handed snapshot " + kimg_name("", k.cur_nimg, "") + " to the metrics rank");
+        }
       }
       comm.barrier();
     }
@@ -356,9 +406,14 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       break;
     }
   }
+  const int exit_code = stopped ? 3 : 0;
+  if (req.metrics) {
+    if (req.wait_metrics) log.line("Waiting for the metrics rank to finish its last evaluation...");
+    req.metrics->finish(exit_code, req.wait_metrics, req.metrics_timeout_s);
+  }
   log.line("");
   log.line(stopped ? "Exiting for requeue." : "Exiting...");
-  return stopped ? 3 : 0;
+  return exit_code;
 }
 
 }  // namespace sf::trainer

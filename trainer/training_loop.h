@@ -17,6 +17,10 @@
 #include <vector>
 
 #include "sharding/communicator.h"
+
+namespace sf::sharding {
+class MetricsLink;
+}
 #include "trainer/train_options.h"
 
 namespace sf::trainer {
@@ -26,6 +30,13 @@ struct TrainRequest {
   std::string resume;           // "", "latest" or a checkpoint path
   bool dry_run = false;
   const std::atomic<int>* stop = nullptr;  // non-zero: checkpoint and return 3
+  // Multi-rank runs (set by the launcher): the trainer ranks' hosts (index = trainer rank), the
+  // topology summary logged once, and on trainer rank 0 the link to the metrics rank.
+  std::vector<std::string> hosts;
+  std::string topology;
+  sharding::MetricsLink* metrics = nullptr;
+  bool wait_metrics = false;
+  double metrics_timeout_s = 600;
 };
 
 // Returns the process exit code: 0 done, 3 stopped on request after a checkpoint.

@@ -77,10 +77,10 @@ TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, 
     ada_.batch_size = o_.batch_size;
   }
   pl_mean_ = at::zeros({});
+  noise_mode_ = parse_noise_mode(o_.noise_mode);
   global_gen_ = make_cpu_generator(derive_seed(o_.seed, 0, "global"));
   local_gen_ = make_cpu_generator(derive_seed(o_.seed, comm_.rank(), "local"));
   augment_gen_ = make_cpu_generator(derive_seed(o_.seed, comm_.rank(), "augment"));
-  rngs_ = {{"global", global_gen_}, {"local", local_gen_}, {"augment", augment_gen_}};
 }
 
 TrainingStep::~TrainingStep() = default;
@@ -103,12 +103,12 @@ std::pair<at::Tensor, at::Tensor> TrainingStep::run_G(const at::Tensor& z, const
       ws = at::cat({ws.narrow(1, 0, cutoff), ws2.narrow(1, cutoff, num_ws - cutoff)}, 1);
     }
   }
-  at::Tensor img = G_->synthesis(ws, NoiseMode::Random, std::nullopt, local_gen_);
+  at::Tensor img = G_->synthesis(ws, noise_mode_, std::nullopt, local_gen_);
   return {img, ws};
 }
 
 at::Tensor TrainingStep::run_D(const at::Tensor& img, const at::Tensor& c) {
-  if (augment_) return D_->forward(augment_->forward(img, augment_gen_), c);
+  if (augment_) return D_->forward(augment_->forward(img, augment_gen_, o_.augment_debug_percentile), c);
   return D_->forward(img, c);
 }
 
@@ -141,12 +141,13 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
     auto grads = torch::autograd::grad({(gen_img * noise).sum()}, {ws}, {}, /*retain_graph=*/true,
                                        /*create_graph=*/true);
     at::Tensor lengths = grads[0].square().sum(2).mean(1).sqrt();
-    at::Tensor mean_len = lengths.mean();
+    // One global running mean over the path lengths of all ranks, used as a constant in the
+    // penalty (as the reference fixtures define it), so the result does not depend on the split.
+    at::Tensor mean_len = lengths.detach().mean();
     if (world > 1) {
-      // One global running mean: the mean path length over all ranks (a constant for the gradient).
       double buf[1] = {mean_len.item<double>()};
       comm_.allreduce_sum(buf, 1);
-      mean_len = mean_len - mean_len.detach() + buf[0] / world;
+      mean_len = at::full({}, buf[0] / world, lengths.options());
     }
     at::Tensor pl_mean = pl_mean_.lerp(mean_len, o_.pl_decay);
     pl_mean_.copy_(pl_mean.detach());
@@ -192,24 +193,46 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
   }
 }
 
-void TrainingStep::sync_gradients(const ParamStore& store) {
-  const int world = comm_.size();
-  if (world <= 1) return;
+void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes) {
+  const int world = comm.size();
+  if (world <= 1 || grads.empty()) return;
   at::NoGradGuard no_grad;
+  // Buckets in reverse registration order; each is one contiguous float32 buffer.
+  std::vector<std::vector<at::Tensor>> buckets(1);
+  int64_t bytes = 0;
+  for (auto it = grads.rbegin(); it != grads.rend(); ++it) {
+    if (bytes >= bucket_bytes && !buckets.back().empty()) {
+      buckets.emplace_back();
+      bytes = 0;
+    }
+    buckets.back().push_back(*it);
+    bytes += it->numel() * 4;
+  }
+  std::vector<at::Tensor> flats;
+  std::vector<std::pair<float*, size_t>> bufs;
+  for (auto& b : buckets) {
+    std::vector<at::Tensor> parts;
+    for (auto& g : b) parts.push_back(g.reshape({-1}).to(at::kFloat));
+    flats.push_back(at::cat(parts).contiguous());
+    bufs.emplace_back(flats.back().data_ptr<float>(), static_cast<size_t>(flats.back().numel()));
+  }
+  comm.allreduce_sum_many(bufs);
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    flats[i].div_(world);
+    int64_t off = 0;
+    for (auto& g : buckets[i]) {
+      const_cast<at::Tensor&>(g).copy_(flats[i].narrow(0, off, g.numel()).view_as(g));
+      off += g.numel();
+    }
+  }
+}
+
+void TrainingStep::sync_gradients(const ParamStore& store) {
+  if (comm_.size() <= 1) return;
   std::vector<at::Tensor> grads;
   for (const auto& e : store.entries())
     if (!e.is_buffer && e.trainable && e.tensor.grad().defined()) grads.push_back(e.tensor.grad());
-  if (grads.empty()) return;
-  std::vector<at::Tensor> flat_parts;
-  for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
-  at::Tensor flat = at::cat(flat_parts).contiguous();
-  comm_.allreduce_sum(flat.data_ptr<float>(), static_cast<size_t>(flat.numel()));
-  flat.div_(world);
-  int64_t off = 0;
-  for (auto& g : grads) {
-    g.copy_(flat.narrow(0, off, g.numel()).view_as(g));
-    off += g.numel();
-  }
+  allreduce_gradients(grads, comm_, bucket_bytes_);
 }
 
 void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
@@ -284,6 +307,81 @@ void TrainingStep::restore(const TrainCounters& c) {
     ada_signal_.set_local(c.ada_sign_sum, c.ada_sign_count);
   else
     ada_signal_.set_local(0, 0);
+}
+
+std::map<std::string, at::Tensor> TrainingStep::gather_rng_states() {
+  std::map<std::string, at::Tensor> out;
+  out["global"] = global_gen_.get_state();
+  const int world = comm_.size(), me = comm_.rank();
+  for (const char* name : {"local", "augment"}) {
+    at::Tensor mine = (std::string(name) == "local" ? local_gen_ : augment_gen_).get_state();
+    const int64_t n = mine.numel();
+    // Gather through a sum: each rank fills its own slot (bytes are exact in float64).
+    std::vector<double> all(static_cast<size_t>(n * world), 0.0);
+    const uint8_t* p = mine.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < n; ++i) all[static_cast<size_t>(me * n + i)] = p[i];
+    comm_.allreduce_sum(all.data(), all.size());
+    for (int r = 0; r < world; ++r) {
+      at::Tensor t = at::empty({n}, at::kByte);
+      for (int64_t i = 0; i < n; ++i) t.data_ptr<uint8_t>()[i] = static_cast<uint8_t>(all[static_cast<size_t>(r * n + i)]);
+      out[std::string(name) + ".rank" + std::to_string(r)] = t;
+    }
+  }
+  return out;
+}
+
+void TrainingStep::restore_rng_states(const std::map<std::string, at::Tensor>& states) {
+  auto find = [&](const std::string& base) -> const at::Tensor& {
+    auto it = states.find(base + ".rank" + std::to_string(comm_.rank()));
+    if (it == states.end() && comm_.size() == 1) it = states.find(base);
+    if (it == states.end()) throw std::runtime_error("checkpoint has no random state '" + base + "' for rank " +
+                                                     std::to_string(comm_.rank()));
+    return it->second;
+  };
+  auto g = states.find("global");
+  if (g == states.end()) throw std::runtime_error("checkpoint has no random state 'global'");
+  global_gen_.set_state(g->second);
+  local_gen_.set_state(find("local"));
+  augment_gen_.set_state(find("augment"));
+}
+
+void TrainingStep::check_consistency() {
+  if (comm_.size() <= 1) return;
+  at::NoGradGuard no_grad;
+  for (std::pair<const char*, ParamStore*> net : {std::pair<const char*, ParamStore*>{"G", &G_->state()},
+                                                  {"D", &D_->state()}, {"G_ema", &G_ema_->state()}}) {
+    std::vector<at::Tensor> parts;
+    std::vector<const NamedTensor*> keys;
+    for (const auto& e : net.second->entries()) {
+      if (e.name.size() >= 5 && e.name.compare(e.name.size() - 5, 5, "w_avg") == 0) continue;
+      parts.push_back(e.tensor.detach().reshape({-1}).to(at::kFloat));
+      keys.push_back(&e);
+    }
+    at::Tensor mine = at::cat(parts).contiguous();
+    at::Tensor ref = mine.clone();
+    comm_.broadcast(ref.data_ptr(), static_cast<size_t>(ref.numel()) * 4, 0);
+    double bad = at::equal(mine, ref) ? 0 : 1;
+    std::string first;
+    if (bad > 0) {
+      int64_t off = 0;
+      for (size_t i = 0; i < keys.size(); ++i) {
+        const int64_t n = keys[i]->tensor.numel();
+        if (!at::equal(mine.narrow(0, off, n), ref.narrow(0, off, n))) {
+          first = keys[i]->name;
+          break;
+        }
+        off += n;
+      }
+    }
+    double total = bad;
+    comm_.allreduce_sum(&total, 1);
+    if (bad > 0)
+      throw std::runtime_error("rank " + std::to_string(comm_.rank()) + ": " + net.first + "." + first +
+                               " differs from rank 0 (ranks diverged)");
+    if (total > 0)
+      throw std::runtime_error("rank " + std::to_string(comm_.rank()) + ": " + std::to_string(static_cast<int>(total)) +
+                               " rank(s) diverged from rank 0 in " + net.first);
+  }
 }
 
 void TrainingStep::broadcast_parameters() {

@@ -64,13 +64,22 @@ class TrainingStep {
   double augment_p() const { return counters_.augment_p; }
   void set_augment_p(double p);
   // Generators by name, for checkpoints.
-  std::map<std::string, at::Generator>& rngs() { return rngs_; }
   // Counters with the ADA accumulators reduced over all ranks (a collective: every rank calls it).
   TrainCounters counters_for_checkpoint();
   // Restores counters (and pl_mean, p, ADA accumulators on rank 0) after a resume.
   void restore(const TrainCounters& c);
   // Broadcasts every tensor of G, D and G_ema from rank 0 (start and after resume).
   void broadcast_parameters();
+  // Compares every parameter and buffer of G, D and G_ema (except w_avg, which each rank tracks
+  // from its own samples) with rank 0's, bitwise; throws naming the first diverged key. Collective.
+  void check_consistency();
+  // Random generator states of every rank, by name ("global", "local.rank<r>", "augment.rank<r>"),
+  // gathered to all ranks (collective), for checkpoints; and restoring this rank's from such a map
+  // (a one-rank checkpoint's "local"/"augment" names are accepted too).
+  std::map<std::string, at::Tensor> gather_rng_states();
+  void restore_rng_states(const std::map<std::string, at::Tensor>& states);
+  // Gradient buckets: about this many bytes per allreduce, filled in reverse registration order.
+  void set_bucket_bytes(int64_t b) { bucket_bytes_ = b; }
 
  private:
   void run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
@@ -94,9 +103,14 @@ class TrainingStep {
   std::vector<Phase> phases_;
   TrainCounters counters_;
   at::Tensor pl_mean_;
-  std::map<std::string, at::Generator> rngs_;
+  NoiseMode noise_mode_ = NoiseMode::Random;
+  int64_t bucket_bytes_ = 25 << 20;
   at::Generator global_gen_, local_gen_, augment_gen_;
 };
+
+// Sums the gradients over the ranks of `comm` and divides by its size, in buckets of about
+// `bucket_bytes` (filled from the last tensor to the first, as the backward pass produces them).
+void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes);
 
 // Deterministic per-purpose seeds: a 64-bit mix of (seed, rank, tag).
 uint64_t derive_seed(uint64_t seed, int rank, const char* tag);

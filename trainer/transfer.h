@@ -11,8 +11,10 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "trainer/networks.h"
+#include "trainer/train_options.h"
 
 namespace sf::trainer {
 
@@ -22,6 +24,32 @@ std::string resolve_transfer_source(const std::string& source, const std::string
 // The default cache directory: $STYLEFORGE_CACHE, else $XDG_CACHE_HOME/styleforge, else ~/.cache/styleforge.
 std::string default_cache_dir();
 // Returns a one-line summary of what was copied and adapted (for log.txt).
+//   same key, same shape                   copied (Freeze-D's frozen layers too)
+//   blocks at resolutions only one side has dropped (source) or kept freshly initialised (run),
+//                                          e.g. D's FromRGB of a new top block
+//   ToRGB rows, gray from RGB              mean of the three rows (weight and bias)
+//   ToRGB rows, RGB from gray              the gray row replicated
+//   FromRGB columns, gray from RGB         sum of the three columns
+//   FromRGB columns, RGB from gray         the gray column / 3 (a gray image replicated to RGB
+//                                          gives the source's features)
+//   mapping.fc0.weight, c_dim changed      the z columns copied, the embedding columns fresh
+//   label embeddings, D's mapping and its projection (b4.out) when c_dim changed: fresh
+// Any other shape difference (channel_base/channel_max, mapping or minibatch-std settings)
+// throws one std::runtime_error listing every such key with both shapes; nothing is modified then.
 std::string transfer_networks(const std::string& checkpoint, Generator& G, Discriminator& D, Generator& G_ema);
+
+// Transfer mode of `styleforge train --resume SOURCE`: the run keeps the source's architecture
+// (z/w dims, mapping layers and learning rate, architectures, channel_base/channel_max,
+// conv_clamp, fp16 resolutions, minibatch-std channels); resolution, image channels and c_dim
+// stay the dataset's, minibatch-std group and Freeze-D the run's. Throws std::invalid_argument
+// when an explicit --cbase/--cmax/--map contradicts the source. Call after TrainOptions::resolve().
+void adopt_source_architecture(const std::string& checkpoint, TrainOptions& o);
+
+// The named sources --resume accepts, with the URL each is published at.
+struct NamedTransferSource {
+  const char* name;
+  const char* url;
+};
+const std::vector<NamedTransferSource>& named_transfer_sources();
 
 }  // namespace sf::trainer

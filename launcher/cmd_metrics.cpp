@@ -1,0 +1,96 @@
+// `styleforge metrics`: FID/KID of a checkpoint's G_ema, offline and single rank (metrics/metrics.h).
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "launcher/cli.h"
+#include "metrics/metrics.h"
+
+namespace po = boost::program_options;
+
+namespace sf::cli {
+namespace {
+
+// A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool on) : on_(on), tty_(::isatty(STDERR_FILENO) != 0) {}
+  void update(const std::string& stage, int64_t done, int64_t total) {
+    if (!on_ || total <= 0) return;
+    const int pct = static_cast<int>(100 * done / total);
+    if (stage != stage_) {
+      stage_ = stage;
+      last_ = -1;
+    }
+    if (tty_ ? pct == last_ : pct / 10 == last_ / 10 && last_ >= 0) return;
+    last_ = pct;
+    constexpr int kWidth = 30;
+    const int filled = pct * kWidth / 100;
+    std::fprintf(stderr, "%s%-9s [%s%s] %3d%% %lld/%lld%s", tty_ ? "\r" : "", stage.c_str(),
+                 std::string(static_cast<size_t>(filled), '#').c_str(), std::string(static_cast<size_t>(kWidth - filled), '.').c_str(),
+                 pct, static_cast<long long>(done), static_cast<long long>(total), tty_ && done < total ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  bool on_, tty_;
+  std::string stage_;
+  int last_ = -1;
+};
+
+}  // namespace
+
+int cmd_metrics(const std::vector<std::string>& args) {
+  metrics::MetricsCommandOptions o;
+  std::string names;
+  bool no_cache = false, quiet = false;
+  bool mirror = false;
+  po::options_description desc("options");
+  desc.add_options()
+      ("network", po::value(&o.network)->required(), "styleforge checkpoint (its G_ema is evaluated)")
+      ("data", po::value(&o.data), "dataset pack of the reals (default: the run's, from the checkpoint)")
+      ("metrics", po::value(&names)->default_value("fid50k_full"), "comma-separated metric names")
+      ("detector", po::value(&o.detector),
+       "TorchScript feature detector (default: $STYLEFORGE_DETECTOR, then <cache dir>/inception-2015-12-05.pt)")
+      ("num-gen", po::value(&o.num_gen)->default_value(0), "generated images per metric (0: as the name says)")
+      ("seed", po::value(&o.seed)->default_value(0), "seed of z, labels, noise and KID subsets")
+      ("mirror", po::value(&mirror), "the run trained with x-flips (default: as the checkpoint says)")
+      ("run-dir", po::value(&o.run_dir),
+       "append metric-<name>.jsonl here (default: the checkpoint's folder when it holds training_options.json)")
+      ("cache-dir", po::value(&o.cache_dir), "cache folder (default: $STYLEFORGE_CACHE or ~/.cache/styleforge)")
+      ("no-cache", po::bool_switch(&no_cache), "neither read nor write the real-statistics cache")
+      ("batch", po::value(&o.batch)->default_value(64), "images per detector call")
+      ("batch-gen", po::value(&o.batch_gen)->default_value(4), "images per generator call (divides --batch)")
+      ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: library default)")
+      ("quiet,q", po::bool_switch(&quiet), "no progress bar");
+  po::variables_map vm;
+  std::ostringstream usage;
+  usage << "--network CKPT [--data PACK] [--metrics fid50k_full,kid50k_full] [options]\n\nmetrics:";
+  for (const auto& d : metrics::describe_metrics()) usage << "\n  " << d;
+  if (int rc = parse_options("metrics", usage.str(), args, desc, vm); rc >= 0) return rc;
+  if (vm.count("mirror")) o.mirror = mirror;
+  o.use_cache = !no_cache;
+  for (size_t pos = 0; pos <= names.size();) {
+    size_t next = names.find(',', pos);
+    std::string n = names.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
+    if (!n.empty()) o.metrics.push_back(n);
+    if (next == std::string::npos) break;
+    pos = next + 1;
+  }
+  if (std::string err = metrics::check_metric_names(o.metrics); !err.empty()) {
+    std::cerr << "styleforge metrics: --metrics: " << err << "\n";
+    return kUsage;
+  }
+  if (o.num_gen < 0 || o.batch < 1 || o.batch_gen < 1 || o.batch % o.batch_gen != 0) {
+    std::cerr << "styleforge metrics: --num-gen must be >= 0 and --batch a positive multiple of --batch-gen\n";
+    return kUsage;
+  }
+  auto bar = std::make_shared<ProgressBar>(!quiet);
+  o.progress = [bar](const std::string& stage, int64_t done, int64_t total) { bar->update(stage, done, total); };
+  o.log = [](const std::string& line) { std::cerr << line << "\n"; };
+  return metrics::run_metrics_command(o) == 0 ? kOk : kFailure;
+}
+
+}  // namespace sf::cli

@@ -1,0 +1,169 @@
+#include "sharding/mpi_comm.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <sstream>
+#include <thread>
+
+namespace sf::sharding {
+namespace {
+
+constexpr int kHeartbeatTag = 7401;
+constexpr double kHeartbeatPeriodS = 1.0;
+
+int world_rank() {
+  int init = 0, r = -1;
+  MPI_Initialized(&init);
+  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+}  // namespace
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+void check_mpi(int rc, const char* call, const char* file, int line) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING] = {0};
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  std::ostringstream s;
+  s << "rank " << world_rank() << " (" << host_name() << "): " << call << " failed: " << msg << " [" << file << ":"
+    << line << "]";
+  throw CommError(s.str());
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, double timeout_s) : timeout_s_(timeout_s), host_(host_name()) {
+  SF_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
+  SF_MPI_CHECK(MPI_Comm_dup(comm, &hb_comm_));
+  SF_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  SF_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  last_sent_ = std::chrono::steady_clock::now();
+  if (rank_ == 0) last_heard_.assign(static_cast<size_t>(size_), std::chrono::steady_clock::now());
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  if (hb_comm_ != MPI_COMM_NULL) {
+    // Drain heartbeats still queued for rank 0 before freeing the communicator.
+    if (rank_ == 0) {
+      int flag = 1;
+      while (flag) {
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, kHeartbeatTag, hb_comm_, &flag, &st);
+        if (flag) {
+          int v;
+          MPI_Recv(&v, 1, MPI_INT, st.MPI_SOURCE, kHeartbeatTag, hb_comm_, MPI_STATUS_IGNORE);
+        }
+      }
+    }
+    MPI_Comm_free(&hb_comm_);
+  }
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+std::string MpiCommunicator::describe() const { return "mpi x" + std::to_string(size_); }
+
+void MpiCommunicator::heartbeat_tick() {
+  const auto now = std::chrono::steady_clock::now();
+  if (rank_ != 0) {
+    if (std::chrono::duration<double>(now - last_sent_).count() >= kHeartbeatPeriodS) {
+      MPI_Request r;
+      hb_payload_ = rank_;
+      if (MPI_Isend(&hb_payload_, 1, MPI_INT, 0, kHeartbeatTag, hb_comm_, &r) == MPI_SUCCESS) MPI_Request_free(&r);
+      last_sent_ = now;
+    }
+    return;
+  }
+  int flag = 1;
+  while (flag) {
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, kHeartbeatTag, hb_comm_, &flag, &st);
+    if (!flag) break;
+    int v;
+    MPI_Recv(&v, 1, MPI_INT, st.MPI_SOURCE, kHeartbeatTag, hb_comm_, MPI_STATUS_IGNORE);
+    last_heard_[static_cast<size_t>(st.MPI_SOURCE)] = now;
+  }
+}
+
+void MpiCommunicator::wait_all(std::vector<MPI_Request>& reqs, const char* what) {
+  const auto start = std::chrono::steady_clock::now();
+  int spins = 0;
+  while (true) {
+    int done = 0;
+    SF_MPI_CHECK(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE));
+    if (done) return;
+    if (++spins < 200) continue;
+    heartbeat_tick();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (timeout_s_ > 0 && waited > timeout_s_) {
+      std::ostringstream s;
+      s << "rank " << rank_ << " (" << host_ << "): " << what << " did not complete within " << timeout_s_ << " s";
+      if (rank_ == 0) {
+        std::vector<int> silent;
+        const auto now = std::chrono::steady_clock::now();
+        for (int r = 1; r < size_; ++r)
+          if (std::chrono::duration<double>(now - last_heard_[static_cast<size_t>(r)]).count() >
+              std::max(3 * kHeartbeatPeriodS, 0.5 * timeout_s_))
+            silent.push_back(r);
+        if (!silent.empty()) {
+          s << "; no heartbeat from rank";
+          for (size_t i = 0; i < silent.size(); ++i) s << (i ? ", " : " ") << silent[i];
+          s << " (dead or stuck)";
+        }
+      }
+      throw CommError(s.str());
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+void MpiCommunicator::allreduce_sum(float* data, size_t count) { allreduce_sum_many({{data, count}}); }
+
+void MpiCommunicator::allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& buffers) {
+  std::vector<MPI_Request> reqs;
+  for (const auto& [p, n] : buffers) {
+    size_t off = 0;
+    while (off < n) {  // MPI counts are int
+      const int chunk = static_cast<int>(std::min<size_t>(n - off, INT_MAX / 2));
+      reqs.emplace_back();
+      SF_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + off, chunk, MPI_FLOAT, MPI_SUM, comm_, &reqs.back()));
+      off += static_cast<size_t>(chunk);
+    }
+  }
+  wait_all(reqs, "allreduce");
+}
+
+void MpiCommunicator::allreduce_sum(double* data, size_t count) {
+  std::vector<MPI_Request> reqs(1);
+  SF_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_DOUBLE, MPI_SUM, comm_, &reqs[0]));
+  wait_all(reqs, "allreduce");
+}
+
+void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
+  std::vector<MPI_Request> reqs;
+  size_t off = 0;
+  while (off < bytes) {
+    const int chunk = static_cast<int>(std::min<size_t>(bytes - off, INT_MAX / 2));
+    reqs.emplace_back();
+    SF_MPI_CHECK(MPI_Ibcast(static_cast<char*>(data) + off, chunk, MPI_BYTE, root, comm_, &reqs.back()));
+    off += static_cast<size_t>(chunk);
+  }
+  wait_all(reqs, "broadcast");
+}
+
+void MpiCommunicator::barrier() {
+  std::vector<MPI_Request> reqs(1);
+  SF_MPI_CHECK(MPI_Ibarrier(comm_, &reqs[0]));
+  wait_all(reqs, "barrier");
+}
+
+}  // namespace sf::sharding
