@@ -59,6 +59,7 @@ int cmd_status(const std::vector<std::string>& args) {
   double stale_minutes = 30;
   double watch = 0;
   bool json = false, no_header = false;
+  std::string set_state;
   po::options_description desc("options");
   desc.add_options()
       ("run-dir", po::value(&dirs)->multitoken(), "run directories (or folders of run directories); also positional")
@@ -66,7 +67,9 @@ int cmd_status(const std::vector<std::string>& args) {
        "a running run whose status is older than this (and than 3 ticks at its speed) is 'stalled'")
       ("json", po::bool_switch(&json), "print a JSON array instead of lines")
       ("no-header", po::bool_switch(&no_header), "omit the column header")
-      ("watch", po::value(&watch)->default_value(0), "repeat every N seconds (0: once)");
+      ("watch", po::value(&watch)->default_value(0), "repeat every N seconds (0: once)")
+      ("set-state", po::value(&set_state),
+       "for job scripts: record STATE (failed, done, requeue, running) in each run's status.json and .prom, then print");
   po::positional_options_description pos;
   pos.add("run-dir", -1);
   po::variables_map vm;
@@ -75,6 +78,13 @@ int cmd_status(const std::vector<std::string>& args) {
   if (dirs.empty()) {
     std::cerr << "styleforge status: give at least one run directory (see styleforge status --help)\n";
     return kUsage;
+  }
+  if (!set_state.empty()) {
+    if (set_state != "failed" && set_state != "done" && set_state != "requeue" && set_state != "running") {
+      std::cerr << "styleforge status: --set-state must be failed, done, requeue or running\n";
+      return kUsage;
+    }
+    for (const auto& d : dirs) metrics::set_run_state(d, set_state);
   }
   int rc = kOk;
   while (true) {

@@ -7,11 +7,13 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <sstream>
 
 #include "launcher/cli.h"
 #include "metrics/metrics_rank.h"
+#include "metrics/monitor.h"
 #include "sharding/communicator.h"
 #include "sharding/metrics_link.h"
 #include "sharding/mpi_comm.h"
@@ -74,6 +76,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("wait-metrics", po::bool_switch(&req.wait_metrics), "at the end, wait for the metrics rank's last evaluation")
       ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
+      ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
       ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
@@ -86,6 +89,13 @@ int cmd_train(const std::vector<std::string>& args) {
   set_opt(vm, "cmax", o.cmax_override);
   set_opt(vm, "map", o.map_override);
   set_opt(vm, "mbstd-group", o.mbstd_override);
+  if (vm.count("prometheus")) {  // rank 0 starts it at its first status (metrics/monitor.h)
+    if (!metrics::metrics_http_available()) {
+      std::cerr << "styleforge train: --prometheus: this build has no prometheus-cpp (the .prom files still work)\n";
+      return kUsage;
+    }
+    metrics::set_metrics_http_bind(vm["prometheus"].as<std::string>());
+  }
   if (o.data.empty() && req.resume.empty()) {
     std::cerr << "styleforge train: --data is required (see styleforge train --help)\n";
     return kUsage;
@@ -143,6 +153,9 @@ int cmd_train(const std::vector<std::string>& args) {
     } catch (const std::invalid_argument& e) {
       std::cerr << "styleforge train: " << e.what() << "\n";
       return kUsage;
+    } catch (const std::exception&) {
+      if (!trainer::last_run_dir().empty()) metrics::set_run_state(trainer::last_run_dir(), "failed");
+      throw;
     }
   }
 
@@ -172,6 +185,7 @@ int cmd_train(const std::vector<std::string>& args) {
     }
     return rc;
   } catch (const std::exception& e) {
+    if (world_rank == 0 && !trainer::last_run_dir().empty()) metrics::set_run_state(trainer::last_run_dir(), "failed");
     std::fprintf(stderr, "styleforge train: rank %d (%s): error: %s; aborting the job\n", world_rank,
                  sharding::host_name().c_str(), e.what());
     std::fflush(stderr);
@@ -227,12 +241,74 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::cerr << "styleforge bench: --iters and --batch must be positive\n";
     return kUsage;
   }
+  sharding::MpiSession mpi(sharding::launched_by_mpi());
   try {
-    return trainer::run_bench(r);
+    if (!mpi.active()) {
+      sharding::LocalCommunicator comm;
+      return trainer::run_bench(r, comm);
+    }
+    sharding::MpiCommunicator comm(MPI_COMM_WORLD, 600);
+    return trainer::run_bench(r, comm);
   } catch (const std::invalid_argument& e) {
     std::cerr << "styleforge bench: " << e.what() << "\n";
     return kUsage;
   }
+}
+
+int cmd_bench_comm(const std::vector<std::string>& args) {
+  std::string sizes;
+  int iters = 10;
+  po::options_description desc("options");
+  desc.add_options()
+      ("bytes", po::value(&sizes)->default_value("1M,25M,100M"), "buffer sizes (K, M, G suffixes), comma-separated")
+      ("iters", po::value(&iters)->default_value(10), "timed repetitions per size");
+  po::variables_map vm;
+  if (int rc = parse_options("bench-comm", "[--bytes 1M,25M,100M]  (run under mpirun -np N)", args, desc, vm); rc >= 0)
+    return rc;
+  std::vector<int64_t> bytes;
+  {
+    std::stringstream ss(sizes);
+    std::string tok;
+    while (std::getline(ss, tok, ',')) {
+      if (tok.empty()) continue;
+      int64_t mult = 1;
+      const char u = static_cast<char>(std::toupper(static_cast<unsigned char>(tok.back())));
+      if (u == 'K' || u == 'M' || u == 'G') {
+        mult = u == 'K' ? 1 << 10 : u == 'M' ? 1 << 20 : int64_t(1) << 30;
+        tok.pop_back();
+      }
+      try {
+        size_t used = 0;
+        const double v = std::stod(tok, &used);
+        if (used != tok.size() || v <= 0) throw std::invalid_argument(tok);
+        bytes.push_back(static_cast<int64_t>(v * mult));
+      } catch (const std::exception&) {
+        std::cerr << "styleforge bench-comm: --bytes: cannot parse '" << tok << "'\n";
+        return kUsage;
+      }
+    }
+  }
+  if (!sharding::launched_by_mpi()) {
+    std::cerr << "styleforge bench-comm: run it under mpirun -np N (or srun) with N >= 2\n";
+    return kUsage;
+  }
+  sharding::MpiSession mpi(true);
+  sharding::MpiCommunicator comm(MPI_COMM_WORLD, 600);
+  auto raw = [](float* p, size_t n) {
+    SF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+  };
+  auto rows = trainer::run_bench_comm(bytes, iters, comm, raw);
+  if (comm.rank() == 0) {
+    std::printf("bench-comm: %d ranks, %d iterations per size; bus bandwidth = 2(n-1)/n * bytes / time\n", comm.size(),
+                iters);
+    std::printf("%12s %12s %12s %12s %12s %12s %8s\n", "bytes", "sync ms", "sync GB/s", "flat ms", "MPI ms",
+                "MPI GB/s", "ratio");
+    for (const auto& r : rows)
+      std::printf("%12lld %12.3f %12.3f %12.3f %12.3f %12.3f %8.3f\n", static_cast<long long>(r.bytes),
+                  r.ours_s * 1e3, r.ours_busbw / 1e9, r.flat_s * 1e3, r.raw_s * 1e3, r.raw_busbw / 1e9,
+                  r.ours_busbw / r.raw_busbw);
+  }
+  return kOk;
 }
 
 }  // namespace sf::cli

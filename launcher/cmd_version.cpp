@@ -6,7 +6,7 @@
 
 #include "launcher/cli.h"
 #include "trainer/build_info.h"
-#ifdef STYLEFORGE_WITH_CUDA
+#ifdef STYLEFORGE_WITH_NCCL
 #include <nccl.h>
 #endif
 
@@ -30,13 +30,18 @@ int cmd_version(const std::vector<std::string>& args) {
             << "libtorch   " << trainer::torch_version() << (trainer::torch_has_cuda() ? " (CUDA)" : " (CPU)") << "\n"
             << "mpi        " << mpi_first_line << " (MPI " << mpi_ver << "." << mpi_sub << ")\n"
             << "hdf5       " << maj << "." << min << "." << rel << "\n";
-#ifdef STYLEFORGE_WITH_CUDA
+#ifdef STYLEFORGE_WITH_NCCL
   int nccl = 0;
-  ncclGetVersion(&nccl);
-  std::cout << "nccl       " << nccl / 10000 << "." << (nccl % 10000) / 100 << "." << nccl % 100 << "\n"
-            << "cuda       " << trainer::cuda_version() << "\n";
+  ncclGetVersion(&nccl);  // the library linked, whether or not a GPU is present
+  std::cout << "nccl       " << nccl / 10000 << "." << (nccl % 10000) / 100 << "." << nccl % 100
+            << " (communicator built)\n";
 #else
-  std::cout << "nccl/cuda  not built (LibTorch without CUDA)\n";
+  std::cout << "nccl       not built (nccl.h / cudart not found)\n";
+#endif
+#ifdef STYLEFORGE_WITH_CUDA
+  std::cout << "cuda       " << trainer::cuda_version() << "\n";
+#else
+  std::cout << "cuda       LibTorch without CUDA: training runs on the CPU\n";
 #endif
   return kOk;
 }

@@ -72,7 +72,6 @@ struct MetricsEvaluator::Impl {
   std::unique_ptr<Detector> det;
   std::unique_ptr<data::PackReader> pack;
   std::map<std::string, std::shared_ptr<FeatureStats>> reals;  // by cache key
-  std::map<std::string, double> real_seconds;                  // time it took to get them
   std::unique_ptr<trainer::Generator> G;
   std::string G_config;  // JSON of the generator built
 
@@ -106,7 +105,6 @@ struct MetricsEvaluator::Impl {
   std::shared_ptr<FeatureStats> real_stats(int64_t num_items, bool mirror, bool need_features) {
     const std::string key = cache_key(num_items, mirror);
     if (auto it = reals.find(key); it != reals.end() && (it->second->captures_all() || !need_features)) return it->second;
-    const auto t0 = Clock::now();
     const std::string path = cache_file(key);
     if (o.use_cache && fs::is_regular_file(path)) {
       try {
@@ -115,7 +113,6 @@ struct MetricsEvaluator::Impl {
         if (meta == key && s->num_items() == num_items && s->captures_mean_cov() && (s->captures_all() || !need_features)) {
           log("cache hit: " + path);
           reals[key] = s;
-          real_seconds[key] = seconds_since(t0);
           return s;
         }
         if (meta != key || s->num_items() != num_items) log("cache: " + path + " is for other settings; recomputing");
@@ -146,7 +143,6 @@ struct MetricsEvaluator::Impl {
       done += nb;
       progress("reals", done, num_items);
     }
-    real_seconds[key] = seconds_since(t0);
     reals[key] = s;
     if (o.use_cache) {
       const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}());
@@ -188,19 +184,27 @@ struct MetricsEvaluator::Impl {
     return *G;
   }
 
-  std::vector<nlohmann::json> run(trainer::Generator& g) {
-    if (!det) return {};
-    // Reals, grouped by the set they use.
-    std::vector<std::shared_ptr<FeatureStats>> spec_reals(specs.size());
-    std::vector<double> spec_real_s(specs.size());
+  // The real statistics of every spec (specs that use the same reals share one computation,
+  // with all features kept when any of them needs them) and the time each took.
+  void all_real_stats(std::vector<std::shared_ptr<FeatureStats>>& stats, std::vector<double>& secs) {
+    stats.assign(specs.size(), nullptr);
+    secs.assign(specs.size(), 0);
     for (size_t i = 0; i < specs.size(); ++i) {
       auto [num, mirror] = real_set(specs[i]);
       bool need_all = false;
       for (const auto& s : specs)
         if (real_set(s) == std::make_pair(num, mirror)) need_all = need_all || s.needs_features;
-      spec_reals[i] = real_stats(num, mirror, need_all);
-      spec_real_s[i] = real_seconds[cache_key(num, mirror)];
+      const auto t0 = Clock::now();
+      stats[i] = real_stats(num, mirror, need_all);
+      secs[i] = seconds_since(t0);
     }
+  }
+
+  std::vector<nlohmann::json> run(trainer::Generator& g) {
+    if (!det) return {};
+    std::vector<std::shared_ptr<FeatureStats>> spec_reals;
+    std::vector<double> spec_real_s;
+    all_real_stats(spec_reals, spec_real_s);
     // One stream of generated images feeds a FeatureStats per distinct count.
     std::map<int64_t, std::shared_ptr<FeatureStats>> gens;
     for (const auto& s : specs) {
@@ -312,10 +316,9 @@ const std::string& MetricsEvaluator::detector_path() const { return impl_->detec
 void MetricsEvaluator::prepare() {
   Impl& d = *impl_;
   if (!d.det) return;
-  for (const auto& s : d.specs) {
-    auto [num, mirror] = d.real_set(s);
-    d.real_stats(num, mirror, s.needs_features);
-  }
+  std::vector<std::shared_ptr<FeatureStats>> stats;
+  std::vector<double> secs;
+  d.all_real_stats(stats, secs);
 }
 
 std::vector<nlohmann::json> MetricsEvaluator::evaluate(const std::string& checkpoint_path) {

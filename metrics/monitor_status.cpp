@@ -175,7 +175,7 @@ std::string status_line(const RunSummary& r) {
   std::string kimg = fmt(kf, s.kimg) + "/" + fmt(kf, s.total_kimg);
   std::string spk = s.sec_per_kimg > 0 ? fmt("%.4g", s.sec_per_kimg) : "-";
   std::string eta = r.eta_sec >= 0 ? format_duration(r.eta_sec) : "-";
-  std::string p = std::isnan(s.augment_p) ? "-" : fmt("%.3f", s.augment_p);
+  std::string p = std::isnan(s.augment_p) ? "-" : fmt("%.3g", s.augment_p);
   std::string quality;
   for (const auto& m : r.metrics) {
     if (m.metric.rfind("fid", 0) != 0 && m.metric.rfind("kid", 0) != 0) continue;

@@ -333,9 +333,12 @@ data::Image render_plot(const PlotSpec& spec) {
     ymin -= 0.02 * (ymax - ymin), ymax += 0.02 * (ymax - ymin);
   }
   double xstep = 1, ystep = 1;
-  std::vector<double> xt = nice_ticks(xmin, xmax, 8, &xstep), yt;
+  std::vector<double> xt, yt;
   std::vector<std::string> ylabels;
-  if (spec.log_y) {
+  if (empty) {
+    // No axes to label: just the frame and the message.
+  } else if (spec.log_y) {
+    xt = nice_ticks(xmin, xmax, 8, &xstep);
     // Decades, plus 2 and 5 times them when the range spans few decades.
     const bool fine = ymax - ymin < 2.5;
     for (int k = static_cast<int>(std::floor(ymin)); k <= static_cast<int>(std::ceil(ymax)); ++k)
@@ -349,6 +352,7 @@ data::Image render_plot(const PlotSpec& spec) {
         ylabels.push_back(buf);
       }
   } else {
+    xt = nice_ticks(xmin, xmax, 8, &xstep);
     yt = nice_ticks(ymin, ymax, 6, &ystep);
     for (double v : yt) ylabels.push_back(tick_label(v, ystep));
   }

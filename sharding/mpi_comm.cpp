@@ -95,13 +95,15 @@ void MpiCommunicator::heartbeat_tick() {
 }
 
 void MpiCommunicator::wait_all(std::vector<MPI_Request>& reqs, const char* what) {
+  // Poll with a yield between tests: a non-blocking collective only advances while MPI is
+  // called, so sleeping would stall its rounds; yielding leaves the core to ranks that compute.
   const auto start = std::chrono::steady_clock::now();
-  int spins = 0;
-  while (true) {
+  for (uint64_t polls = 1;; ++polls) {
     int done = 0;
     SF_MPI_CHECK(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE));
     if (done) return;
-    if (++spins < 200) continue;
+    std::this_thread::yield();
+    if (polls % 1024 != 0) continue;
     heartbeat_tick();
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (timeout_s_ > 0 && waited > timeout_s_) {
@@ -122,7 +124,6 @@ void MpiCommunicator::wait_all(std::vector<MPI_Request>& reqs, const char* what)
       }
       throw CommError(s.str());
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
 }
 

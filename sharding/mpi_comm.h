@@ -1,8 +1,8 @@
 // MPI implementation of the Communicator, with deadlines instead of hangs.
 //
 // Every collective is issued non-blocking (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier) and then
-// polled: first a short spin, then sleeps of 100 µs, so that waiting ranks leave the cores to
-// ranks that still compute. While polling, non-zero ranks send a heartbeat to rank 0 about once a
+// polled with a yield between tests, so that waiting ranks leave the cores to ranks that still
+// compute. While polling, non-zero ranks send a heartbeat to rank 0 about once a
 // second on a private duplicate of the communicator, and rank 0 records when it last heard from
 // each rank. A collective that does not complete within the timeout throws CommError naming this
 // rank and host, the operation, and (on rank 0) the ranks not heard from recently — the ranks that

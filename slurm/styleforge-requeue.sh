@@ -95,5 +95,7 @@ case "$rc" in
     exit 3 ;;
   *)
     log "training step failed with exit code $rc"
+    # A rank killed from outside (OOM killer, node failure) cannot say so itself.
+    "$STYLEFORGE" status --set-state failed --no-header "$SF_RUN_DIR" || true
     exit "$rc" ;;
 esac

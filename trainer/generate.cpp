@@ -135,7 +135,7 @@ int run_generate(const GenerateRequest& req) {
   return static_cast<int>(n);
 }
 
-int run_bench(const BenchRequest& r) {
+int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
   at::set_num_threads(std::max(1, r.threads));
   TrainOptions o;
   o.data = "(in memory)";
@@ -150,16 +150,23 @@ int run_bench(const BenchRequest& r) {
   o.map_override = 2;
   o.mbstd_override = 4;
   if (r.aug == "fixed") o.p_override = 0.5;
-  o.resolve(r.resolution, r.channels, 0, r.batch, 1);
-  sharding::LocalCommunicator comm;
+  o.resolve(r.resolution, r.channels, 0, r.batch, comm.size());
   TrainingStep step(o, comm, {});
   at::Generator gen = make_cpu_generator(r.seed);
-  at::Tensor reals = at::randint(0, 256, {r.batch, r.channels, r.resolution, r.resolution}, gen, at::kByte);
-  std::printf("bench: resolution %d, channels %d, cbase %d, cmax %d, batch %d, aug %s, threads %d, iters %d\n",
-              r.resolution, r.channels, r.cbase, r.cmax, r.batch, r.aug.c_str(), at::get_num_threads(), r.iters);
-  std::printf("phases:");
-  for (const auto& ph : step.phases()) std::printf(" %s(every %d)", ph.name.c_str(), ph.interval);
-  std::printf("; style mixing %.1f, R1 gamma %.4g, pl weight %.0f\n", o.style_mixing_prob, o.r1_gamma, o.pl_weight);
+  at::Tensor all = at::randint(0, 256, {r.batch, r.channels, r.resolution, r.resolution}, gen, at::kByte);
+  const int64_t bpr = o.batch_per_trainer();
+  at::Tensor reals = all.narrow(0, comm.rank() * bpr, bpr).contiguous();
+  const bool rank0 = comm.rank() == 0;
+  if (rank0)
+    std::printf("bench: resolution %d, channels %d, cbase %d, cmax %d, batch %d (%d ranks x %lld), aug %s, threads %d, "
+                "iters %d\n",
+                r.resolution, r.channels, r.cbase, r.cmax, r.batch, comm.size(), static_cast<long long>(bpr),
+                r.aug.c_str(), at::get_num_threads(), r.iters);
+  if (rank0) {
+    std::printf("phases:");
+    for (const auto& ph : step.phases()) std::printf(" %s(every %d)", ph.name.c_str(), ph.interval);
+    std::printf("; style mixing %.1f, R1 gamma %.4g, pl weight %.0f\n", o.style_mixing_prob, o.r1_gamma, o.pl_weight);
+  }
   double total = 0;
   std::vector<double> per;
   for (int i = 0; i < r.iters; ++i) {
@@ -170,10 +177,55 @@ int run_bench(const BenchRequest& r) {
     total += s;
   }
   std::sort(per.begin(), per.end());
-  std::printf("sec/iter mean %.3f  median %.3f  min %.3f  max %.3f\n", total / r.iters, per[per.size() / 2],
-              per.front(), per.back());
-  std::printf("sec/kimg %.2f\n", total / (static_cast<double>(r.iters) * r.batch) * 1000);
+  double sync[1] = {step.sync_seconds()};
+  comm.allreduce_sum(sync, 1);
+  if (rank0) {
+    std::printf("sec/iter mean %.3f  median %.3f  min %.3f  max %.3f\n", total / r.iters, per[per.size() / 2],
+                per.front(), per.back());
+    if (comm.size() > 1)
+      std::printf("gradient sync: %.3f s per iteration per rank, %.1f%% of the step\n", sync[0] / comm.size() / r.iters,
+                  100.0 * sync[0] / comm.size() / total);
+    std::printf("sec/kimg %.2f\n", total / (static_cast<double>(r.iters) * r.batch) * 1000);
+  }
   return 0;
+}
+
+std::vector<BenchCommRow> run_bench_comm(const std::vector<int64_t>& bytes, int iters, sharding::Communicator& comm,
+                                         const std::function<void(float*, size_t)>& raw) {
+  std::vector<BenchCommRow> rows;
+  const int n = comm.size();
+  const double factor = 2.0 * (n - 1) / n;
+  for (int64_t b : bytes) {
+    const int64_t numel = std::max<int64_t>(1, b / 4);
+    // A gradient-like list: tensors from 1/64 of the total down to small biases, then the rest.
+    std::vector<at::Tensor> grads;
+    int64_t left = numel, size = std::max<int64_t>(1, numel / 64);
+    while (left > 0) {
+      const int64_t m = std::min(left, size);
+      grads.push_back(at::ones({m}));
+      left -= m;
+      size = size > 512 ? size / 2 : numel / 64 + 1;
+    }
+    at::Tensor flat = at::ones({numel});
+    auto time_it = [&](const std::function<void()>& f) {
+      f();  // warm-up
+      comm.barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < iters; ++i) f();
+      comm.barrier();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+    };
+    BenchCommRow row;
+    row.bytes = numel * 4;
+    GradientSync sync(25 << 20);
+    row.ours_s = time_it([&] { sync.run(grads, comm); });
+    row.raw_s = time_it([&] { raw(flat.data_ptr<float>(), static_cast<size_t>(numel)); });
+    row.flat_s = time_it([&] { comm.allreduce_sum(flat.data_ptr<float>(), static_cast<size_t>(numel)); });
+    row.ours_busbw = factor * row.bytes / row.ours_s;
+    row.raw_busbw = factor * row.bytes / row.raw_s;
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 }  // namespace sf::trainer

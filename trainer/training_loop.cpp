@@ -18,6 +18,7 @@
 
 #include "data/loader.h"
 #include "data/pack.h"
+#include "metrics/monitor.h"
 #include "sharding/metrics_link.h"
 #include "sharding/sampler.h"
 #include "trainer/checkpoint.h"
@@ -395,6 +396,11 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       stats["timestamp"] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
       stats_jsonl << stats.dump() << "\n";
       stats_jsonl.flush();
+      // status.json and Prometheus files for `styleforge status` and admins (metrics/monitor.h).
+      metrics::RunStatus rs = metrics::status_from_stats(stats);
+      rs.total_kimg = o.total_kimg;
+      rs.ranks = {metrics::local_heartbeat(comm.rank(), k.batch_idx, sec_per_kimg)};
+      metrics::publish_run_status(run_dir, rs);
     }
 
     k.cur_tick += 1;
@@ -413,6 +419,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   }
   log.line("");
   log.line(stopped ? "Exiting for requeue." : "Exiting...");
+  if (rank0) metrics::set_run_state(run_dir, stopped ? "requeue" : "done");
   return exit_code;
 }
 

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -67,7 +68,19 @@ struct BenchRequest {
   std::string aug = "noaug";
   uint64_t seed = 0;
 };
-// Times `iters` training iterations on reals held in memory; prints sec/kimg last.
-int run_bench(const BenchRequest& req);
+// Times `iters` training iterations on reals held in memory; prints sec/kimg last. With a
+// multi-rank communicator the batch is split across its ranks and the share of the step spent in
+// gradient synchronisation is printed too.
+int run_bench(const BenchRequest& req, sharding::Communicator& comm);
+
+// `styleforge bench-comm`: bus bandwidth 2(n-1)/n * bytes / time of the gradient sync (buckets of
+// tensors) and of `raw` (a plain allreduce of one buffer of the same bytes, supplied by the caller).
+struct BenchCommRow {
+  int64_t bytes = 0;
+  double ours_s = 0, raw_s = 0, ours_busbw = 0, raw_busbw = 0;
+  double flat_s = 0;  // the communicator's own allreduce of one flat buffer
+};
+std::vector<BenchCommRow> run_bench_comm(const std::vector<int64_t>& bytes, int iters, sharding::Communicator& comm,
+                                         const std::function<void(float*, size_t)>& raw);
 
 }  // namespace sf::trainer

@@ -193,46 +193,64 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
   }
 }
 
-void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes) {
+void GradientSync::run(const std::vector<at::Tensor>& grads, sharding::Communicator& comm) {
   const int world = comm.size();
   if (world <= 1 || grads.empty()) return;
   at::NoGradGuard no_grad;
-  // Buckets in reverse registration order; each is one contiguous float32 buffer.
-  std::vector<std::vector<at::Tensor>> buckets(1);
-  int64_t bytes = 0;
-  for (auto it = grads.rbegin(); it != grads.rend(); ++it) {
-    if (bytes >= bucket_bytes && !buckets.back().empty()) {
-      buckets.emplace_back();
-      bytes = 0;
+  std::vector<int64_t> numels;
+  for (const auto& g : grads) numels.push_back(g.numel());
+  if (numels != plan_numels_) {
+    // Plan buckets in reverse order and allocate their buffers once.
+    plan_.assign(1, {});
+    flats_.clear();
+    int64_t bytes = 0;
+    for (int64_t i = static_cast<int64_t>(grads.size()) - 1; i >= 0; --i) {
+      if (bytes >= bucket_bytes_ && !plan_.back().empty()) {
+        plan_.emplace_back();
+        bytes = 0;
+      }
+      plan_.back().push_back(i);
+      bytes += numels[i] * 4;
     }
-    buckets.back().push_back(*it);
-    bytes += it->numel() * 4;
+    for (const auto& b : plan_) {
+      int64_t n = 0;
+      for (int64_t i : b) n += numels[i];
+      flats_.push_back(at::empty({n}, at::kFloat));
+    }
+    plan_numels_ = numels;
   }
-  std::vector<at::Tensor> flats;
   std::vector<std::pair<float*, size_t>> bufs;
-  for (auto& b : buckets) {
-    std::vector<at::Tensor> parts;
-    for (auto& g : b) parts.push_back(g.reshape({-1}).to(at::kFloat));
-    flats.push_back(at::cat(parts).contiguous());
-    bufs.emplace_back(flats.back().data_ptr<float>(), static_cast<size_t>(flats.back().numel()));
+  for (size_t k = 0; k < plan_.size(); ++k) {
+    int64_t off = 0;
+    for (int64_t i : plan_[k]) {
+      flats_[k].narrow(0, off, numels[i]).copy_(grads[i].reshape({-1}));
+      off += numels[i];
+    }
+    bufs.emplace_back(flats_[k].data_ptr<float>(), static_cast<size_t>(flats_[k].numel()));
   }
   comm.allreduce_sum_many(bufs);
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    flats[i].div_(world);
+  for (size_t k = 0; k < plan_.size(); ++k) {
+    flats_[k].div_(world);
     int64_t off = 0;
-    for (auto& g : buckets[i]) {
-      const_cast<at::Tensor&>(g).copy_(flats[i].narrow(0, off, g.numel()).view_as(g));
-      off += g.numel();
+    for (int64_t i : plan_[k]) {
+      const_cast<at::Tensor&>(grads[i]).copy_(flats_[k].narrow(0, off, numels[i]).view_as(grads[i]));
+      off += numels[i];
     }
   }
 }
 
-void TrainingStep::sync_gradients(const ParamStore& store) {
+void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes) {
+  GradientSync(bucket_bytes).run(grads, comm);
+}
+
+void TrainingStep::sync_gradients(const ParamStore& store, GradientSync& sync) {
   if (comm_.size() <= 1) return;
   std::vector<at::Tensor> grads;
   for (const auto& e : store.entries())
     if (!e.is_buffer && e.trainable && e.tensor.grad().defined()) grads.push_back(e.tensor.grad());
-  allreduce_gradients(grads, comm_, bucket_bytes_);
+  const auto t0 = std::chrono::steady_clock::now();
+  sync.run(grads, comm_);
+  sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
@@ -246,7 +264,7 @@ void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, co
   for (size_t r = 0; r < reals.size(); ++r)
     accumulate(ph, reals[r], real_cs[r], gen_z.narrow(0, r * bg, bg), gen_c.narrow(0, r * bg, bg), ph.interval);
   set_trainable(store, false);
-  sync_gradients(store);
+  sync_gradients(store, ph.is_G ? G_sync_ : D_sync_);
   sanitize_gradients(store);
   opt.step();
   ph.ms_last = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

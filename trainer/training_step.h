@@ -34,6 +34,23 @@
 
 namespace sf::trainer {
 
+// Sums gradients over the ranks of a communicator and divides by its size, in buckets of about
+// `bucket_bytes` filled from the last tensor to the first (the order backward produces them).
+// The flat bucket buffers are kept between calls (allocating tens of MB per step costs more than
+// the copies), so one GradientSync serves one list of parameters.
+class GradientSync {
+ public:
+  explicit GradientSync(int64_t bucket_bytes = 25 << 20) : bucket_bytes_(bucket_bytes) {}
+  void run(const std::vector<at::Tensor>& grads, sharding::Communicator& comm);
+
+ private:
+  int64_t bucket_bytes_;
+  std::vector<std::vector<int64_t>> plan_;  // tensor indices per bucket
+  std::vector<int64_t> plan_numels_;        // numel of every tensor the plan was made for
+  std::vector<at::Tensor> flats_;
+};
+void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes);
+
 struct Phase {
   std::string name;  // Gmain, Greg, Gboth, Dmain, Dreg, Dboth
   bool is_G = true;
@@ -79,7 +96,9 @@ class TrainingStep {
   std::map<std::string, at::Tensor> gather_rng_states();
   void restore_rng_states(const std::map<std::string, at::Tensor>& states);
   // Gradient buckets: about this many bytes per allreduce, filled in reverse registration order.
-  void set_bucket_bytes(int64_t b) { bucket_bytes_ = b; }
+  void set_bucket_bytes(int64_t b) { G_sync_ = GradientSync(b), D_sync_ = GradientSync(b); }
+  // Seconds spent in gradient synchronisation since construction (waiting included).
+  double sync_seconds() const { return sync_seconds_; }
 
  private:
   void run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
@@ -88,7 +107,7 @@ class TrainingStep {
                   const at::Tensor& gen_c, double gain);
   std::pair<at::Tensor, at::Tensor> run_G(const at::Tensor& z, const at::Tensor& c);
   at::Tensor run_D(const at::Tensor& img, const at::Tensor& c);
-  void sync_gradients(const ParamStore& store);
+  void sync_gradients(const ParamStore& store, GradientSync& sync);
 
   TrainOptions o_;
   sharding::Communicator& comm_;
@@ -104,13 +123,11 @@ class TrainingStep {
   TrainCounters counters_;
   at::Tensor pl_mean_;
   NoiseMode noise_mode_ = NoiseMode::Random;
-  int64_t bucket_bytes_ = 25 << 20;
+  GradientSync G_sync_, D_sync_;
+  double sync_seconds_ = 0;
   at::Generator global_gen_, local_gen_, augment_gen_;
 };
 
-// Sums the gradients over the ranks of `comm` and divides by its size, in buckets of about
-// `bucket_bytes` (filled from the last tensor to the first, as the backward pass produces them).
-void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes);
 
 // Deterministic per-purpose seeds: a 64-bit mix of (seed, rank, tag).
 uint64_t derive_seed(uint64_t seed, int rank, const char* tag);

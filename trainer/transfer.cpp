@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -114,8 +115,14 @@ void apply_plan(const Plan& p, const std::map<std::string, at::Tensor>& src, con
       case Action::Copy: t.copy_(x); break;
       case Action::RGBToGray: t.copy_(x.mean(0, /*keepdim=*/true)); break;
       case Action::GrayToRGB: t.copy_(x.expand_as(t)); break;
-      case Action::FromRGBGray: t.copy_(x.sum(1, /*keepdim=*/true)); break;
-      case Action::FromRGBColor: t.copy_(x.expand_as(t) / static_cast<double>(s.dst_channels)); break;
+      // FromRGB's equalised-learning-rate gain is 1/sqrt(image channels): the stored weights are
+      // rescaled by sqrt(dst/src) so that the effective weights sum (or split) exactly.
+      case Action::FromRGBGray:
+        t.copy_(x.sum(1, /*keepdim=*/true) * std::sqrt(1.0 / s.src_channels));
+        break;
+      case Action::FromRGBColor:
+        t.copy_(x.expand_as(t) * (std::sqrt(static_cast<double>(s.dst_channels)) / s.dst_channels));
+        break;
       case Action::Fc0Columns:
         t.narrow(1, 0, s.z_dim).copy_(x.narrow(1, 0, s.z_dim));
         break;
@@ -243,12 +250,17 @@ std::string transfer_networks(const std::string& checkpoint, Generator& G, Discr
 
   std::string s = describe("G", pg) + "; " + describe("D", src_D.empty() ? Plan{} : pd) + "; " + describe("G_ema", pe);
   if (src_D.empty()) s += " (the source has no D: D is freshly initialised)";
-  if (!pg.adapted_names.empty() || !pd.adapted_names.empty())
-    s += "; adapted: " + name_list(pg.adapted_names, 4) + (pd.adapted_names.empty() ? "" : ", D/") +
-         name_list(pd.adapted_names, 4);
+  auto names = [&](const std::vector<std::string>& g, const std::vector<std::string>& d) {
+    std::vector<std::string> all;
+    for (size_t k = 0; k < g.size() && k < 4; ++k) all.push_back("G/" + g[k]);
+    if (g.size() > 4) all.push_back("G/...");
+    for (size_t k = 0; k < d.size() && k < 4; ++k) all.push_back("D/" + d[k]);
+    if (d.size() > 4) all.push_back("D/...");
+    return name_list(all, all.size());
+  };
+  if (!pg.adapted_names.empty() || !pd.adapted_names.empty()) s += "; adapted: " + names(pg.adapted_names, pd.adapted_names);
   if (!pg.fresh_names.empty() || (!src_D.empty() && !pd.fresh_names.empty()))
-    s += "; new: " + name_list(pg.fresh_names, 4) +
-         (src_D.empty() || pd.fresh_names.empty() ? "" : ", D/" + name_list(pd.fresh_names, 4));
+    s += "; new: " + names(pg.fresh_names, src_D.empty() ? std::vector<std::string>{} : pd.fresh_names);
   return s;
 }
 

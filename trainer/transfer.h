@@ -29,9 +29,10 @@ std::string default_cache_dir();
 //                                          e.g. D's FromRGB of a new top block
 //   ToRGB rows, gray from RGB              mean of the three rows (weight and bias)
 //   ToRGB rows, RGB from gray              the gray row replicated
-//   FromRGB columns, gray from RGB         sum of the three columns
-//   FromRGB columns, RGB from gray         the gray column / 3 (a gray image replicated to RGB
-//                                          gives the source's features)
+//   FromRGB columns, gray from RGB         sum of the three columns (times 1/sqrt(3): the layer's
+//                                          equalised-learning-rate gain is 1/sqrt(image channels))
+//   FromRGB columns, RGB from gray         the gray column split over three (effective weight / 3),
+//                                          so a gray image replicated to RGB gives the source's features
 //   mapping.fc0.weight, c_dim changed      the z columns copied, the embedding columns fresh
 //   label embeddings, D's mapping and its projection (b4.out) when c_dim changed: fresh
 // Any other shape difference (channel_base/channel_max, mapping or minibatch-std settings)

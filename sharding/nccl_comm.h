@@ -1,0 +1,50 @@
+// NCCL implementation of the Communicator, for CUDA tensors (built when nccl.h and the CUDA
+// runtime are found; see CMakeLists.txt option STYLEFORGE_WITH_NCCL).
+//
+// Bootstrap: rank 0 of the given MPI communicator creates the ncclUniqueId and broadcasts it over
+// MPI; every rank then joins with ncclCommInitRank on the device it was bound to. Collectives run
+// on the communicator's own CUDA stream; every wait polls cudaStreamQuery together with
+// ncclCommGetAsyncError and, on an error or after the timeout, calls ncclCommAbort and throws
+// CommError naming the rank, host and operation (so a dead peer never hangs the job). Buffers
+// are device pointers. Host-side (double) reductions — statistics — go through the MPI
+// communicator given at construction, which must outlive this object.
+// Not thread-safe; owned by the training thread.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <string>
+
+#include "sharding/mpi_comm.h"
+
+namespace sf::sharding {
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(MpiCommunicator& mpi, int device, double timeout_s);
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(float* device_data, size_t count) override;
+  void allreduce_sum(double* host_data, size_t count) override;  // statistics: through MPI
+  void allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& device_buffers) override;
+  void broadcast(void* device_data, size_t bytes, int root) override;
+  void barrier() override;
+  std::string describe() const override;
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  void wait(const char* what);
+  MpiCommunicator& mpi_;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  int rank_ = 0, size_ = 1, device_ = 0;
+  double timeout_s_;
+  bool aborted_ = false;
+};
+
+}  // namespace sf::sharding
