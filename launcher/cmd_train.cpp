@@ -39,7 +39,7 @@ void set_opt(const po::variables_map& vm, const char* name, std::optional<T>& ou
 int cmd_train(const std::vector<std::string>& args) {
   trainer::TrainRequest req;
   trainer::TrainOptions& o = req.options;
-  std::string metrics_list, metrics_rank_mode;
+  std::string metrics_list, metrics_rank_mode, grid_text;
   double timeout_s = 600;
   int ranks = 0;
   metrics::MetricsRankOptions mopts;
@@ -56,6 +56,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("aug", po::value(&o.aug)->default_value("ada"), "ada | noaug | fixed")
       ("p", po::value<double>(), "augmentation probability for --aug=fixed")
       ("target", po::value<double>(), "ADA target value (default 0.6)")
+      ("ada-kimg", po::value<double>(), "ADA speed: kimg for p to move by 1 (default 500; 100 when transferring)")
       ("augpipe", po::value(&o.augpipe)->default_value("bgc"), "blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc")
       ("mirror", po::value(&o.mirror)->default_value(false)->implicit_value(true), "add x-flips of the dataset")
       ("cond", po::value(&o.cond)->default_value(false)->implicit_value(true), "train a conditional model on the pack's labels")
@@ -69,12 +70,15 @@ int cmd_train(const std::vector<std::string>& args) {
       ("map", po::value<int>(), "mapping network depth (default: the preset's)")
       ("mbstd-group", po::value<int>(), "minibatch-std group size (default: the preset's)")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: all cores)")
+      ("grid", po::value(&grid_text), "snapshot grid COLSxROWS (default: the reference's size for the resolution)")
       ("resume", po::value(&req.resume), "continue a run: a checkpoint path or 'latest' (in --outdir or --run-dir)")
       ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit")
       ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics for the metrics rank, comma-separated, or none")
       ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (the last rank computes metrics when there are metrics and >= 2 ranks) | none")
       ("wait-metrics", po::bool_switch(&req.wait_metrics), "at the end, wait for the metrics rank's last evaluation")
       ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
+      ("metrics-num-gen", po::value(&mopts.num_gen)->default_value(0), "generated images per metric (0: the metric's own count)")
+      ("metrics-threads", po::value(&mopts.threads)->default_value(1), "LibTorch threads of the metrics rank")
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
       ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
       ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)");
@@ -85,6 +89,18 @@ int cmd_train(const std::vector<std::string>& args) {
   set_opt(vm, "batch", o.batch_override);
   set_opt(vm, "p", o.p_override);
   set_opt(vm, "target", o.target_override);
+  set_opt(vm, "ada-kimg", o.ada_kimg_override);
+  if (!grid_text.empty()) {
+    const size_t x = grid_text.find('x');
+    try {
+      if (x == std::string::npos) throw std::invalid_argument(grid_text);
+      o.grid_cols = std::stoi(grid_text.substr(0, x));
+      o.grid_rows = std::stoi(grid_text.substr(x + 1));
+    } catch (const std::exception&) {
+      std::cerr << "styleforge train: --grid must look like 16x8\n";
+      return kUsage;
+    }
+  }
   set_opt(vm, "cbase", o.cbase_override);
   set_opt(vm, "cmax", o.cmax_override);
   set_opt(vm, "map", o.map_override);

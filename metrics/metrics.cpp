@@ -366,7 +366,7 @@ std::string report_metric(const nlohmann::json& result, const std::string& run_d
   if (snapshot.empty()) {
     line["snapshot_pkl"] = nullptr;
   } else if (!run_dir.empty()) {
-    line["snapshot_pkl"] = fs::path(snapshot).lexically_proximate(run_dir).string();
+    line["snapshot_pkl"] = fs::absolute(snapshot).lexically_normal().lexically_proximate(fs::absolute(run_dir).lexically_normal()).string();
   } else {
     line["snapshot_pkl"] = snapshot;
   }

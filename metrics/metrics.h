@@ -20,9 +20,9 @@
 // `<cache dir>/metrics/`, keyed by the pack's content hash, the detector file's hash, the number
 // of reals and the x-flip setting, written atomically and reused across runs.
 //
-// Reproducibility: the same snapshot, pack, detector, seed and batch_gen give the same values
-// (z, labels and KID subsets are drawn per image from the seed; the synthesis noise, random as in
-// the reference, is drawn per generator batch). Metrics requested together share one stream of
+// Reproducibility: the same snapshot, pack, detector, seed, batch and batch_gen give the same
+// values (z, labels and KID subsets are drawn per image from the seed; the synthesis noise, random
+// as in the reference, is drawn per generator batch). Metrics requested together share one stream of
 // generated images: fid10k_full is computed from the first 10k of the images kid50k_full uses, and
 // has the value it would have alone.
 //

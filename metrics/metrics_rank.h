@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,8 @@ struct MetricsRankOptions {
   std::vector<std::string> metrics;  // e.g. fid50k_full, kid50k_full
   std::string detector;              // path, or empty: the default lookup
   int threads = 0;
-  int batch = 32;
+  int batch = 64;
+  int64_t num_gen = 0;  // > 0: generated images per metric (renames it, e.g. fid1k_full)
 };
 
 int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts, const std::atomic<int>* stop);

@@ -112,6 +112,15 @@ std::string load_error(const std::string& data) {
   return "(no error)";
 }
 
+std::string error_of_json(const pickle::Value& v) {
+  try {
+    pickle::to_json(v, "test");
+  } catch (const pickle::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace
 
 TEST(Pickle, ReadsWhatCPythonWritesInEveryProtocol) {
@@ -191,6 +200,19 @@ TEST(Pickle, MalformedInputsFailWithErrorsNotCrashes) {
   // A list that contains itself parses, but converting it to JSON stops.
   auto cyclic = load(bytes(S("\x80\x02]q\x00h\x00\x61.")));
   EXPECT_THROW(pickle::to_json(*cyclic, "cyclic"), pickle::Error);
+  // Shared references that expand to 2^60 values: parsing is cheap, conversion stops at a budget.
+  std::string laughs = S("\x80\x02]q\x00");
+  for (int k = 1; k <= 60; ++k) {
+    laughs += 'h';
+    laughs += static_cast<char>(k - 1);
+    laughs += 'h';
+    laughs += static_cast<char>(k - 1);
+    laughs += "\x86q";
+    laughs += static_cast<char>(k);
+  }
+  laughs += ".";
+  auto huge = load(bytes(laughs));
+  EXPECT_NE(error_of_json(*huge).find("too large"), std::string::npos);
   // Random corruptions of a real pickle: either a value or a pickle::Error, never anything else.
   std::mt19937 rng(1);
   for (int trial = 0; trial < 2000; ++trial) {

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -54,8 +55,14 @@ at::Tensor to_tensor(const Value& v, const std::string& what) {
   const size_t el = pickle::dtype_size(st.dtype);
   const int64_t storage_numel = static_cast<int64_t>(st.bytes.size / el);
   if (v.numel() > 0) {
+    // Offsets and strides come from the file: bound them before any arithmetic can overflow.
+    if (v.storage_offset > storage_numel) throw std::runtime_error(what + ": storage offset beyond its storage");
     int64_t last = v.storage_offset;
-    for (size_t k = 0; k < v.shape.size(); ++k) last += (v.shape[k] - 1) * v.stride[k];
+    for (size_t k = 0; k < v.shape.size(); ++k) {
+      if (v.shape[k] > 1 && (v.stride[k] > storage_numel || v.shape[k] > storage_numel + 1))
+        throw std::runtime_error(what + ": tensor stride/size beyond its storage");
+      last += (v.shape[k] - 1) * v.stride[k];
+    }
     if (last >= storage_numel)
       throw std::runtime_error(what + ": tensor reaches element " + std::to_string(last) + " of a storage of " +
                                std::to_string(storage_numel));
@@ -116,6 +123,15 @@ void take_kwargs(const nlohmann::json& j, const std::string& sub, const std::map
   }
 }
 
+// Sizes a file may ask for before anything is allocated (the published networks use at most 512
+// channels, 512-dim z/w, 8 mapping layers).
+void check_sizes(const std::string& who, int channels_at_4, int z, int w, int c, int map_layers) {
+  if (channels_at_4 > 4096 || z > 4096 || w > 4096 || c > 100000 || map_layers > 64)
+    throw std::runtime_error(who + ": implausible network size (channels " + std::to_string(channels_at_4) + ", z " +
+                             std::to_string(z) + ", w " + std::to_string(w) + ", c " + std::to_string(c) +
+                             ", mapping layers " + std::to_string(map_layers) + ")");
+}
+
 GeneratorConfig generator_config(const Value& obj, const std::string& what) {
   const std::string who = what + ": " + obj.s;
   nlohmann::json kw = init_kwargs(
@@ -132,11 +148,15 @@ GeneratorConfig generator_config(const Value& obj, const std::string& what) {
                {"num_fp16_res", "num_fp16_res"}, {"conv_clamp", "conv_clamp"}, {"resample_filter", "resample_filter"},
                {"use_noise", "use_noise"}},
               {"channels_last", "fp16_channels_last"}, {{"activation", "lrelu"}}, out, who);
+  GeneratorConfig cfg;
   try {
-    return GeneratorConfig::from_json(out);
+    cfg = GeneratorConfig::from_json(out);
   } catch (const std::exception& e) {
     throw std::runtime_error(who + ": " + e.what());
   }
+  check_sizes(who, cfg.channels_at(4), cfg.z_dim, cfg.w_dim, cfg.c_dim, cfg.mapping_layers);
+  if (cfg.img_channels > 16) throw std::runtime_error(who + ": implausible img_channels");
+  return cfg;
 }
 
 DiscriminatorConfig discriminator_config(const Value& obj, const std::string& what) {
@@ -159,11 +179,16 @@ DiscriminatorConfig discriminator_config(const Value& obj, const std::string& wh
               {{"mbstd_group_size", "mbstd_group_size"}, {"mbstd_num_channels", "mbstd_num_channels"}}, {},
               {{"activation", "lrelu"}}, out, who);
   if (out.contains("cmap_dim") && out["cmap_dim"].is_null()) out.erase("cmap_dim");
+  DiscriminatorConfig cfg;
   try {
-    return DiscriminatorConfig::from_json(out);
+    cfg = DiscriminatorConfig::from_json(out);
   } catch (const std::exception& e) {
     throw std::runtime_error(who + ": " + e.what());
   }
+  check_sizes(who, std::max(cfg.channels_at(4), cfg.cmap_dim), 0, 0, cfg.c_dim, cfg.mapping_layers);
+  if (cfg.mbstd_num_channels > 64 || cfg.img_channels > 16)
+    throw std::runtime_error(who + ": implausible mbstd_num_channels or img_channels");
+  return cfg;
 }
 
 // Copies every tensor of a pickled module into `store`; fails listing every mismatch.
@@ -256,7 +281,8 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
     if (aug_v && !aug_v->is(Kind::None)) {
       const Value& aug = persistent(aug_v, "augment_pipe", "AugmentPipe", what);
       for (auto& [k, v] : pickle::module_state_dict(aug, what + " augment_pipe"))
-        if (k == "p") r.augment_p = to_tensor(*v, what + " augment_pipe.p").to(at::kDouble).item<double>();
+        if (k == "p" && v->numel() == 1)
+          r.augment_p = to_tensor(*v, what + " augment_pipe.p").to(at::kDouble).item<double>();
     }
     if (ValuePtr t = root->get("training_set_kwargs"); t && !t->is(Kind::None))
       r.training_set_kwargs = pickle::to_json(*t, what + " training_set_kwargs");

@@ -1030,8 +1030,13 @@ ValuePtr load_file(const std::string& path) {
 
 namespace {
 
-nlohmann::json to_json_rec(const Value& v, const std::string& what, int depth) {
+// Shared references can make a small file describe a huge tree (a list holding the same list
+// twice, nested 100 times): conversions count the nodes they visit and stop at a budget.
+constexpr int64_t kVisitBudget = 1 << 20;
+
+nlohmann::json to_json_rec(const Value& v, const std::string& what, int depth, int64_t& budget) {
   if (depth > 100) throw Error(what + ": data nested too deeply (or cyclic)");
+  if (--budget < 0) throw Error(what + ": data too large (shared references expand to too many values)");
   switch (v.kind) {
     case Kind::None: return nullptr;
     case Kind::Bool: return v.b;
@@ -1043,7 +1048,7 @@ nlohmann::json to_json_rec(const Value& v, const std::string& what, int depth) {
     case Kind::List:
     case Kind::Set: {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& x : v.items) a.push_back(to_json_rec(*x, what, depth + 1));
+      for (const auto& x : v.items) a.push_back(to_json_rec(*x, what, depth + 1, budget));
       return a;
     }
     case Kind::Dict: {
@@ -1053,7 +1058,7 @@ nlohmann::json to_json_rec(const Value& v, const std::string& what, int depth) {
         if (k->is(Kind::Str)) key = k->s;
         else if (k->is(Kind::Int)) key = std::to_string(k->i);
         else throw Error(what + ": dict key of kind " + kind_name(k->kind));
-        o[key] = to_json_rec(*x, what, depth + 1);
+        o[key] = to_json_rec(*x, what, depth + 1, budget);
       }
       return o;
     }
@@ -1062,9 +1067,10 @@ nlohmann::json to_json_rec(const Value& v, const std::string& what, int depth) {
   }
 }
 
-void state_dict_rec(const Value& obj, const std::string& prefix, const std::string& what, int depth,
+void state_dict_rec(const Value& obj, const std::string& prefix, const std::string& what, int depth, int64_t& budget,
                     std::vector<std::pair<std::string, ValuePtr>>& out) {
   if (depth > 64) throw Error(what + ": modules nested too deeply (or cyclic)");
+  if (--budget < 0) throw Error(what + ": too many modules (shared references?)");
   const ValuePtr st = obj.is(Kind::Object) ? obj.state : nullptr;
   if (!st || !st->is(Kind::Dict)) throw Error(what + ": '" + prefix + "' is not a persistent module");
   auto dict = [&](const char* name) {
@@ -1090,17 +1096,21 @@ void state_dict_rec(const Value& obj, const std::string& prefix, const std::stri
   }
   for (const auto& [k, v] : dict("_modules")->entries) {
     if (v->is(Kind::None)) continue;
-    state_dict_rec(*v, prefix + k->as_str(what) + ".", what, depth + 1, out);
+    state_dict_rec(*v, prefix + k->as_str(what) + ".", what, depth + 1, budget, out);
   }
 }
 
 }  // namespace
 
-nlohmann::json to_json(const Value& v, const std::string& what) { return to_json_rec(v, what, 0); }
+nlohmann::json to_json(const Value& v, const std::string& what) {
+  int64_t budget = kVisitBudget;
+  return to_json_rec(v, what, 0, budget);
+}
 
 std::vector<std::pair<std::string, ValuePtr>> module_state_dict(const Value& obj, const std::string& what) {
   std::vector<std::pair<std::string, ValuePtr>> out;
-  state_dict_rec(obj, "", what, 0, out);
+  int64_t budget = 100000;
+  state_dict_rec(obj, "", what, 0, budget, out);
   return out;
 }
 

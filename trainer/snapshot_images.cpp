@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
+
 #include "data/grid.h"
 #include "data/loader.h"
 #include "sharding/grid.h"
@@ -28,6 +30,14 @@ SnapshotGrid make_snapshot_grid(const data::PackReader& pack, const TrainOptions
   g.gw = plan.gw;
   g.gh = plan.gh;
   g.indices = plan.indices;
+  if (o.grid_cols > 0 || o.grid_rows > 0) {
+    // A smaller grid: the top-left cells of the reference's plan (rows keep their labels).
+    g.gw = o.grid_cols > 0 ? std::min(o.grid_cols, plan.gw) : plan.gw;
+    g.gh = o.grid_rows > 0 ? std::min(o.grid_rows, plan.gh) : plan.gh;
+    g.indices.clear();
+    for (int y = 0; y < g.gh; ++y)
+      for (int x = 0; x < g.gw; ++x) g.indices.push_back(plan.indices[static_cast<size_t>(y) * plan.gw + x]);
+  }
   const int64_t n = static_cast<int64_t>(g.indices.size());
   at::Generator gen = make_cpu_generator(derive_seed(o.seed, 0, "grid"));
   g.z = at::randn({n, o.G.z_dim}, gen);

@@ -160,10 +160,15 @@ void TrainOptions::resolve(int res, int ch, int ldim, int64_t n, int trainers) {
     ada_kimg = 100;
     ema_rampup.reset();
   }
+  if (ada_kimg_override) {
+    if (*ada_kimg_override <= 0) throw std::invalid_argument("--ada-kimg must be positive");
+    ada_kimg = *ada_kimg_override;
+  }
   if (freezed < 0) throw std::invalid_argument("--freezed must be non-negative");
   if (freezed > 0) desc += "-freezed" + std::to_string(freezed);
   D.freeze_layers = freezed;
   if (kimg_per_tick <= 0) throw std::invalid_argument("--tick must be positive");
+  if (grid_cols < 0 || grid_rows < 0) throw std::invalid_argument("--grid must be COLSxROWS with positive numbers");
   if (snap < 1) throw std::invalid_argument("--snap must be at least 1");
   if (keep_snapshots < 0) throw std::invalid_argument("--keep must be non-negative");
   G.validate();
@@ -185,6 +190,7 @@ nlohmann::json TrainOptions::to_json() const {
   j["snap"] = snap;
   j["keep_snapshots"] = keep_snapshots;
   j["threads"] = threads;
+  j["grid"] = {grid_cols, grid_rows};
   j["resolution"] = resolution;
   j["channels"] = channels;
   j["label_dim"] = label_dim;
@@ -233,6 +239,10 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
     o.snap = j.at("snap");
     o.keep_snapshots = j.value("keep_snapshots", 0);
     o.threads = j.value("threads", 0);
+    if (j.contains("grid")) {
+      o.grid_cols = j.at("grid").at(0);
+      o.grid_rows = j.at("grid").at(1);
+    }
     o.resolution = j.at("resolution");
     o.channels = j.at("channels");
     o.label_dim = j.at("label_dim");

@@ -30,6 +30,7 @@ struct TrainOptions {
   std::string aug = "ada";     // ada | noaug | fixed
   std::optional<double> p_override;
   std::optional<double> target_override;
+  std::optional<double> ada_kimg_override;  // ADA speed (default 500, 100 when transferring)
   std::string augpipe = "bgc";
   bool mirror = false;
   bool cond = false;
@@ -39,6 +40,7 @@ struct TrainOptions {
   int snap = 50;               // network and image snapshots every `snap` ticks
   int keep_snapshots = 0;      // keep the newest N network snapshots (0: all)
   int threads = 0;             // LibTorch intra-op threads (0: all cores)
+  int grid_cols = 0, grid_rows = 0;  // snapshot grid size (0: the reference's rule for the resolution)
   std::optional<int> cbase_override, cmax_override, map_override, mbstd_override;
   // Transfer learning: the network the run starts from (a named source such as ffhq256, a
   // reference .pkl or a network-only checkpoint); as in the reference, it sets ada_kimg = 100
