@@ -39,45 +39,64 @@ fi
 LAUNCHER=${SF_LAUNCHER:-srun}
 
 mkdir -p "$SF_RUN_DIR"
-resume=()
-if compgen -G "$SF_RUN_DIR/network-snapshot-*.h5" >/dev/null; then resume=(--resume latest); fi
-log "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST:-?}: run dir $SF_RUN_DIR" \
-    "${resume[*]:+(resuming from its latest checkpoint)}"
-
-train=("$STYLEFORGE" train --run-dir "$SF_RUN_DIR" "${resume[@]}" "$@")
+log "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST:-?}: run dir $SF_RUN_DIR"
 case "$LAUNCHER" in
-  srun)
-    # One task per rank as the allocation says; --kill-on-bad-exit ends the step when a rank fails.
-    step=(srun --mpi="${SF_SRUN_MPI:-pmix}" --kill-on-bad-exit=1 "${train[@]}") ;;
-  mpirun)
-    # Open MPI reads the Slurm allocation and starts its daemons with srun itself.
-    # shellcheck disable=SC2206
-    step=(mpirun -np "${SLURM_NTASKS:-1}" --bind-to none
-          -x NCCL_SOCKET_IFNAME -x NCCL_IB_HCA -x HDF5_USE_FILE_LOCKING -x OMP_NUM_THREADS -x STYLEFORGE_PROM_DIR
-          ${SF_MPIRUN_ARGS:-} "${train[@]}") ;;
-  none)
-    step=("${train[@]}") ;;
-  *)
-    log "unknown SF_LAUNCHER '$LAUNCHER' (srun, mpirun or none)"; exit 2 ;;
+  srun|mpirun|none) ;;
+  *) log "unknown SF_LAUNCHER '$LAUNCHER' (srun, mpirun or none)"; exit 2 ;;
 esac
 
-log "starting: ${step[*]}"
-"${step[@]}" &
-child=$!
+# The step's command line; `--resume latest` once the run directory holds a checkpoint.
+build_step() {
+  local resume=()
+  if compgen -G "$SF_RUN_DIR/network-snapshot-*.h5" >/dev/null; then resume=(--resume latest); fi
+  local train=("$STYLEFORGE" train --run-dir "$SF_RUN_DIR" "${resume[@]}" "$@")
+  case "$LAUNCHER" in
+    srun)
+      # One task per rank as the allocation says; --kill-on-bad-exit ends the step when a rank fails.
+      step=(srun --mpi="${SF_SRUN_MPI:-pmix}" --kill-on-bad-exit=1 "${train[@]}") ;;
+    mpirun)
+      # Open MPI reads the Slurm allocation and starts its daemons with srun itself.
+      # shellcheck disable=SC2206
+      step=(mpirun -np "${SLURM_NTASKS:-1}" --bind-to none
+            -x NCCL_SOCKET_IFNAME -x NCCL_IB_HCA -x HDF5_USE_FILE_LOCKING -x OMP_NUM_THREADS -x STYLEFORGE_PROM_DIR
+            ${SF_MPIRUN_ARGS:-} "${train[@]}") ;;
+    none)
+      step=("${train[@]}") ;;
+  esac
+}
+
 stop_signal=""
+child=""
 forward() {
   stop_signal=$1
   log "received SIG$1: asking the training step to checkpoint and exit"
-  kill -USR1 "$child" 2>/dev/null || true
+  [ -n "$child" ] && kill -USR1 "$child" 2>/dev/null || true
 }
 trap 'forward USR1' USR1
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 
-# `wait` returns early (status > 128) when a trapped signal arrives; wait again until the step is gone.
-while kill -0 "$child" 2>/dev/null; do wait "$child"; done
-wait "$child"
-rc=$?
+run_state() { sed -n 's/^ *"state": *"\([a-z]*\)".*/\1/p' "$SF_RUN_DIR/status.json" 2>/dev/null | head -1; }
+
+# srun can exit 0 without having run anything (e.g. "task 0 launch failed" right after a requeue,
+# while the node still cleans up the previous incarnation): a step counts as finished only when
+# the run says so in status.json; otherwise it is launched again, up to SF_LAUNCH_TRIES times.
+tries=${SF_LAUNCH_TRIES:-3}
+for try in $(seq "$tries"); do
+  build_step "$@"
+  log "starting: ${step[*]}"
+  "${step[@]}" &
+  child=$!
+  # `wait` returns early (status > 128) when a trapped signal arrives; wait again until the step is gone.
+  while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+  wait "$child"
+  rc=$?
+  child=""
+  if [ "$rc" -ne 0 ] || [ -n "$stop_signal" ] || [ "$(run_state)" = done ]; then break; fi
+  log "the step exited 0 but the run is not done (status: $(run_state)); launch $try of $tries failed"
+  rc=1
+  [ "$try" -lt "$tries" ] && sleep 10
+done
 trap - USR1 TERM INT
 
 case "$rc" in

@@ -32,14 +32,11 @@ using namespace sf;
 
 namespace {
 
-std::string scratch_path(const std::string& name) {
-  return (fs::temp_directory_path() / ("sf_xfer_" + std::to_string(::getpid()) + "_" + name)).string();
-}
-
 // The fixture pickle imported once per process.
 const std::string& imported() {
+  static test::ScratchDir dir("xfer_import");  // removed at exit
   static std::string path = [] {
-    std::string p = scratch_path("snapshot_res32.h5");
+    std::string p = dir / "snapshot_res32.h5";
     trainer::import_network_pickle(test::fixture("snapshot_res32.pkl"), p, /*overwrite=*/true);
     return p;
   }();
@@ -137,6 +134,7 @@ trainer::TrainOptions transfer_options(const std::string& pack, const std::strin
   o.threads = 1;
   o.snap = 1000;
   o.kimg_per_tick = 0.008;
+  o.grid_cols = o.grid_rows = 2;  // small snapshot grids: the runs are about the transfer, not the images
   return o;
 }
 
@@ -414,12 +412,18 @@ TEST(Transfer, TrainsGray32WithFreezeD) {
   EXPECT_FALSE(at::equal(d.at("b32.conv0.weight"), sd.at("b32.conv0.weight")));  // trained
 }
 
-TEST(Transfer, TrainsAt16WithThreeClasses) {
-  // A lower resolution and a conditional target from an unconditional source, in one run.
-  test::ScratchDir dir("xfer_16_cond");
-  make_class_pack(dir / "classes.h5", 12, 16, 3, 3);
-  auto info = transfer_run(dir / "classes.h5", dir / "runs", 0, /*cond=*/true);
+TEST(Transfer, TrainsAt16) {
+  test::ScratchDir dir("xfer_16");
+  data::make_synthetic_pack(dir / "small.h5", 16, 16, 3, 12, true);
+  auto info = transfer_run(dir / "small.h5", dir / "runs");
   EXPECT_EQ(info.G.img_resolution, 16);
+  EXPECT_EQ(info.D.img_resolution, 16);
+}
+
+TEST(Transfer, TrainsConditionalWithThreeClasses) {
+  test::ScratchDir dir("xfer_cond");
+  make_class_pack(dir / "classes.h5", 12, 32, 3, 3);
+  auto info = transfer_run(dir / "classes.h5", dir / "runs", 0, /*cond=*/true);
   EXPECT_EQ(info.G.c_dim, 3);
   EXPECT_EQ(info.D.c_dim, 3);
 }

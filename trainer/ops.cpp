@@ -13,6 +13,22 @@ at::Tensor grouped_conv(const at::Tensor& x, const at::Tensor& w, int64_t groups
   return at::conv2d(x, w, c10::nullopt, one, zero, one, groups);
 }
 
+// Valid correlation of `x` with the 1-D taps `k` along `dim`, keeping every `step`-th output:
+// y[j] = sum_t k[t] * x[j * step + t]. Built from slices, so any-order gradients come for free.
+at::Tensor fir_along(const at::Tensor& x, const at::Tensor& k, int64_t dim, int64_t step) {
+  const int64_t taps = k.size(0), len = x.size(dim) - taps + 1;
+  TORCH_CHECK(len > 0, "upfirdn2d: the filter is longer than the padded input");
+  const int64_t outs = (len + step - 1) / step;
+  at::Tensor kd = k.detach().to(at::kDouble).cpu().contiguous();
+  const double* kv = kd.data_ptr<double>();
+  at::Tensor y;
+  for (int64_t t = 0; t < taps; ++t) {
+    at::Tensor term = x.slice(dim, t, t + step * (outs - 1) + 1, step) * kv[t];
+    y = t == 0 ? term : y + term;
+  }
+  return y;
+}
+
 }  // namespace
 
 at::Tensor setup_filter(const at::Tensor& f_in, bool normalize, bool flip_filter, double gain,
@@ -67,9 +83,10 @@ at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int upx, in
     at::Tensor k = f.reshape({1, 1, f.size(0), f.size(1)}).repeat({c, 1, 1, 1});
     x = grouped_conv(x, k, c);
   } else {
-    at::Tensor k = f.reshape({1, 1, f.size(0)}).repeat({c, 1, 1});
-    x = grouped_conv(x, k.unsqueeze(2), c);
-    x = grouped_conv(x, k.unsqueeze(3), c);
+    // Separable filter: shifted multiply-adds along H, then W, computing only the outputs the
+    // downsampling keeps. (LibTorch's CPU convolution with a 1-D kernel on a single channel
+    // falls back to im2col and is ~30x slower for the 12-tap filters of the augmentation.)
+    return fir_along(fir_along(x, f, 2, downy), f, 3, downx);
   }
 
   // Downsample by keeping every down-th pixel.

@@ -108,11 +108,7 @@ std::pair<at::Tensor, at::Tensor> TrainingStep::run_G(const at::Tensor& z, const
 }
 
 at::Tensor TrainingStep::run_D(const at::Tensor& img, const at::Tensor& c) {
-  // At p = 0 every transform has probability 0, so the pipe is the identity: skip it (the
-  // reference still resamples the images through the identity transform, which changes them only
-  // by rounding, ~1e-6, and costs most of a CPU step). A debug percentile always applies.
-  if (augment_ && (augment_->p() > 0 || o_.augment_debug_percentile))
-    return D_->forward(augment_->forward(img, augment_gen_, o_.augment_debug_percentile), c);
+  if (augment_) return D_->forward(augment_->forward(img, augment_gen_, o_.augment_debug_percentile), c);
   return D_->forward(img, c);
 }
 
