@@ -22,7 +22,7 @@ fi
 # A small network so that a CPU makes visible progress in minutes; ADA reacts faster than the
 # reference's 500 kimg so that p moves within the demo; a 16x8 snapshot grid instead of 32x32.
 "$SF" train --data runs/phantoms64.h5 --outdir runs --cond --mirror \
-  --cbase 2048 --cmax 64 --batch 16 --kimg "${DEMO_KIMG:-1.5}" --tick 0.25 --snap 2 --ada-kimg 5 \
+  --cbase 2048 --cmax 64 --batch 16 --kimg "${DEMO_KIMG:-3}" --tick 0.5 --snap 2 --ada-kimg 5 \
   --grid 16x8 --metrics none --threads "$(nproc)"
 
 RUN=$(ls -d runs/[0-9]*/ | sort | tail -1)

@@ -2,6 +2,7 @@
 #include "trainer/training_loop.h"
 
 #include <ATen/ATen.h>
+#include <unistd.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
@@ -116,6 +117,11 @@ std::string find_latest_checkpoint(const TrainOptions& o) {
 void set_threads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
+}
+
+std::string sharding_host() {
+  char buf[256] = {0};
+  return ::gethostname(buf, sizeof buf - 1) == 0 ? buf : "unknown-host";
 }
 
 std::string kimg_name(const std::string& prefix, int64_t nimg, const std::string& ext) {
@@ -282,6 +288,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   log.line("");
 
   auto tick_start_time = std::chrono::steady_clock::now();
+  double sync_at_tick_start = 0;
   double maintenance_sec = seconds_since(start_time);
   const int64_t total_nimg = static_cast<int64_t>(std::llround(o.total_kimg * 1000));
   bool stopped = false;
@@ -330,19 +337,25 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                     sec_per_kimg, maintenance_sec, rss_gb(), step.augment_p(), format_time(eta).c_str());
       log.line(line);
     }
-    if (comm.size() > 1) {
-      // Per-rank throughput, memory and progress, gathered through a sum (one slot per rank).
-      const int W = comm.size(), me = comm.rank();
-      std::vector<double> g(static_cast<size_t>(3 * W), 0.0);
-      g[3 * me] = (k.cur_nimg - k.tick_start_nimg) / static_cast<double>(W) / std::max(tick_sec, 1e-9);
-      g[3 * me + 1] = rss_gb();
-      g[3 * me + 2] = static_cast<double>(k.batch_idx);
-      comm.allreduce_sum(g.data(), g.size());
+    // Per-rank throughput (time outside gradient sync), memory, progress and clock, gathered
+    // through a sum (one slot per rank): the tick log line and the heartbeats of status.json.
+    const int W = comm.size(), me = comm.rank();
+    std::vector<double> g(static_cast<size_t>(4 * W), 0.0);
+    {
+      const double busy = std::max(tick_sec - (step.sync_seconds() - sync_at_tick_start), 1e-9);
+      g[4 * me] = (k.cur_nimg - k.tick_start_nimg) / static_cast<double>(W) / busy;
+      g[4 * me + 1] = rss_gb();
+      g[4 * me + 2] = static_cast<double>(k.batch_idx);
+      g[4 * me + 3] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      sync_at_tick_start = step.sync_seconds();
+    }
+    comm.allreduce_sum(g.data(), g.size());
+    auto host_of = [&](int r) { return r < static_cast<int>(req.hosts.size()) ? req.hosts[r] : sharding_host(); };
+    if (W > 1) {
       std::string line = "  per rank:";
       for (int r = 0; r < W; ++r) {
-        char buf[160];
-        std::snprintf(buf, sizeof buf, " [%d %s %.2f img/s %.2f GB]", r,
-                      r < static_cast<int>(req.hosts.size()) ? req.hosts[r].c_str() : "?", g[3 * r], g[3 * r + 1]);
+        char buf[200];
+        std::snprintf(buf, sizeof buf, " [%d %s %.2f img/s %.2f GB]", r, host_of(r).c_str(), g[4 * r], g[4 * r + 1]);
         line += buf;
       }
       log.line(line);
@@ -399,7 +412,17 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       // status.json and Prometheus files for `styleforge status` and admins (metrics/monitor.h).
       metrics::RunStatus rs = metrics::status_from_stats(stats);
       rs.total_kimg = o.total_kimg;
-      rs.ranks = {metrics::local_heartbeat(comm.rank(), k.batch_idx, sec_per_kimg)};
+      rs.ranks.clear();
+      for (int r = 0; r < W; ++r) {
+        metrics::RankHeartbeat h;
+        h.rank = r;
+        h.host = host_of(r);
+        h.step = static_cast<int64_t>(g[4 * r + 2]);
+        h.unix_time = g[4 * r + 3];
+        h.cpu_mem_gb = g[4 * r + 1];
+        h.sec_per_kimg = g[4 * r] > 0 ? 1000.0 / (g[4 * r] * W) : 0;  // at this rank's pace for the whole batch
+        rs.ranks.push_back(h);
+      }
       metrics::publish_run_status(run_dir, rs);
     }
 
