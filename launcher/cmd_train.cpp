@@ -79,6 +79,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
       ("metrics-num-gen", po::value(&mopts.num_gen)->default_value(0), "generated images per metric (0: the metric's own count)")
       ("metrics-threads", po::value(&mopts.threads)->default_value(1), "LibTorch threads of the metrics rank")
+      ("metrics-nice", po::value(&mopts.nice)->default_value(19), "scheduling niceness of the metrics rank (0: same as trainers)")
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
       ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
       ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)");

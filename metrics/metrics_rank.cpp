@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +23,9 @@ void log(const std::string& s) { std::cout << "[metrics rank] " << s << std::end
 
 int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts, const std::atomic<int>* stop) {
   if (opts.threads > 0) at::set_num_threads(opts.threads);
+  // Where the metrics rank shares cores with trainers, the kernel's scheduler gives the trainers
+  // precedence, so evaluating never slows training down (it only takes longer itself).
+  if (opts.nice > 0 && ::setpriority(PRIO_PROCESS, 0, opts.nice) != 0) log("could not lower the scheduling priority");
   std::string names;
   for (size_t i = 0; i < opts.metrics.size(); ++i) names += (i ? "," : "") + opts.metrics[i];
   log("waiting for snapshots (metrics: " + (names.empty() ? std::string("none") : names) + ")");

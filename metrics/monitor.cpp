@@ -102,19 +102,10 @@ std::string escape_help(const std::string& s) {
   return out;
 }
 
-// The newest checkpoint in run_dir by kimg in its name: {file name, modification time}.
+// The newest checkpoint in run_dir: {file name, modification time}.
 std::pair<std::string, double> newest_checkpoint(const std::string& run_dir) {
-  static const std::regex re(R"(^network-snapshot-(\d+)\.(h5|pkl)$)");
-  std::string best;
-  long long best_kimg = -1;
+  const std::string best = newest_snapshot_name(run_dir);
   std::error_code ec;
-  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::smatch m;
-    if (!std::regex_match(name, m, re)) continue;
-    const long long kimg = std::stoll(m[1]);
-    if (kimg > best_kimg || (kimg == best_kimg && name < best)) best = name, best_kimg = kimg;
-  }
   if (best.empty()) return {"", 0};
   auto t = fs::last_write_time(fs::path(run_dir) / best, ec);
   if (ec) return {best, 0};
@@ -240,7 +231,7 @@ bool read_run_status(const std::string& run_dir, RunStatus* out) {
 
 std::vector<MetricResult> read_metric_history(const std::string& run_dir) {
   static const std::regex file_re(R"(^metric-.*\.jsonl$)");
-  static const std::regex snap_re(R"(network-snapshot-(\d+))");
+  static const std::regex snap_re(R"(network-snapshot-(\d+)(?:-(\d+))?)");
   std::vector<fs::path> files;
   std::error_code ec;
   for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec))
@@ -260,7 +251,7 @@ std::vector<MetricResult> read_metric_history(const std::string& run_dir) {
       base.snapshot = j.value("snapshot_pkl", std::string());
       if (auto t = j.find("timestamp"); t != j.end() && t->is_number()) base.unix_time = t->get<double>();
       std::smatch m;
-      if (std::regex_search(base.snapshot, m, snap_re)) base.kimg = std::stod(m[1]);
+      if (std::regex_search(base.snapshot, m, snap_re)) base.kimg = m[2].matched ? std::stod(m[2]) / 1000 : std::stod(m[1]);
       for (auto r = res->begin(); r != res->end(); ++r) {
         if (!r->is_number() && !r->is_null()) continue;
         MetricResult mr = base;
@@ -419,6 +410,25 @@ void set_run_state(const std::string& run_dir, const std::string& state) {
   s.last_checkpoint.clear();  // a checkpoint may have been written since
   s.last_checkpoint_unix_time = 0;
   publish_run_status(run_dir, s);
+}
+
+long long snapshot_order(const std::string& name) {
+  static const std::regex re(R"(^network-snapshot-(\d+)(?:-(\d+))?\.(h5|pkl)$)");
+  std::smatch m;
+  if (!std::regex_match(name, m, re)) return -1;
+  return m[2].matched ? std::stoll(m[2]) : std::stoll(m[1]) * 1000;
+}
+
+std::string newest_snapshot_name(const std::string& run_dir) {
+  std::string best;
+  long long best_order = -1;
+  std::error_code ec;
+  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const long long order = snapshot_order(name);
+    if (order > best_order || (order == best_order && order >= 0 && name < best)) best = name, best_order = order;
+  }
+  return best;
 }
 
 }  // namespace sf::metrics

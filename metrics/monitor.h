@@ -160,4 +160,11 @@ std::string format_duration(double seconds);
 
 double unix_now();
 
+// The image count a snapshot file name stands for: network-snapshot-KKKKKK.h5 is KKKKKK * 1000,
+// network-snapshot-KKKKKK-NNNNNNNNN.h5 (several snapshots in one kimg) is NNNNNNNNN; .pkl too.
+// -1 for other names. Sorting by it orders a run's snapshots oldest first.
+long long snapshot_order(const std::string& file_name);
+// The newest snapshot file name in run_dir by that order, or "" when there is none.
+std::string newest_snapshot_name(const std::string& run_dir);
+
 }  // namespace sf::metrics

@@ -45,19 +45,6 @@ double mtime_unix(const fs::path& p) {
   return unix_now() - std::chrono::duration<double>(fs::file_time_type::clock::now() - t).count();
 }
 
-std::string newest_snapshot(const std::string& run_dir) {
-  static const std::regex re(R"(^network-snapshot-(\d+)\.(h5|pkl)$)");
-  std::string best;
-  long long best_kimg = -1;
-  std::error_code ec;
-  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::smatch m;
-    if (std::regex_match(name, m, re) && std::stoll(m[1]) > best_kimg) best = name, best_kimg = std::stoll(m[1]);
-  }
-  return best;
-}
-
 std::string fmt(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
@@ -148,7 +135,7 @@ RunSummary summarize_run(const std::string& run_dir, double now, double stale_se
   }
 
   // The newest checkpoint on disk (it may be newer than the status).
-  r.checkpoint = newest_snapshot(run_dir);
+  r.checkpoint = newest_snapshot_name(run_dir);
   if (r.checkpoint.empty()) r.checkpoint = r.status.last_checkpoint;
   if (!r.checkpoint.empty()) {
     const double t = mtime_unix(fs::path(run_dir) / r.checkpoint);

@@ -94,6 +94,12 @@ TEST(Training, ExactResumeMatchesUninterruptedRun) {
   ASSERT_EQ(trainer::run_training(b, comm), 0);
   const std::string run_b = trainer::last_run_dir();
 
+  // Snapshots at 0, 12 and 24 images share kimg 0: none replaced another, and they sort by images.
+  auto snaps = trainer::list_snapshots(run_a);
+  ASSERT_EQ(snaps.size(), 3u);
+  EXPECT_EQ(fs::path(snaps[0]).filename(), "network-snapshot-000000.h5");
+  EXPECT_EQ(fs::path(snaps[1]).filename(), "network-snapshot-000000-000000012.h5");
+  EXPECT_EQ(fs::path(snaps[2]).filename(), "network-snapshot-000000-000000024.h5");
   auto ta = checkpoint_tensors(trainer::list_snapshots(run_a).back());
   auto tb = checkpoint_tensors(trainer::list_snapshots(run_b).back());
   ASSERT_EQ(ta.size(), tb.size());

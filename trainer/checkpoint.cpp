@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 #include <stdexcept>
 
 #include "data/h5.h"
+#include "metrics/monitor.h"
 #include "trainer/tensor_io.h"
 
 namespace fs = std::filesystem;
@@ -159,13 +159,12 @@ void load_training_state(const std::string& path, Adam* G_opt, Adam* D_opt,
 }
 
 std::vector<std::string> list_snapshots(const std::string& run_dir) {
-  static const std::regex re(R"(network-snapshot-(\d+)\.h5)");
   std::vector<std::pair<long long, std::string>> found;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(run_dir, ec)) {
-    std::smatch m;
     const std::string name = e.path().filename().string();
-    if (std::regex_match(name, m, re)) found.emplace_back(std::stoll(m[1]), e.path().string());
+    const long long order = metrics::snapshot_order(name);
+    if (order >= 0 && e.path().extension() == ".h5") found.emplace_back(order, e.path().string());
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> out;

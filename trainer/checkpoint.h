@@ -1,4 +1,5 @@
-// Checkpoints: one HDF5 file per snapshot, `network-snapshot-{kimg:06d}.h5`.
+// Checkpoints: one HDF5 file per snapshot, `network-snapshot-{kimg:06d}.h5` (with `-{nimg:09d}`
+// appended when an earlier snapshot of the run already has that kimg).
 //
 // Layout (docs in README.md, "Checkpoint format"):
 //   /G/<key>, /D/<key>, /G_ema/<key>   every parameter and buffer under its reference key

@@ -130,6 +130,16 @@ std::string kimg_name(const std::string& prefix, int64_t nimg, const std::string
   return buf;
 }
 
+// The reference's snapshot name (kimg rounded down) unless an earlier tick of this run already
+// used it (ticks shorter than 1 kimg); then the image count is appended, so nothing is replaced.
+std::string snapshot_path(const std::string& run_dir, const std::string& prefix, int64_t nimg, const std::string& ext) {
+  fs::path p = fs::path(run_dir) / kimg_name(prefix, nimg, ext);
+  if (!fs::exists(p)) return p.string();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "-%09lld", static_cast<long long>(nimg));
+  return (fs::path(run_dir) / kimg_name(prefix, nimg, buf + ext)).string();
+}
+
 }  // namespace
 
 const std::string& last_run_dir() { return g_last_run_dir; }
@@ -364,7 +374,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
 
     const bool snapshot = done || k.cur_tick % o.snap == 0;
     if (snapshot && rank0)
-      save_fakes_grid(step.G_ema(), grid, o.batch_gpu, (fs::path(run_dir) / kimg_name("fakes", k.cur_nimg, ".png")).string());
+      save_fakes_grid(step.G_ema(), grid, o.batch_gpu, snapshot_path(run_dir, "fakes", k.cur_nimg, ".png"));
     if (snapshot) {
       step.check_consistency();
       std::map<std::string, at::Tensor> rng_states = step.gather_rng_states();
@@ -381,7 +391,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
         w.D_opt = &step.D_opt();
         w.counters = c;
         w.rngs = rng_states;
-        const std::string path = (fs::path(run_dir) / kimg_name("network-snapshot-", k.cur_nimg, ".h5")).string();
+        const std::string path = snapshot_path(run_dir, "network-snapshot-", k.cur_nimg, ".h5");
         write_checkpoint(path, w);
         prune_snapshots(run_dir, o.keep_snapshots);
         log.line("Saved " + path);
