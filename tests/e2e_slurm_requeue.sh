@@ -79,11 +79,22 @@ for _ in $(seq 360); do
   if [[ $released == 0 && $state == PENDING && ${restarts:-0} -ge 1 ]]; then
     # Start it again only once the node has finished cleaning up after the first incarnation.
     for _ in $(seq 60); do [[ $(sinfo -h -o %t) == idle* ]] && break; sleep 0.5; done
+    sleep 3  # slurmd may still be tearing down the first incarnation's step when the node shows idle
     say "job requeued (pending, $(job_field Reason)); node $(sinfo -h -o %t); moving its begin time to now"
     scontrol update JobId="$jobid" StartTime=now
     released=1
   fi
   [[ $state == COMPLETED && ${restarts:-0} -ge 1 ]] && break
+  if [[ $state == FAILED && $(job_field RunTime) == 00:00:00 && ${relaunches:-0} -lt 2 ]]; then
+    # The local single-node Slurm occasionally fails to launch a batch script it has just
+    # released (the job never ran: RunTime 0). Requeue it as an admin would; it resumes the same.
+    relaunches=$(( ${relaunches:-0} + 1 ))
+    say "the local Slurm failed to launch the released job (RunTime 0); requeueing it again ($relaunches)"
+    scontrol requeue "$jobid"
+    released=0
+    sleep 1
+    continue
+  fi
   [[ $state == FAILED || $state == CANCELLED || $state == TIMEOUT || $state == NODE_FAIL ]] && fail "job ended $state"
   sleep 0.5
 done
