@@ -193,32 +193,35 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
   }
 }
 
+void GradientSync::plan(const std::vector<int64_t>& numels) {
+  if (numels == plan_numels_) return;
+  // Buckets in reverse order (as backward produces gradients), buffers allocated once.
+  plan_.assign(1, {});
+  flats_.clear();
+  int64_t bytes = 0;
+  for (int64_t i = static_cast<int64_t>(numels.size()) - 1; i >= 0; --i) {
+    if (bytes >= bucket_bytes_ && !plan_.back().empty()) {
+      plan_.emplace_back();
+      bytes = 0;
+    }
+    plan_.back().push_back(i);
+    bytes += numels[i] * 4;
+  }
+  for (const auto& b : plan_) {
+    int64_t n = 0;
+    for (int64_t i : b) n += numels[i];
+    flats_.push_back(at::empty({n}, at::kFloat));
+  }
+  plan_numels_ = numels;
+}
+
 void GradientSync::run(const std::vector<at::Tensor>& grads, sharding::Communicator& comm) {
   const int world = comm.size();
   if (world <= 1 || grads.empty()) return;
   at::NoGradGuard no_grad;
   std::vector<int64_t> numels;
   for (const auto& g : grads) numels.push_back(g.numel());
-  if (numels != plan_numels_) {
-    // Plan buckets in reverse order and allocate their buffers once.
-    plan_.assign(1, {});
-    flats_.clear();
-    int64_t bytes = 0;
-    for (int64_t i = static_cast<int64_t>(grads.size()) - 1; i >= 0; --i) {
-      if (bytes >= bucket_bytes_ && !plan_.back().empty()) {
-        plan_.emplace_back();
-        bytes = 0;
-      }
-      plan_.back().push_back(i);
-      bytes += numels[i] * 4;
-    }
-    for (const auto& b : plan_) {
-      int64_t n = 0;
-      for (int64_t i : b) n += numels[i];
-      flats_.push_back(at::empty({n}, at::kFloat));
-    }
-    plan_numels_ = numels;
-  }
+  plan(numels);
   std::vector<std::pair<float*, size_t>> bufs;
   for (size_t k = 0; k < plan_.size(); ++k) {
     int64_t off = 0;
@@ -239,18 +242,42 @@ void GradientSync::run(const std::vector<at::Tensor>& grads, sharding::Communica
   }
 }
 
-void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes) {
-  GradientSync(bucket_bytes).run(grads, comm);
+void GradientSync::attach(const std::vector<at::Tensor>& params) {
+  at::NoGradGuard no_grad;
+  std::vector<int64_t> numels;
+  for (const auto& p : params) numels.push_back(p.numel());
+  plan(numels);
+  for (size_t k = 0; k < plan_.size(); ++k) {
+    flats_[k].zero_();
+    int64_t off = 0;
+    for (int64_t i : plan_[k]) {
+      const_cast<at::Tensor&>(params[i]).mutable_grad() = flats_[k].narrow(0, off, numels[i]).view_as(params[i]);
+      off += numels[i];
+    }
+  }
 }
 
-void TrainingStep::sync_gradients(const ParamStore& store, GradientSync& sync) {
-  if (comm_.size() <= 1) return;
-  std::vector<at::Tensor> grads;
-  for (const auto& e : store.entries())
-    if (!e.is_buffer && e.trainable && e.tensor.grad().defined()) grads.push_back(e.tensor.grad());
-  const auto t0 = std::chrono::steady_clock::now();
-  sync.run(grads, comm_);
-  sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+void GradientSync::run_attached(const std::vector<at::Tensor>& params, sharding::Communicator& comm) {
+  at::NoGradGuard no_grad;
+  std::vector<std::pair<float*, size_t>> bufs;
+  for (size_t k = 0; k < plan_.size(); ++k) {
+    int64_t off = 0;
+    for (int64_t i : plan_[k]) {
+      at::Tensor view = flats_[k].narrow(0, off, plan_numels_[i]);
+      const at::Tensor& g = params[i].grad();
+      if (g.defined() && g.data_ptr() != view.data_ptr()) view.copy_(g.reshape({-1}));
+      if (!g.defined() || g.data_ptr() != view.data_ptr())
+        const_cast<at::Tensor&>(params[i]).mutable_grad() = view.view_as(params[i]);
+      off += plan_numels_[i];
+    }
+    bufs.emplace_back(flats_[k].data_ptr<float>(), static_cast<size_t>(flats_[k].numel()));
+  }
+  comm.allreduce_sum_many(bufs);
+  for (auto& f : flats_) f.div_(comm.size());
+}
+
+void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes) {
+  GradientSync(bucket_bytes).run(grads, comm);
 }
 
 void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
@@ -259,12 +286,20 @@ void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, co
   ParamStore& store = ph.is_G ? G_->state() : D_->state();
   Adam& opt = ph.is_G ? *G_opt_ : *D_opt_;
   store.zero_grad();
+  // Several trainers: gradients accumulate directly in the allreduce buckets (no copies).
+  GradientSync& sync = ph.is_G ? G_sync_ : D_sync_;
+  const std::vector<at::Tensor> params = store.trainable_parameters();
+  if (comm_.size() > 1) sync.attach(params);
   set_trainable(store, true);
   const int64_t bg = o_.batch_gpu;
   for (size_t r = 0; r < reals.size(); ++r)
     accumulate(ph, reals[r], real_cs[r], gen_z.narrow(0, r * bg, bg), gen_c.narrow(0, r * bg, bg), ph.interval);
   set_trainable(store, false);
-  sync_gradients(store, ph.is_G ? G_sync_ : D_sync_);
+  if (comm_.size() > 1) {
+    const auto s0 = std::chrono::steady_clock::now();
+    sync.run_attached(params, comm_);
+    sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+  }
   sanitize_gradients(store);
   opt.step();
   ph.ms_last = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

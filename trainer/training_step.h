@@ -42,8 +42,15 @@ class GradientSync {
  public:
   explicit GradientSync(int64_t bucket_bytes = 25 << 20) : bucket_bytes_(bucket_bytes) {}
   void run(const std::vector<at::Tensor>& grads, sharding::Communicator& comm);
+  // Makes every parameter's gradient a zeroed view into the bucket buffers, so that backward
+  // accumulates straight into them and run_attached() sums them without copies.
+  void attach(const std::vector<at::Tensor>& params);
+  // Sums the attached buckets over the ranks and divides by their number. A gradient that
+  // backward replaced instead of accumulating into its view is copied in and re-attached.
+  void run_attached(const std::vector<at::Tensor>& params, sharding::Communicator& comm);
 
  private:
+  void plan(const std::vector<int64_t>& numels);
   int64_t bucket_bytes_;
   std::vector<std::vector<int64_t>> plan_;  // tensor indices per bucket
   std::vector<int64_t> plan_numels_;        // numel of every tensor the plan was made for
@@ -107,7 +114,6 @@ class TrainingStep {
                   const at::Tensor& gen_c, double gain);
   std::pair<at::Tensor, at::Tensor> run_G(const at::Tensor& z, const at::Tensor& c);
   at::Tensor run_D(const at::Tensor& img, const at::Tensor& c);
-  void sync_gradients(const ParamStore& store, GradientSync& sync);
 
   TrainOptions o_;
   sharding::Communicator& comm_;
