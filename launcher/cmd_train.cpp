@@ -71,7 +71,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("mbstd-group", po::value<int>(), "minibatch-std group size (default: the preset's)")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: all cores)")
       ("grid", po::value(&grid_text), "snapshot grid COLSxROWS (default: the reference's size for the resolution)")
-      ("resume", po::value(&req.resume), "continue a run: a checkpoint path or 'latest' (in --outdir or --run-dir)")
+      ("resume", po::value(&req.resume), "continue a run (a training checkpoint, or latest in --outdir/--run-dir), or start from a network: ffhq256, ffhq512, ffhq1024, afhqcat, afhqdog, afhqwild, brecahad, metfaces, celebahq256, lsundog256, a reference .pkl or a network-only .h5")
       ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit")
       ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics for the metrics rank, comma-separated, or none")
       ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (the last rank computes metrics when there are metrics and >= 2 ranks) | none")
