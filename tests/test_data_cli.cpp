@@ -18,20 +18,8 @@ namespace {
 using sf::test::fixture;
 using sf::test::ScratchDir;
 
-struct CliResult {
-  int rc;
-  std::string out;
-};
-
-CliResult run_cli(const std::string& args) {
-  std::string cmd = std::string(STYLEFORGE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using sf::test::CliResult;
+CliResult run_cli(const std::string& args) { return sf::test::run_styleforge(args); }
 
 TEST(DataCli, PackExitCodesAndMessages) {
   ScratchDir tmp("cli");

@@ -247,12 +247,9 @@ TEST(PhantomFolder, RefusesNonEmptyDestination) {
 #ifdef STYLEFORGE_BINARY
 // `styleforge phantoms` through the real binary (full builds only): exit codes and messages.
 int run_cli(const std::string& args, std::string* out) {
-  std::string cmd = std::string(STYLEFORGE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) *out += buf;
-  int status = p ? pclose(p) : -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  sf::test::CliResult r = sf::test::run_styleforge(args);
+  *out += r.out;
+  return r.rc;
 }
 
 TEST(PhantomCli, WritesRefusesAndChecksOptions) {

@@ -1,8 +1,10 @@
 // Helpers shared by the data-layer tests: fixture location and scratch folders.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -30,5 +32,24 @@ struct ScratchDir {
   }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
+
+// Runs a shell command; returns its exit code (-1 if it did not exit) and stdout + stderr.
+struct CliResult {
+  int rc;
+  std::string out;
+};
+inline CliResult run_shell(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  const int status = p ? pclose(p) : -1;
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+#ifdef STYLEFORGE_BINARY
+// Runs `styleforge ARGS` (the binary of this build; defined in full builds only).
+inline CliResult run_styleforge(const std::string& args) { return run_shell(std::string(STYLEFORGE_BINARY) + " " + args); }
+#endif
 
 }  // namespace sf::test

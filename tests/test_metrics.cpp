@@ -395,19 +395,7 @@ TEST(MetricsEvaluate, ConditionalGeneratorUsesDatasetLabels) {
 
 #ifdef STYLEFORGE_BINARY
 namespace {
-struct CliOut {
-  int rc;
-  std::string out;
-};
-CliOut run_styleforge(const std::string& args) {
-  std::string cmd = std::string(STYLEFORGE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using sf::test::run_styleforge;
 std::string result_of(const std::string& out, const std::string& name) {
   std::smatch m;
   std::regex re("\"" + name + "\":([-+0-9.eE]+)");
@@ -421,11 +409,11 @@ TEST(MetricsCli, OfflineCommandReproducesAndHitsTheCache) {
   const std::string args = "metrics --network " + ckpt + " --data " + tiny_pack() +
                            " --metrics fid50k_full,kid50k_full --num-gen 48 --batch 16 --threads 1 --detector " +
                            standin() + " --cache-dir " + (tmp / "cache") + " --run-dir " + tmp.path.string();
-  CliOut first = run_styleforge(args);
+  sf::test::CliResult first = run_styleforge(args);
   ASSERT_EQ(first.rc, 0) << first.out;
   EXPECT_NE(first.out.find("cached real statistics: "), std::string::npos) << first.out;
   EXPECT_NE(first.out.find("generated"), std::string::npos) << first.out;  // progress bar
-  CliOut second = run_styleforge(args);
+  sf::test::CliResult second = run_styleforge(args);
   ASSERT_EQ(second.rc, 0) << second.out;
   EXPECT_NE(second.out.find("cache hit: " + (tmp / "cache")), std::string::npos) << second.out;
   for (const char* n : {"fid48_full@detector_standin", "kid48_full@detector_standin"}) {
@@ -438,11 +426,11 @@ TEST(MetricsCli, OfflineCommandReproducesAndHitsTheCache) {
   EXPECT_EQ(lines, 2);
 
   // Without any detector: exit 1 with the message saying where to put the file.
-  CliOut off = run_styleforge("metrics --network " + ckpt + " --data " + tiny_pack() + " --cache-dir " + (tmp / "empty") +
+  sf::test::CliResult off = run_styleforge("metrics --network " + ckpt + " --data " + tiny_pack() + " --cache-dir " + (tmp / "empty") +
                               " --detector " + (tmp / "missing.pt"));
   EXPECT_EQ(off.rc, 1);
   EXPECT_NE(off.out.find("inception-2015-12-05.pt"), std::string::npos) << off.out;
-  CliOut bad = run_styleforge("metrics --network " + ckpt + " --metrics fid50k_fool");
+  sf::test::CliResult bad = run_styleforge("metrics --network " + ckpt + " --metrics fid50k_fool");
   EXPECT_EQ(bad.rc, 2) << bad.out;
 }
 #endif  // STYLEFORGE_BINARY

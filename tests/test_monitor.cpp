@@ -39,18 +39,8 @@ std::string slurp(const std::string& path) {
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
-struct Shell {
-  int rc;
-  std::string out;
-};
-Shell shell(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Shell = sf::test::CliResult;
+Shell shell(const std::string& cmd) { return sf::test::run_shell(cmd); }
 
 // One stats.jsonl line as the training loop writes it.
 std::string stats_line(double kimg, double total_sec, double p, double timestamp, double g_loss = 1.5) {

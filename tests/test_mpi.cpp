@@ -158,13 +158,18 @@ TEST(MpiComm, CollectivesSumAndBroadcast) {
   comm.broadcast(msg.data(), msg.size(), n - 1);
   EXPECT_EQ(msg, "from the last rank");
   comm.barrier();
-  // Gradient buckets: the same average whatever the bucket size.
+  // Gradient buckets: the same average whatever the bucket size, whether backward accumulated into
+  // the attached bucket views (params 0 and 1) or replaced the gradient with a new tensor (param 2).
   for (int64_t bucket : {int64_t(16), int64_t(1) << 30}) {
-    std::vector<at::Tensor> grads = {at::full({3, 5}, double(r), at::kFloat), at::full({17}, 2.0 * r, at::kFloat),
-                                     at::full({2, 2, 2}, 1.0, at::kFloat)};
-    trainer::allreduce_gradients(grads, comm, bucket);
-    EXPECT_FLOAT_EQ(grads[0][0][0].item<float>(), (n - 1) / 2.0f);
-    EXPECT_FLOAT_EQ(grads[1][16].item<float>(), float(n - 1));
-    EXPECT_FLOAT_EQ(grads[2][1][1][1].item<float>(), 1.0f);
+    std::vector<at::Tensor> params = {at::zeros({3, 5}), at::zeros({17}), at::zeros({2, 2, 2})};
+    trainer::GradientSync sync(bucket);
+    sync.attach(params);
+    params[0].mutable_grad().fill_(double(r));
+    params[1].mutable_grad().fill_(2.0 * r);
+    params[2].mutable_grad() = at::full({2, 2, 2}, 1.0, at::kFloat);
+    sync.run_attached(params, comm);
+    EXPECT_FLOAT_EQ(params[0].grad()[0][0].item<float>(), (n - 1) / 2.0f);
+    EXPECT_FLOAT_EQ(params[1].grad()[16].item<float>(), float(n - 1));
+    EXPECT_FLOAT_EQ(params[2].grad()[1][1][1].item<float>(), 1.0f);
   }
 }

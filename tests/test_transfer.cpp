@@ -64,19 +64,6 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-std::pair<int, std::string> run_cli(const std::string& args) {
-#ifdef STYLEFORGE_BINARY
-  std::string cmd = std::string(STYLEFORGE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-#else
-  return {-1, "no binary"};
-#endif
-}
 
 // The networks a run with this image shape would build from the imported fixture's architecture.
 struct RunNets {
@@ -230,15 +217,14 @@ TEST(Import, ImportedNetworksComputeWhatTheReferenceTensorsCompute) {
   EXPECT_TRUE(at::equal(ours_d.forward(img, c), ref_d.forward(img, c)));
 }
 
+// test_transfer.cpp is built only with the styleforge binary (not in STYLEFORGE_DATA_ONLY).
 TEST(Import, CommandLineImportThenGenerate) {
-#ifndef STYLEFORGE_BINARY
-  GTEST_SKIP() << "needs the styleforge binary";
-#endif
+  using sf::test::run_styleforge;
   test::ScratchDir dir("xfer_cli");
-  auto [rc, out] = run_cli("import " + test::fixture("snapshot_res32.pkl") + " --dest " + (dir / "net.h5"));
+  auto [rc, out] = run_styleforge("import " + test::fixture("snapshot_res32.pkl") + " --dest " + (dir / "net.h5"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("Wrote"), std::string::npos) << out;
-  auto [rc3, out3] = run_cli("generate --network " + (dir / "net.h5") + " --seeds 0-3 --outdir " + (dir / "gen"));
+  auto [rc3, out3] = run_styleforge("generate --network " + (dir / "net.h5") + " --seeds 0-3 --outdir " + (dir / "gen"));
   ASSERT_EQ(rc3, 0) << out3;
   for (const char* f : {"seed0000.png", "seed0003.png", "grid.png"}) EXPECT_TRUE(fs::exists(fs::path(dir / "gen") / f));
   // A hostile pickle: refused with the global's name, nothing written.
@@ -246,7 +232,7 @@ TEST(Import, CommandLineImportThenGenerate) {
     std::ofstream evil(dir / "evil.pkl", std::ios::binary);
     evil << std::string("\x80\x02", 2) << "cos\nsystem\n" << std::string("X\x05\x00\x00\x00", 5) << "touch" << "\x85R.";
   }
-  auto [rc4, out4] = run_cli("import " + (dir / "evil.pkl") + " --dest " + (dir / "evil.h5"));
+  auto [rc4, out4] = run_styleforge("import " + (dir / "evil.pkl") + " --dest " + (dir / "evil.h5"));
   EXPECT_EQ(rc4, 1);
   EXPECT_NE(out4.find("refusing global os.system (not on the allow-list)"), std::string::npos) << out4;
   EXPECT_FALSE(fs::exists(dir / "evil.h5"));
