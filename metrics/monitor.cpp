@@ -146,6 +146,14 @@ RunStatus status_from_stats(const nlohmann::json& stats) {
   return s;
 }
 
+double process_rss_gb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / (1024.0 * 1024.0);
+  return 0;
+}
+
 RankHeartbeat local_heartbeat(int rank, int64_t step, double sec_per_kimg, double gpu_mem_gb) {
   RankHeartbeat h;
   h.rank = rank;
@@ -153,10 +161,7 @@ RankHeartbeat local_heartbeat(int rank, int64_t step, double sec_per_kimg, doubl
   h.host = ::gethostname(host, sizeof host - 1) == 0 ? host : "unknown-host";
   h.step = step;
   h.unix_time = unix_now();
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) h.cpu_mem_gb = std::stod(line.substr(6)) / (1024.0 * 1024.0);
+  h.cpu_mem_gb = process_rss_gb();
   h.gpu_mem_gb = gpu_mem_gb;
   h.sec_per_kimg = sec_per_kimg;
   return h;

@@ -61,6 +61,8 @@ struct RunStatus {
 // (Progress/kimg), sec_per_kimg (Timing/sec_per_kimg), augment_p (Progress/augment), r_t
 // (Loss/signs/real), losses (every Loss/* mean), unix_time (timestamp). Missing names stay 0.
 RunStatus status_from_stats(const nlohmann::json& stats);
+// Resident set size of this process in GiB (VmRSS), 0 when unknown.
+double process_rss_gb();
 // A heartbeat of this process: host name, now, resident set size.
 RankHeartbeat local_heartbeat(int rank, int64_t step, double sec_per_kimg, double gpu_mem_gb = 0);
 

@@ -2,7 +2,6 @@
 #include "trainer/training_loop.h"
 
 #include <ATen/ATen.h>
-#include <unistd.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
@@ -21,6 +20,7 @@
 #include "data/pack.h"
 #include "metrics/monitor.h"
 #include "sharding/metrics_link.h"
+#include "sharding/mpi_comm.h"
 #include "sharding/sampler.h"
 #include "trainer/checkpoint.h"
 #include "trainer/snapshot_images.h"
@@ -66,14 +66,6 @@ std::string format_time(double seconds) {
   return buf;
 }
 
-double rss_gb() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / (1024.0 * 1024.0);
-  return 0;
-}
-
 int run_id(const std::string& name) {
   static const std::regex re(R"(^(\d+)-.*)");
   std::smatch m;
@@ -117,11 +109,6 @@ std::string find_latest_checkpoint(const TrainOptions& o) {
 void set_threads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
-}
-
-std::string sharding_host() {
-  char buf[256] = {0};
-  return ::gethostname(buf, sizeof buf - 1) == 0 ? buf : "unknown-host";
 }
 
 std::string kimg_name(const std::string& prefix, int64_t nimg, const std::string& ext) {
@@ -325,6 +312,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     const double total_sec = seconds_since(start_time);
     const double tick_sec = std::chrono::duration<double>(tick_end_time - tick_start_time).count();
     const double sec_per_kimg = tick_sec / std::max<int64_t>(1, k.cur_nimg - k.tick_start_nimg) * 1e3;
+    const double rss = metrics::process_rss_gb();
     StatsCollector& st = step.stats();
     st.report0("Progress/tick", static_cast<double>(k.cur_tick));
     st.report0("Progress/kimg", k.cur_nimg / 1e3);
@@ -332,7 +320,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     st.report0("Timing/sec_per_tick", tick_sec);
     st.report0("Timing/sec_per_kimg", sec_per_kimg);
     st.report0("Timing/maintenance_sec", maintenance_sec);
-    st.report0("Resources/cpu_mem_gb", rss_gb());
+    st.report0("Resources/cpu_mem_gb", rss);
     st.report0("Progress/augment", step.augment_p());
     st.report0("Timing/total_hours", total_sec / 3600);
     st.report0("Timing/total_days", total_sec / 86400);
@@ -344,7 +332,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                     "tick %-5lld kimg %-8.1f time %-12s sec/tick %-7.1f sec/kimg %-7.2f maintenance %-6.1f "
                     "cpumem %-6.2f augment %.3f eta %s",
                     static_cast<long long>(k.cur_tick), k.cur_nimg / 1e3, format_time(total_sec).c_str(), tick_sec,
-                    sec_per_kimg, maintenance_sec, rss_gb(), step.augment_p(), format_time(eta).c_str());
+                    sec_per_kimg, maintenance_sec, rss, step.augment_p(), format_time(eta).c_str());
       log.line(line);
     }
     // Per-rank throughput (time outside gradient sync), memory, progress and clock, gathered
@@ -354,13 +342,13 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     {
       const double busy = std::max(tick_sec - (step.sync_seconds() - sync_at_tick_start), 1e-9);
       g[4 * me] = (k.cur_nimg - k.tick_start_nimg) / static_cast<double>(W) / busy;
-      g[4 * me + 1] = rss_gb();
+      g[4 * me + 1] = rss;
       g[4 * me + 2] = static_cast<double>(k.batch_idx);
       g[4 * me + 3] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
       sync_at_tick_start = step.sync_seconds();
     }
     comm.allreduce_sum(g.data(), g.size());
-    auto host_of = [&](int r) { return r < static_cast<int>(req.hosts.size()) ? req.hosts[r] : sharding_host(); };
+    auto host_of = [&](int r) { return r < static_cast<int>(req.hosts.size()) ? req.hosts[r] : sharding::host_name(); };
     if (W > 1) {
       std::string line = "  per rank:";
       for (int r = 0; r < W; ++r) {

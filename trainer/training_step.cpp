@@ -215,33 +215,6 @@ void GradientSync::plan(const std::vector<int64_t>& numels) {
   plan_numels_ = numels;
 }
 
-void GradientSync::run(const std::vector<at::Tensor>& grads, sharding::Communicator& comm) {
-  const int world = comm.size();
-  if (world <= 1 || grads.empty()) return;
-  at::NoGradGuard no_grad;
-  std::vector<int64_t> numels;
-  for (const auto& g : grads) numels.push_back(g.numel());
-  plan(numels);
-  std::vector<std::pair<float*, size_t>> bufs;
-  for (size_t k = 0; k < plan_.size(); ++k) {
-    int64_t off = 0;
-    for (int64_t i : plan_[k]) {
-      flats_[k].narrow(0, off, numels[i]).copy_(grads[i].reshape({-1}));
-      off += numels[i];
-    }
-    bufs.emplace_back(flats_[k].data_ptr<float>(), static_cast<size_t>(flats_[k].numel()));
-  }
-  comm.allreduce_sum_many(bufs);
-  for (size_t k = 0; k < plan_.size(); ++k) {
-    flats_[k].div_(world);
-    int64_t off = 0;
-    for (int64_t i : plan_[k]) {
-      const_cast<at::Tensor&>(grads[i]).copy_(flats_[k].narrow(0, off, numels[i]).view_as(grads[i]));
-      off += numels[i];
-    }
-  }
-}
-
 void GradientSync::attach(const std::vector<at::Tensor>& params) {
   at::NoGradGuard no_grad;
   std::vector<int64_t> numels;
@@ -274,10 +247,6 @@ void GradientSync::run_attached(const std::vector<at::Tensor>& params, sharding:
   }
   comm.allreduce_sum_many(bufs);
   for (auto& f : flats_) f.div_(comm.size());
-}
-
-void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes) {
-  GradientSync(bucket_bytes).run(grads, comm);
 }
 
 void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,

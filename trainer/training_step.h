@@ -37,11 +37,10 @@ namespace sf::trainer {
 // Sums gradients over the ranks of a communicator and divides by its size, in buckets of about
 // `bucket_bytes` filled from the last tensor to the first (the order backward produces them).
 // The flat bucket buffers are kept between calls (allocating tens of MB per step costs more than
-// the copies), so one GradientSync serves one list of parameters.
+// the reduction), so one GradientSync serves one list of parameters.
 class GradientSync {
  public:
   explicit GradientSync(int64_t bucket_bytes = 25 << 20) : bucket_bytes_(bucket_bytes) {}
-  void run(const std::vector<at::Tensor>& grads, sharding::Communicator& comm);
   // Makes every parameter's gradient a zeroed view into the bucket buffers, so that backward
   // accumulates straight into them and run_attached() sums them without copies.
   void attach(const std::vector<at::Tensor>& params);
@@ -56,7 +55,6 @@ class GradientSync {
   std::vector<int64_t> plan_numels_;        // numel of every tensor the plan was made for
   std::vector<at::Tensor> flats_;
 };
-void allreduce_gradients(const std::vector<at::Tensor>& grads, sharding::Communicator& comm, int64_t bucket_bytes);
 
 struct Phase {
   std::string name;  // Gmain, Greg, Gboth, Dmain, Dreg, Dboth
