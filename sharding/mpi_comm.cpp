@@ -130,17 +130,101 @@ void MpiCommunicator::wait_all(std::vector<MPI_Request>& reqs, const char* what)
 void MpiCommunicator::allreduce_sum(float* data, size_t count) { allreduce_sum_many({{data, count}}); }
 
 void MpiCommunicator::allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& buffers) {
+  allreduce_many(buffers, false);
+}
+
+void MpiCommunicator::allreduce_mean_many(const std::vector<std::pair<float*, size_t>>& buffers) {
+  allreduce_many(buffers, true);
+}
+
+void MpiCommunicator::allreduce_many(const std::vector<std::pair<float*, size_t>>& buffers, bool mean) {
+  if (size_ == 1) return;  // the sum and the mean over one rank are the data itself
+  // Small buffers: MPI's own (latency-optimal) non-blocking allreduce, all issued together.
   std::vector<MPI_Request> reqs;
+  std::vector<std::pair<float*, size_t>> small;
   for (const auto& [p, n] : buffers) {
-    size_t off = 0;
-    while (off < n) {  // MPI counts are int
-      const int chunk = static_cast<int>(std::min<size_t>(n - off, INT_MAX / 2));
-      reqs.emplace_back();
-      SF_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + off, chunk, MPI_FLOAT, MPI_SUM, comm_, &reqs.back()));
-      off += static_cast<size_t>(chunk);
-    }
+    if (n * sizeof(float) >= kRingMinBytes) continue;
+    reqs.emplace_back();
+    SF_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_, &reqs.back()));
+    small.emplace_back(p, n);
   }
   wait_all(reqs, "allreduce");
+  if (mean) {
+    const float div = static_cast<float>(size_);
+    for (const auto& [p, n] : small)
+      for (size_t i = 0; i < n; ++i) p[i] /= div;
+  }
+  for (const auto& [p, n] : buffers)
+    if (n * sizeof(float) >= kRingMinBytes) ring_allreduce(p, n, mean);
+}
+
+void MpiCommunicator::ring_allreduce(float* data, size_t count, bool mean) {
+  constexpr int kReduceTag = 7402, kGatherTag = 7403;
+  const int n = size_, right = (rank_ + 1) % n, left = (rank_ + n - 1) % n;
+  auto chunk_begin = [&](int c) { return count * static_cast<size_t>(c) / static_cast<size_t>(n); };
+  auto chunk_len = [&](int c) { return chunk_begin(c + 1) - chunk_begin(c); };
+  auto wrap = [n](int c) { return ((c % n) + n) % n; };
+  const size_t seg = kRingSegmentFloats;
+  ring_tmp_.resize(2 * seg);
+  std::vector<MPI_Request> sends, recv(1);
+
+  // Reduce-scatter: in step s this rank sends its partial sum of chunk rank-s to the right and
+  // adds the left neighbour's partial sum of chunk rank-s-1 to its own. After n-1 steps it holds
+  // the full sum of chunk rank+1.
+  for (int s = 0; s < n - 1; ++s) {
+    const int sc = wrap(rank_ - s), rc = wrap(rank_ - s - 1);
+    const size_t slen = chunk_len(sc), rlen = chunk_len(rc);
+    float* const out = data + chunk_begin(sc);
+    for (size_t b = 0; b < slen; b += seg) {
+      sends.emplace_back();
+      SF_MPI_CHECK(MPI_Isend(out + b, static_cast<int>(std::min(seg, slen - b)), MPI_FLOAT, right, kReduceTag, comm_,
+                             &sends.back()));
+    }
+    float* const acc = data + chunk_begin(rc);
+    std::vector<MPI_Request> next(1, MPI_REQUEST_NULL);
+    auto post = [&](size_t b, int slot, MPI_Request* r) {
+      SF_MPI_CHECK(MPI_Irecv(ring_tmp_.data() + slot * seg, static_cast<int>(std::min(seg, rlen - b)), MPI_FLOAT, left,
+                             kReduceTag, comm_, r));
+    };
+    int slot = 0;
+    if (rlen > 0) post(0, 0, &recv[0]);
+    for (size_t b = 0; b < rlen; b += seg) {
+      if (b + seg < rlen) post(b + seg, 1 - slot, &next[0]);  // the next segment arrives while we add
+      wait_all(recv, "allreduce");
+      const float* in = ring_tmp_.data() + slot * seg;
+      float* dst = acc + b;
+      const size_t m = std::min(seg, rlen - b);
+      for (size_t i = 0; i < m; ++i) dst[i] += in[i];
+      recv[0] = next[0];
+      next[0] = MPI_REQUEST_NULL;
+      slot = 1 - slot;
+    }
+    wait_all(sends, "allreduce");
+    sends.clear();
+  }
+  if (mean) {
+    const int own = wrap(rank_ + 1);
+    const float div = static_cast<float>(n);
+    float* p = data + chunk_begin(own);
+    for (size_t i = 0, m = chunk_len(own); i < m; ++i) p[i] /= div;
+  }
+  // Allgather: in step s this rank passes the finished chunk rank+1-s to the right and receives
+  // chunk rank-s from the left, in place.
+  for (int s = 0; s < n - 1; ++s) {
+    const int sc = wrap(rank_ + 1 - s), rc = wrap(rank_ - s);
+    std::vector<MPI_Request> reqs;
+    for (size_t b = 0, len = chunk_len(rc); b < len; b += seg) {
+      reqs.emplace_back();
+      SF_MPI_CHECK(MPI_Irecv(data + chunk_begin(rc) + b, static_cast<int>(std::min(seg, len - b)), MPI_FLOAT, left,
+                             kGatherTag, comm_, &reqs.back()));
+    }
+    for (size_t b = 0, len = chunk_len(sc); b < len; b += seg) {
+      reqs.emplace_back();
+      SF_MPI_CHECK(MPI_Isend(data + chunk_begin(sc) + b, static_cast<int>(std::min(seg, len - b)), MPI_FLOAT, right,
+                             kGatherTag, comm_, &reqs.back()));
+    }
+    wait_all(reqs, "allreduce");
+  }
 }
 
 void MpiCommunicator::allreduce_sum(double* data, size_t count) {

@@ -94,8 +94,16 @@ void NcclCommunicator::wait(const char* what) {
 void NcclCommunicator::allreduce_sum(float* data, size_t count) { allreduce_sum_many({{data, count}}); }
 
 void NcclCommunicator::allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& buffers) {
+  allreduce_many(buffers, ncclSum);
+}
+
+void NcclCommunicator::allreduce_mean_many(const std::vector<std::pair<float*, size_t>>& buffers) {
+  allreduce_many(buffers, ncclAvg);
+}
+
+void NcclCommunicator::allreduce_many(const std::vector<std::pair<float*, size_t>>& buffers, ncclRedOp_t op) {
   SF_NCCL_CHECK(ncclGroupStart());
-  for (const auto& [p, n] : buffers) SF_NCCL_CHECK(ncclAllReduce(p, p, n, ncclFloat32, ncclSum, comm_, stream_));
+  for (const auto& [p, n] : buffers) SF_NCCL_CHECK(ncclAllReduce(p, p, n, ncclFloat32, op, comm_, stream_));
   SF_NCCL_CHECK(ncclGroupEnd());
   wait("allreduce");
 }

@@ -32,6 +32,7 @@ class NcclCommunicator final : public Communicator {
   void allreduce_sum(float* device_data, size_t count) override;
   void allreduce_sum(double* host_data, size_t count) override;  // statistics: through MPI
   void allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& device_buffers) override;
+  void allreduce_mean_many(const std::vector<std::pair<float*, size_t>>& device_buffers) override;  // ncclAvg
   void broadcast(void* device_data, size_t bytes, int root) override;
   void barrier() override;
   std::string describe() const override;
@@ -39,6 +40,7 @@ class NcclCommunicator final : public Communicator {
 
  private:
   void wait(const char* what);
+  void allreduce_many(const std::vector<std::pair<float*, size_t>>& buffers, ncclRedOp_t op);
   MpiCommunicator& mpi_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;

@@ -85,6 +85,18 @@ TEST(GpuNccl, AllreduceSumsDeviceBucketsOverEveryRank) {
     }
     EXPECT_EQ(wrong, 0u) << "bucket " << b << " (" << sizes[b] << " floats): first wrong element " << first;
   }
+  // Means (ncclAvg), as gradient sync uses them: within float rounding of the sum / size.
+  std::vector<float> host(1001);
+  for (size_t i = 0; i < host.size(); ++i) host[i] = pattern(rank, i);
+  bufs[1]->upload(host);
+  nccl.allreduce_mean_many({{bufs[1]->ptr, bufs[1]->count}});
+  const std::vector<float> mean = bufs[1]->download();
+  for (size_t i = 0; i < mean.size(); ++i) {
+    double want = 0;
+    for (int r = 0; r < size; ++r) want += pattern(r, i);
+    want /= size;
+    ASSERT_NEAR(mean[i], want, 1e-5 * (1 + std::abs(want))) << "mean element " << i;
+  }
   // Statistics (doubles on the host) go through MPI.
   double stat[2] = {1.0, static_cast<double>(rank)};
   nccl.allreduce_sum(stat, 2);

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -172,4 +173,54 @@ TEST(MpiComm, CollectivesSumAndBroadcast) {
     EXPECT_FLOAT_EQ(params[1].grad()[16].item<float>(), float(n - 1));
     EXPECT_FLOAT_EQ(params[2].grad()[1][1][1].item<float>(), 1.0f);
   }
+}
+
+// Large float buffers go through the ring allreduce (reduce-scatter + allgather, 1 MiB segments):
+// sizes around the ring threshold, not divisible by the rank count, longer than one segment, and
+// several buffers at once; sums of small integers are exact, means must equal sum / n in float32
+// bit for bit (the division happens once per element, on the chunk's owner), and every rank must
+// hold the same bits.
+TEST(MpiComm, RingAllreduceSumsAndMeansExactly) {
+  sharding::MpiCommunicator comm(MPI_COMM_WORLD, 60);
+  const int n = comm.size(), r = comm.rank();
+  auto value = [](int rank, size_t i) { return static_cast<float>((rank + 1) * static_cast<int>(i % 89) - 31); };
+  const std::vector<size_t> counts = {65535, 65536, 65537, 3 * (size_t(256) << 10) + 5, 1, 0, 1000003};
+  for (bool mean : {false, true}) {
+    std::vector<std::vector<float>> bufs;
+    std::vector<std::pair<float*, size_t>> views;
+    for (size_t c : counts) {
+      bufs.emplace_back(c);
+      for (size_t i = 0; i < c; ++i) bufs.back()[i] = value(r, i);
+    }
+    for (auto& b : bufs) views.emplace_back(b.data(), b.size());
+    if (mean)
+      comm.allreduce_mean_many(views);
+    else
+      comm.allreduce_sum_many(views);
+    for (size_t k = 0; k < counts.size(); ++k) {
+      size_t wrong = 0, first = 0;
+      for (size_t i = 0; i < counts[k]; ++i) {
+        float want = 0;
+        for (int q = 0; q < n; ++q) want += value(q, i);
+        if (mean) want /= static_cast<float>(n);
+        if (bufs[k][i] != want && wrong++ == 0) first = i;
+      }
+      EXPECT_EQ(wrong, 0u) << (mean ? "mean" : "sum") << " of " << counts[k] << " floats: first wrong element "
+                           << first << " on rank " << r;
+      // Same bits on every rank: compare with rank 0's copy.
+      std::vector<float> root = bufs[k];
+      if (!root.empty()) comm.broadcast(root.data(), root.size() * sizeof(float), 0);
+      EXPECT_EQ(std::memcmp(root.data(), bufs[k].data(), root.size() * sizeof(float)), 0)
+          << counts[k] << " floats differ from rank 0 on rank " << r;
+    }
+  }
+  // Non-integer data: the ring's mean agrees with MPI's own sum divided by n to float rounding.
+  std::vector<float> a(700001), b;
+  for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(0.001f * static_cast<float>(i) * (r + 1));
+  b = a;
+  comm.allreduce_mean_many({{a.data(), a.size()}});
+  SF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b.data(), static_cast<int>(b.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(double(a[i]) - double(b[i]) / n));
+  EXPECT_LT(worst, 1e-6) << "ring mean vs MPI_Allreduce / n";
 }

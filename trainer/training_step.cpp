@@ -235,18 +235,19 @@ void GradientSync::run_attached(const std::vector<at::Tensor>& params, sharding:
   std::vector<std::pair<float*, size_t>> bufs;
   for (size_t k = 0; k < plan_.size(); ++k) {
     int64_t off = 0;
+    float* const base = flats_[k].data_ptr<float>();
     for (int64_t i : plan_[k]) {
-      at::Tensor view = flats_[k].narrow(0, off, plan_numels_[i]);
       const at::Tensor& g = params[i].grad();
-      if (g.defined() && g.data_ptr() != view.data_ptr()) view.copy_(g.reshape({-1}));
-      if (!g.defined() || g.data_ptr() != view.data_ptr())
+      if (!g.defined() || g.data_ptr() != static_cast<void*>(base + off)) {  // replaced, not accumulated
+        at::Tensor view = flats_[k].narrow(0, off, plan_numels_[i]);
+        if (g.defined()) view.copy_(g.reshape({-1}));
         const_cast<at::Tensor&>(params[i]).mutable_grad() = view.view_as(params[i]);
+      }
       off += plan_numels_[i];
     }
     bufs.emplace_back(flats_[k].data_ptr<float>(), static_cast<size_t>(flats_[k].numel()));
   }
-  comm.allreduce_sum_many(bufs);
-  for (auto& f : flats_) f.div_(comm.size());
+  comm.allreduce_mean_many(bufs);  // sum over trainers, divided by their number
 }
 
 void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
