@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""Writes reference fixtures for other shapes and options, in the layout of ../shared/fixtures.
+
+`styleforge selftest --fixtures DIR` must handle any folder of fixtures of the kinds generator,
+path_length, discriminator and r1, not only the shared ones. This tool runs the reference
+implementation (a checkout of NVlabs/stylegan2-ada-pytorch, with Debian's python3-torch and
+python3-h5py under /usr/bin/python3) on random parameters and inputs and writes one HDF5 file per
+case with the same attributes (kind, config, notes, reference), groups (params/, inputs/, outputs/,
+grads/) and `how` phrases as the shared fixtures. Parameters are randomised (biases, noise
+strengths, w_avg, constants) so that every term is exercised; they are stored as they were before
+any w_avg update.
+
+  /usr/bin/python3 tools/make_fixtures.py --reference ~/stylegan2-ada-pytorch --out /tmp/more_fixtures
+  build/styleforge selftest --fixtures /tmp/more_fixtures
+
+With --recompute FILE..., it instead copies existing fixtures of kind r1 or path_length into --out
+and rewrites their outputs/ and grads/ with the reference run here, on one thread: the same
+parameters and inputs, this machine's rounding. `styleforge selftest --strict --threads 1` on that
+folder then compares with the reference on equal terms.
+"""
+import argparse
+import json
+import os
+import sys
+
+# Cases: (file stem, kind, config). They cover what the shared fixtures do not: the orig and resnet
+# generators, skip and orig discriminators, 8² and 64², mbstd with 2 channels or one group for the
+# whole batch, no conv_clamp and a large one, short mapping networks, odd z/w/c sizes.
+CASES = [
+    ('g32_orig_rgb', 'generator', dict(architecture='orig', c_dim=0, channel_base=2048, channel_max=64, conv_clamp=None,
+                                      img_channels=3, img_resolution=32, mapping_layers=2, w_dim=40, z_dim=24)),
+    ('g16_resnet_gray_cond', 'generator', dict(architecture='resnet', c_dim=5, channel_base=1024, channel_max=32,
+                                              conv_clamp=256.0, img_channels=1, img_resolution=16, mapping_layers=3,
+                                              w_dim=32, z_dim=16)),
+    ('g64_skip_rgb_cond_clamp', 'generator', dict(architecture='skip', c_dim=2, channel_base=1024, channel_max=32,
+                                                 conv_clamp=1.0, img_channels=3, img_resolution=64,
+                                                 mapping_layers=2, w_dim=32, z_dim=32)),
+    ('g8_orig_gray_pathlen', 'path_length', dict(architecture='orig', c_dim=0, channel_base=512, channel_max=32,
+                                                conv_clamp=None, img_channels=1, img_resolution=8, mapping_layers=2,
+                                                w_dim=16, z_dim=16)),
+    ('g16_resnet_rgb_cond_pathlen', 'path_length', dict(architecture='resnet', c_dim=3, channel_base=1024,
+                                                        channel_max=32, conv_clamp=1.0, img_channels=3,
+                                                        img_resolution=16, mapping_layers=2, w_dim=32, z_dim=32)),
+    ('d32_skip_rgb_mbstd2ch', 'discriminator', dict(architecture='skip', c_dim=0, channel_base=2048, channel_max=64,
+                                                   conv_clamp=None, img_channels=3, img_resolution=32,
+                                                   mbstd_group_size=2, mbstd_num_channels=2)),
+    ('d16_orig_gray_cond', 'discriminator', dict(architecture='orig', c_dim=4, channel_base=1024, channel_max=32,
+                                                conv_clamp=256.0, img_channels=1, img_resolution=16,
+                                                mbstd_group_size=4, mbstd_num_channels=1)),
+    ('d64_resnet_gray_clamp', 'discriminator', dict(architecture='resnet', c_dim=0, channel_base=1024,
+                                                   channel_max=32, conv_clamp=1.0, img_channels=1,
+                                                   img_resolution=64, mbstd_group_size=4, mbstd_num_channels=1)),
+    ('d8_skip_rgb_cond_r1', 'r1', dict(architecture='skip', c_dim=3, channel_base=512, channel_max=32, conv_clamp=None,
+                                      img_channels=3, img_resolution=8, mbstd_group_size=4, mbstd_num_channels=1,
+                                      r1_gamma=10.0)),
+    ('d16_orig_gray_r1', 'r1', dict(architecture='orig', c_dim=0, channel_base=1024, channel_max=32, conv_clamp=1.0,
+                                   img_channels=1, img_resolution=16, mbstd_group_size=2, mbstd_num_channels=2,
+                                   r1_gamma=0.5)),
+]
+BATCH = 4
+
+
+def build_generator(networks, cfg):
+    return networks.Generator(
+        z_dim=cfg['z_dim'], c_dim=cfg['c_dim'], w_dim=cfg['w_dim'], img_resolution=cfg['img_resolution'],
+        img_channels=cfg['img_channels'], mapping_kwargs=dict(num_layers=cfg['mapping_layers']),
+        synthesis_kwargs=dict(architecture=cfg['architecture'], channel_base=cfg['channel_base'],
+                              channel_max=cfg['channel_max'], conv_clamp=cfg['conv_clamp']))
+
+
+def build_discriminator(networks, cfg):
+    return networks.Discriminator(
+        c_dim=cfg['c_dim'], img_resolution=cfg['img_resolution'], img_channels=cfg['img_channels'],
+        architecture=cfg['architecture'], channel_base=cfg['channel_base'], channel_max=cfg['channel_max'],
+        conv_clamp=cfg['conv_clamp'],
+        epilogue_kwargs=dict(mbstd_group_size=cfg['mbstd_group_size'], mbstd_num_channels=cfg['mbstd_num_channels']))
+
+
+def randomise(torch, net, gen):
+    """Moves every float tensor away from its constructor value (filters stay: they are constants)."""
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if not t.is_floating_point() or name.endswith('resample_filter'):
+                continue
+            if name.endswith('noise_strength'):
+                t.copy_(0.3 * torch.randn(t.shape, generator=gen))
+            elif name.endswith('.bias') or name.endswith('w_avg'):
+                t.add_(0.2 * torch.randn(t.shape, generator=gen))
+            else:
+                t.mul_(1 + 0.1 * torch.randn(t.shape, generator=gen)).add_(0.02 * torch.randn(t.shape, generator=gen))
+
+
+def snapshot_params(net):
+    return {k: v.detach().clone().numpy() for k, v in net.state_dict().items()}
+
+
+def param_grads(torch, net):
+    return {k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().numpy()
+            for k, p in net.named_parameters()}
+
+
+def labels(torch, n, c_dim, gen):
+    if c_dim == 0:
+        return torch.zeros([n, 0])
+    return torch.nn.functional.one_hot(torch.randint(0, c_dim, [n], generator=gen), c_dim).float()
+
+
+def case_generator(torch, networks, cfg, gen):
+    G = build_generator(networks, cfg)
+    randomise(torch, G, gen)
+    params = snapshot_params(G)
+    R, C = cfg['img_resolution'], cfg['img_channels']
+    z = torch.randn([BATCH, cfg['z_dim']], generator=gen)
+    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    probe = torch.randn([BATCH, C, R, R], generator=gen)
+    num_ws = G.num_ws
+    cutoff = max(1, num_ws // 2)
+    out, how = {}, {}
+    G.eval()
+    with torch.no_grad():
+        out['ws'] = G.mapping(z, c, truncation_psi=1)
+        how['ws'] = 'eval mode: mapping(z, c), truncation_psi=1'
+        out['ws_trunc'] = G.mapping(z, c, truncation_psi=0.7)
+        how['ws_trunc'] = 'eval mode: mapping(z, c, truncation_psi=0.7)'
+        out['ws_trunc_cutoff'] = G.mapping(z, c, truncation_psi=0.5, truncation_cutoff=cutoff)
+        how['ws_trunc_cutoff'] = f'eval mode: mapping(z, c, truncation_psi=0.5, truncation_cutoff={cutoff})'
+        out['img_const'] = G.synthesis(out['ws'], noise_mode='const')
+        how['img_const'] = 'eval mode: synthesis(ws, noise_mode=const)'
+        out['img_none'] = G.synthesis(out['ws'], noise_mode='none')
+        how['img_none'] = 'eval mode: synthesis(ws, noise_mode=none)'
+        out['img_trunc_const'] = G.synthesis(out['ws_trunc'], noise_mode='const')
+        how['img_trunc_const'] = 'eval mode: synthesis(ws_trunc, noise_mode=const)'
+    G.train()
+    img = G.synthesis(G.mapping(z, c), noise_mode='const')
+    (img * probe).sum().backward()
+    out['img_train_const'] = img
+    how['img_train_const'] = ('train mode: synthesis(mapping(z, c), noise_mode=const); '
+                              'grads/ = d/dparams sum(img_train_const * inputs/grad_probe)')
+    out['w_avg_after_train_mapping'] = G.mapping.w_avg
+    how['w_avg_after_train_mapping'] = ('train mode: mapping.w_avg after one mapping(z, c) call '
+                                        f'(w_avg_beta={G.mapping.w_avg_beta}) starting from params')
+    notes = ('eval: mapping/synthesis outputs; train mode: w_avg after one mapping call '
+             f'(beta {G.mapping.w_avg_beta}), img_train_const and grads = d/dparams sum(img_train_const * '
+             'inputs/grad_probe), params are the values BEFORE the w_avg update')
+    return params, dict(z=z, c=c, grad_probe=probe), out, how, param_grads(torch, G), notes
+
+
+def case_path_length(torch, networks, cfg, gen):
+    G = build_generator(networks, cfg)
+    randomise(torch, G, gen)
+    params = snapshot_params(G)
+    R, C = cfg['img_resolution'], cfg['img_channels']
+    z = torch.randn([BATCH, cfg['z_dim']], generator=gen)
+    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    noise = torch.randn([BATCH, C, R, R], generator=gen) / (R * R) ** 0.5
+    pl_mean_in = torch.tensor(0.4 + torch.rand([], generator=gen).item())
+    G.train()
+    ws = G.mapping(z, c, skip_w_avg_update=True)
+    img = G.synthesis(ws, noise_mode='const')
+    (g,) = torch.autograd.grad([(img * noise).sum()], [ws], create_graph=True)
+    lengths = g.square().sum(2).mean(1).sqrt()
+    pl_mean = pl_mean_in.lerp(lengths.mean(), 0.01)
+    penalty = (lengths - pl_mean.detach()).square()
+    (penalty * 2).mean().backward()
+    out = dict(pl_lengths=lengths, pl_mean_out=pl_mean, pl_penalty=penalty)
+    how = dict(pl_lengths='sqrt(mean over ws of sum over w_dim of g^2), g = d sum(img * pl_noise) / d ws',
+               pl_mean_out='pl_mean_in.lerp(mean(pl_lengths), 0.01)',
+               pl_penalty='(pl_lengths - pl_mean_out)^2')
+    notes = ('ws = mapping(z,c) without w_avg update; img = synthesis(ws, noise const); pl_decay 0.01, '
+             'pl_weight 2; grads = d/dparams mean(pl_penalty*pl_weight) with pl_mean treated as a constant')
+    inputs = dict(z=z, c=c, pl_noise=noise, pl_mean_in=pl_mean_in)
+    return params, inputs, out, how, param_grads(torch, G), notes
+
+
+def case_discriminator(torch, networks, cfg, gen):
+    D = build_discriminator(networks, cfg)
+    randomise(torch, D, gen)
+    params = snapshot_params(D)
+    R, C = cfg['img_resolution'], cfg['img_channels']
+    img = torch.randn([BATCH, C, R, R], generator=gen).requires_grad_(True)
+    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    probe = torch.randn([BATCH, 1], generator=gen)
+    logits = D(img, c)
+    (logits * probe).sum().backward()
+    out = dict(logits=logits, grad_img=img.grad)
+    how = dict(logits='train mode: D(img, c)', grad_img='d sum(logits * grad_probe) / d img')
+    notes = 'logits = D(img, c); grads = d/dparams sum(logits * grad_probe); grad_img likewise w.r.t. img'
+    return params, dict(img=img.detach(), c=c, grad_probe=probe), out, how, param_grads(torch, D), notes
+
+
+def case_r1(torch, networks, cfg, gen):
+    D = build_discriminator(networks, cfg)
+    randomise(torch, D, gen)
+    params = snapshot_params(D)
+    R, C = cfg['img_resolution'], cfg['img_channels']
+    img = torch.randn([BATCH, C, R, R], generator=gen).requires_grad_(True)
+    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    logits = D(img, c)
+    (g,) = torch.autograd.grad([logits.sum()], [img], create_graph=True)
+    penalty = g.square().sum([1, 2, 3])
+    (penalty * (cfg['r1_gamma'] / 2)).mean().backward()
+    out = dict(logits=logits, r1_penalty=penalty)
+    how = dict(logits='train mode: D(img, c)', r1_penalty='sum over C,H,W of (d sum(logits) / d img)^2, per sample')
+    notes = ('r1_penalty = sum over CHW of (d sum(D(img,c)) / d img)^2; '
+             'grads = d/dparams mean(r1_penalty * gamma/2)')
+    return params, dict(img=img.detach(), c=c), out, how, param_grads(torch, D), notes
+
+
+def recompute(files, out_dir, networks):
+    import shutil
+    import h5py
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import reference_spread
+    runners = dict(r1=reference_spread.run_r1, path_length=reference_spread.run_path_length)
+    for src in files:
+        dst = os.path.join(out_dir, os.path.basename(src))
+        if os.path.exists(dst):
+            sys.exit(f'{dst}: exists; choose an empty --out folder')
+        with h5py.File(src, 'r') as f:
+            kind = f.attrs['kind']
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind not in runners:
+            sys.exit(f'{src}: kind {kind!r} cannot be recomputed (r1 and path_length only)')
+        shutil.copyfile(src, dst + '.tmp')
+        with h5py.File(dst + '.tmp', 'r+') as f:
+            net, outs = runners[kind](networks, f, json.loads(f.attrs['config']))
+            for k, v in outs.items():
+                if k in f['outputs']:
+                    f['outputs'][k][...] = v.detach().numpy()
+            for k, p in net.named_parameters():
+                if k in f['grads']:
+                    f['grads'][k][...] = (p.grad if p.grad is not None else torch.zeros_like(p)).numpy()
+            f.attrs['reference'] = f'recomputed here from {os.path.basename(src)}, torch {torch.__version__}, 1 thread'
+        os.replace(dst + '.tmp', dst)
+        print(f'{dst}: {kind}, outputs and grads recomputed by the reference on this machine')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--reference', required=True, help='checkout of NVlabs/stylegan2-ada-pytorch')
+    ap.add_argument('--out', required=True, help='folder to write (created; existing files are not replaced)')
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--recompute', nargs='+', metavar='FILE', help='existing r1/path_length fixtures to recompute here')
+    args = ap.parse_args()
+    if not os.path.isfile(os.path.join(args.reference, 'training', 'networks.py')):
+        sys.exit(f'{args.reference}: not a stylegan2-ada-pytorch checkout (no training/networks.py)')
+    import h5py
+    import numpy as np
+    import torch
+    sys.path.insert(0, args.reference)
+    from training import networks
+    torch.set_num_threads(1)
+    rev = 'unknown revision'
+    head = os.path.join(args.reference, '.git', 'HEAD')
+    if os.path.isfile(head):
+        rev = open(head).read().strip()[:12]
+    os.makedirs(args.out, exist_ok=True)
+    if args.recompute:
+        recompute(args.recompute, args.out, networks)
+        return
+    runners = dict(generator=case_generator, path_length=case_path_length, discriminator=case_discriminator,
+                   r1=case_r1)
+    for i, (stem, kind, cfg) in enumerate(CASES):
+        path = os.path.join(args.out, stem + '.h5')
+        if os.path.exists(path):
+            sys.exit(f'{path}: exists; choose an empty --out folder')
+        gen = torch.Generator().manual_seed(args.seed * 1000 + i)
+        params, inputs, out, how, grads, notes = runners[kind](torch, networks, cfg, gen)
+        tmp = path + '.tmp'
+        with h5py.File(tmp, 'w') as f:
+            f.attrs['kind'] = kind
+            f.attrs['config'] = json.dumps(cfg)
+            f.attrs['notes'] = notes
+            f.attrs['reference'] = f'stylegan2-ada-pytorch {rev}, CPU float32, torch {torch.__version__}'
+            for k, v in params.items():
+                f['params/' + k] = v
+            for k, v in inputs.items():
+                f['inputs/' + k] = v.detach().numpy().astype(np.float32)
+            for k, v in out.items():
+                f['outputs/' + k] = v.detach().numpy().astype(np.float32)
+                f['outputs/' + k].attrs['how'] = how[k]
+            for k, v in grads.items():
+                f['grads/' + k] = v
+        os.replace(tmp, path)
+        print(f'{path}: {kind}, {len(params)} params, {len(out)} outputs, {len(grads)} grads')
+
+
+if __name__ == '__main__':
+    main()
