@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "sharding/communicator.h"
 #include "sharding/metrics_link.h"
 #include "sharding/mpi_comm.h"
+#include "sharding/param_server.h"
 #include "sharding/topology.h"
 #include "trainer/training_loop.h"
 
@@ -41,7 +43,7 @@ int cmd_train(const std::vector<std::string>& args) {
   trainer::TrainOptions& o = req.options;
   std::string metrics_list, metrics_rank_mode, grid_text;
   double timeout_s = 600;
-  int ranks = 0;
+  int ranks = 0, param_servers = 0;
   metrics::MetricsRankOptions mopts;
   po::options_description desc("options");
   desc.add_options()
@@ -82,7 +84,8 @@ int cmd_train(const std::vector<std::string>& args) {
       ("metrics-nice", po::value(&mopts.nice)->default_value(19), "scheduling niceness of the metrics rank (0: same as trainers)")
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
       ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
-      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)");
+      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)")
+      ("param-servers", po::value(&param_servers)->default_value(0), "ranks after the trainers that only sum gradients (sum-only parameter servers; 0: trainers allreduce among themselves)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
   set_opt(vm, "gamma", o.gamma_override);
@@ -132,10 +135,14 @@ int cmd_train(const std::vector<std::string>& args) {
       if (!m.empty() && m != "none") mopts.metrics.push_back(m);
   }
   const bool want_metrics_rank = metrics_rank_mode == "auto" && !mopts.metrics.empty();
+  if (param_servers < 0) {
+    std::cerr << "styleforge train: --param-servers must be >= 0\n";
+    return kUsage;
+  }
 
   if (ranks > 0 && !sharding::launched_by_mpi()) {
     // Convenience: re-run this command under mpirun with one process per trainer (+ metrics).
-    const int np = ranks + (want_metrics_rank ? 1 : 0);
+    const int np = ranks + param_servers + (want_metrics_rank ? 1 : 0);
     std::vector<std::string> argv_s = {"mpirun", "--oversubscribe", "-np", std::to_string(np), "/proc/self/exe", "train"};
     for (size_t i = 0; i < args.size(); ++i) {
       if (args[i] == "--gpus") {
@@ -180,24 +187,35 @@ int cmd_train(const std::vector<std::string>& args) {
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   try {
-    sharding::Topology topo = sharding::discover_topology(want_metrics_rank);
+    sharding::Topology topo = sharding::discover_topology(want_metrics_rank, param_servers);
     MPI_Comm tcomm = sharding::trainer_comm(topo);
-    for (int r = 0; r < topo.world_size; ++r)
-      if (r != topo.metrics_rank) req.hosts.push_back(topo.hosts[r]);
+    MPI_Comm scomm = param_servers > 0 ? sharding::sync_comm(topo) : MPI_COMM_NULL;
+    for (int r = 0; r < topo.num_trainers; ++r) req.hosts.push_back(topo.hosts[r]);
     req.topology = topo.describe();
     req.metrics_timeout_s = timeout_s;
     int rc = 0;
     if (topo.role == sharding::Role::Metrics) {
       sharding::MetricsLink link(0, topo.metrics_rank);
       rc = metrics::run_metrics_rank(link, mopts, &g_stop);
+    } else if (topo.role == sharding::Role::Server) {
+      rc = sharding::run_parameter_server(scomm, topo.num_trainers, timeout_s, &g_stop);
+      std::printf("[parameter server rank %d] training finished (exit code %d)\n", topo.world_rank, rc);
+      MPI_Comm_free(&scomm);
     } else {
       std::unique_ptr<sharding::MetricsLink> link;
       if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
       if (topo.world_rank == 0) req.metrics = link.get();
       {
         sharding::MpiCommunicator comm(tcomm, timeout_s);
-        rc = trainer::run_training(req, comm);
+        if (scomm != MPI_COMM_NULL) {
+          sharding::ParamServerCommunicator ps(comm, scomm, topo.num_servers, &g_stop);
+          rc = trainer::run_training(req, ps);
+          ps.finish(rc);
+        } else {
+          rc = trainer::run_training(req, comm);
+        }
       }
+      if (scomm != MPI_COMM_NULL) MPI_Comm_free(&scomm);
       MPI_Comm_free(&tcomm);
     }
     return rc;
@@ -274,11 +292,12 @@ int cmd_bench(const std::vector<std::string>& args) {
 
 int cmd_bench_comm(const std::vector<std::string>& args) {
   std::string sizes;
-  int iters = 10;
+  int iters = 10, servers = 0;
   po::options_description desc("options");
   desc.add_options()
       ("bytes", po::value(&sizes)->default_value("1M,25M,100M"), "buffer sizes (K, M, G suffixes), comma-separated")
-      ("iters", po::value(&iters)->default_value(10), "timed repetitions per size");
+      ("iters", po::value(&iters)->default_value(10), "timed repetitions per size")
+      ("param-servers", po::value(&servers)->default_value(0), "the last S ranks sum as parameter servers; MPI_Allreduce runs among the trainers");
   po::variables_map vm;
   if (int rc = parse_options("bench-comm", "[--bytes 1M,25M,100M]  (run under mpirun -np N)", args, desc, vm); rc >= 0)
     return rc;
@@ -310,14 +329,29 @@ int cmd_bench_comm(const std::vector<std::string>& args) {
     return kUsage;
   }
   sharding::MpiSession mpi(true);
-  sharding::MpiCommunicator comm(MPI_COMM_WORLD, 600);
-  auto raw = [](float* p, size_t n) {
-    SF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+  int world = 1, me = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  if (servers < 0 || world - servers < 1) {
+    if (me == 0) std::cerr << "styleforge bench-comm: --param-servers must leave at least one trainer rank\n";
+    return kUsage;
+  }
+  const int trainers = world - servers;
+  MPI_Comm tcomm = MPI_COMM_NULL;
+  SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, me < trainers ? 0 : MPI_UNDEFINED, me, &tcomm));
+  if (me >= trainers) return sharding::run_parameter_server(MPI_COMM_WORLD, trainers, 600, nullptr);
+  sharding::MpiCommunicator mpi_comm(tcomm, 600);
+  std::unique_ptr<sharding::ParamServerCommunicator> ps;
+  if (servers > 0) ps = std::make_unique<sharding::ParamServerCommunicator>(mpi_comm, MPI_COMM_WORLD, servers, nullptr);
+  sharding::Communicator& comm = ps ? static_cast<sharding::Communicator&>(*ps) : mpi_comm;
+  auto raw = [tcomm](float* p, size_t n) {
+    SF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), MPI_FLOAT, MPI_SUM, tcomm));
   };
   auto rows = trainer::run_bench_comm(bytes, iters, comm, raw);
+  if (ps) ps->finish(0);
   if (comm.rank() == 0) {
-    std::printf("bench-comm: %d ranks, %d iterations per size; bus bandwidth = 2(n-1)/n * bytes / time\n", comm.size(),
-                iters);
+    std::printf("bench-comm: %s, %d iterations per size; bus bandwidth = 2(n-1)/n * bytes / time, n trainers\n",
+                comm.describe().c_str(), iters);
     std::printf("%12s %12s %12s %12s %12s %12s %8s\n", "bytes", "sync ms", "sync GB/s", "flat ms", "MPI ms",
                 "MPI GB/s", "ratio");
     for (const auto& r : rows)

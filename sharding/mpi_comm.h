@@ -62,6 +62,9 @@ class MpiCommunicator final : public Communicator {
   std::string describe() const override;
   MPI_Comm comm() const { return comm_; }
   double timeout_s() const { return timeout_s_; }
+  // Polls `reqs` (on any communicator) to completion with this communicator's deadline and
+  // heartbeats; throws CommError naming `what` on timeout.
+  void wait_all(std::vector<MPI_Request>& reqs, const char* what);
 
  private:
   static constexpr size_t kRingMinBytes = 256 << 10;
@@ -69,7 +72,6 @@ class MpiCommunicator final : public Communicator {
 
   void allreduce_many(const std::vector<std::pair<float*, size_t>>& buffers, bool mean);
   void ring_allreduce(float* data, size_t count, bool mean);
-  void wait_all(std::vector<MPI_Request>& reqs, const char* what);
   void heartbeat_tick();
   MPI_Comm comm_ = MPI_COMM_NULL, hb_comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;

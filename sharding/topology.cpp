@@ -1,5 +1,6 @@
 #include "sharding/topology.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -33,13 +34,17 @@ MpiSession::~MpiSession() {
 std::string Topology::describe() const {
   std::ostringstream s;
   s << world_size << " rank" << (world_size == 1 ? "" : "s") << ": " << num_trainers << " trainer"
-    << (num_trainers == 1 ? "" : "s") << (metrics_rank >= 0 ? ", 1 metrics rank" : ", no metrics rank");
+    << (num_trainers == 1 ? "" : "s");
+  if (num_servers > 0) s << ", " << num_servers << " parameter server" << (num_servers == 1 ? "" : "s");
+  s << (metrics_rank >= 0 ? ", 1 metrics rank" : ", no metrics rank");
   for (int r = 0; r < world_size; ++r)
-    s << "\n  rank " << r << "  " << (r == metrics_rank ? "metrics " : "trainer ") << " host " << hosts[r];
+    s << "\n  rank " << r << "  "
+      << (r == metrics_rank ? "metrics " : r >= num_trainers && r < num_trainers + num_servers ? "server  " : "trainer ")
+      << " host " << hosts[r];
   return s.str();
 }
 
-Topology discover_topology(bool want_metrics_rank) {
+Topology discover_topology(bool want_metrics_rank, int param_servers) {
   Topology t;
   t.host = host_name();
   SF_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &t.world_rank));
@@ -65,14 +70,28 @@ Topology discover_topology(bool want_metrics_rank) {
     ++t.local_size;
   }
   if (want_metrics_rank && t.world_size >= 2) t.metrics_rank = t.world_size - 1;
-  t.num_trainers = t.world_size - (t.metrics_rank >= 0 ? 1 : 0);
-  t.role = t.world_rank == t.metrics_rank ? Role::Metrics : Role::Trainer;
+  t.num_servers = std::max(0, param_servers);
+  t.num_trainers = t.world_size - (t.metrics_rank >= 0 ? 1 : 0) - t.num_servers;
+  if (t.num_trainers < 1)
+    throw std::runtime_error(std::to_string(t.world_size) + " ranks leave no trainer after " +
+                             std::to_string(t.num_servers) + " parameter server(s)" +
+                             (t.metrics_rank >= 0 ? " and the metrics rank" : "") + "; start more ranks");
+  t.role = t.world_rank == t.metrics_rank ? Role::Metrics
+           : t.world_rank >= t.num_trainers ? Role::Server
+                                            : Role::Trainer;
   return t;
 }
 
 MPI_Comm trainer_comm(const Topology& t) {
   MPI_Comm out = MPI_COMM_NULL;
   const int color = t.role == Role::Trainer ? 0 : MPI_UNDEFINED;
+  SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, t.world_rank, &out));
+  return out;
+}
+
+MPI_Comm sync_comm(const Topology& t) {
+  MPI_Comm out = MPI_COMM_NULL;
+  const int color = t.role == Role::Metrics ? MPI_UNDEFINED : 0;
   SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, t.world_rank, &out));
   return out;
 }

@@ -3,6 +3,8 @@
 #  1. SIGUSR1 to one trainer rank: one coordinated checkpoint, every rank exits with code 3.
 #  2. SIGKILL of one trainer rank: every other rank exits within 60 s, the log names the dead
 #     rank, and the last checkpoint still loads.
+#  3. Two trainers and a sum-only parameter server (--param-servers 1): SIGUSR1 to the server
+#     reaches the trainers, which checkpoint; every rank exits with code 3.
 # Usage: e2e_mpi_signals.sh STYLEFORGE_BINARY
 set -u
 BIN=${1:?usage: e2e_mpi_signals.sh STYLEFORGE_BINARY}
@@ -23,15 +25,18 @@ pid_of_rank() {
   done
 }
 
-start_run() {  # $1: output dir
-  mpirun --oversubscribe -np 3 "$BIN" train --data "$W/ph.h5" --outdir "$1" --cbase 256 --cmax 32 --batch 4 \
-    --kimg 50 --tick 0.02 --snap 2 --threads 1 --metrics fid50k_full --timeout 30 > "$1.log" 2>&1 &
+start_run() {  # $1: output dir, then extra options (default: a metrics rank)
+  local out=$1
+  shift
+  [ $# -eq 0 ] && set -- --metrics fid50k_full
+  mpirun --oversubscribe -np 3 "$BIN" train --data "$W/ph.h5" --outdir "$out" --cbase 256 --cmax 32 --batch 4 \
+    --kimg 50 --tick 0.02 --snap 2 --threads 1 --timeout 30 "$@" > "$out.log" 2>&1 &
   MPIRUN=$!
   for _ in $(seq 1 120); do  # wait for the first checkpoint
-    ls "$1"/*/network-snapshot-*.h5 >/dev/null 2>&1 && break
+    ls "$out"/*/network-snapshot-*.h5 >/dev/null 2>&1 && break
     sleep 0.5
   done
-  ls "$1"/*/network-snapshot-*.h5 >/dev/null 2>&1 || fail "no checkpoint appeared ($1.log)"
+  ls "$out"/*/network-snapshot-*.h5 >/dev/null 2>&1 || fail "no checkpoint appeared ($out.log)"
   sleep 2
 }
 
@@ -60,4 +65,14 @@ grep -Eq "rank 1 .*(exited on signal 9|Killed)|no heartbeat from rank 1" "$W/out
 CKPT=$(ls "$W"/out2/*/network-snapshot-*.h5 | tail -1)
 "$BIN" generate --network "$CKPT" --seeds 0-1 --outdir "$W/gen" --threads 1 >/dev/null || fail "last checkpoint does not load"
 echo "ok: SIGKILL of rank 1 -> all ranks gone in $((t1 - t0)) s, rank 1 named, $(basename "$CKPT") loads"
-echo "2 passed, 0 failed"
+# ---- 3. parameter server ----
+start_run "$W/out3" --metrics-rank none --param-servers 1
+grep -q "2 trainers, 1 parameter server" "$W/out3.log" || fail "topology without the parameter server ($W/out3.log)"
+P=$(pid_of_rank 2); [ -n "$P" ] || fail "server rank 2 not found"
+kill -USR1 "$P"
+wait $MPIRUN; rc=$?
+grep -q "Stop requested" "$W/out3.log" || fail "the server's stop did not reach the trainers"
+grep -q "parameter server rank 2\] training finished (exit code 3)" "$W/out3.log" || fail "server did not get exit code 3"
+[ $rc -eq 3 ] || fail "mpirun exit code $rc, expected 3 (requeue)"
+echo "ok: 2 trainers + parameter server trained to a checkpoint; SIGUSR1 to the server -> exit code 3 on every rank"
+echo "3 passed, 0 failed"

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sharding/mpi_comm.h"
+#include "sharding/param_server.h"
 #include "trainer/training_step.h"
 
 using namespace sf;
@@ -223,4 +224,65 @@ TEST(MpiComm, RingAllreduceSumsAndMeansExactly) {
   double worst = 0;
   for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(double(a[i]) - double(b[i]) / n));
   EXPECT_LT(worst, 1e-6) << "ring mean vs MPI_Allreduce / n";
+}
+
+// Sum-only parameter servers: world ranks 0..T-1 train, the rest serve (with 4 ranks: 2 + 2, so
+// every buffer is split over two servers). Sums of small integers must be exact and equal on every
+// trainer, means equal to sum / T in float32, zero-length and one-element buffers work, a stop
+// requested on a server reaches every trainer's stop flag, and finish() hands the trainers' exit
+// code to the servers.
+TEST(MpiParamServer, ServersSumShardsAndForwardStops) {
+  const int world = world_size(), me = world_rank();
+  ASSERT_GE(world, 2);
+  const int T = world / 2, S = world - T;
+  const bool trainer = me < T;
+  MPI_Comm tcomm = MPI_COMM_NULL, sync = MPI_COMM_NULL;
+  SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, trainer ? 0 : MPI_UNDEFINED, me, &tcomm));
+  SF_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &sync));
+  auto value = [](int t, size_t i) { return static_cast<float>((t + 2) * static_cast<int>(i % 53) - 17); };
+  const std::vector<size_t> counts = {0, 1, S > 1 ? size_t(S) - 1 : 0, 1000003, 4099};
+  if (!trainer) {
+    std::atomic<int> server_stop{me == T ? 10 : 0};  // the first server saw SIGUSR1 (10)
+    const int rc = sharding::run_parameter_server(sync, T, 60, &server_stop);
+    EXPECT_EQ(rc, 3) << "server " << me << " did not get the trainers' exit code";
+  } else {
+    sharding::MpiCommunicator comm(tcomm, 60);
+    std::atomic<int> stop{0};
+    {
+      sharding::ParamServerCommunicator ps(comm, sync, S, &stop);
+      EXPECT_EQ(ps.size(), T);
+      EXPECT_NE(ps.describe().find("parameter server"), std::string::npos) << ps.describe();
+      for (bool mean : {false, true}) {
+        std::vector<std::vector<float>> bufs;
+        std::vector<std::pair<float*, size_t>> views;
+        for (size_t c : counts) {
+          bufs.emplace_back(c);
+          for (size_t i = 0; i < c; ++i) bufs.back()[i] = value(me, i);
+        }
+        for (auto& b : bufs) views.emplace_back(b.data(), b.size());
+        if (mean)
+          ps.allreduce_mean_many(views);
+        else
+          ps.allreduce_sum_many(views);
+        for (size_t k = 0; k < counts.size(); ++k) {
+          size_t wrong = 0, first = 0;
+          for (size_t i = 0; i < counts[k]; ++i) {
+            float want = 0;
+            for (int t = 0; t < T; ++t) want += value(t, i);
+            if (mean) want /= static_cast<float>(T);
+            if (bufs[k][i] != want && wrong++ == 0) first = i;
+          }
+          EXPECT_EQ(wrong, 0u) << (mean ? "mean" : "sum") << " of " << counts[k] << " floats: first wrong element "
+                               << first << " on trainer " << me;
+        }
+      }
+      double d[2] = {1.0, double(me)};
+      ps.allreduce_sum(d, 2);  // statistics stay among the trainers
+      EXPECT_EQ(d[0], T);
+      EXPECT_EQ(stop.load(), 10) << "the server's stop request did not reach trainer " << me;
+      ps.finish(3);
+    }
+    MPI_Comm_free(&tcomm);
+  }
+  MPI_Comm_free(&sync);
 }
