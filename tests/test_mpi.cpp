@@ -176,6 +176,40 @@ TEST(MpiComm, CollectivesSumAndBroadcast) {
   }
 }
 
+namespace {
+
+// Reduction checks shared by the ring and parameter-server tests: one buffer per count, element i
+// of rank q's copy is value(q, i) (small integers, so float sums are exact).
+using ValueFn = float (*)(int, size_t);
+struct ReduceCase {
+  std::vector<std::vector<float>> bufs;
+  std::vector<std::pair<float*, size_t>> views;
+  ReduceCase(const std::vector<size_t>& counts, ValueFn value, int rank) {
+    for (size_t c : counts) {
+      bufs.emplace_back(c);
+      for (size_t i = 0; i < c; ++i) bufs.back()[i] = value(rank, i);
+    }
+    for (auto& b : bufs) views.emplace_back(b.data(), b.size());
+  }
+  // Expects buffer k to hold the sum (or mean) over `ranks` ranks, exactly.
+  void expect_reduced(size_t k, ValueFn value, int ranks, bool mean, int rank) const {
+    size_t wrong = 0, first = 0;
+    for (size_t i = 0; i < bufs[k].size(); ++i) {
+      float want = 0;
+      for (int q = 0; q < ranks; ++q) want += value(q, i);
+      if (mean) want /= static_cast<float>(ranks);
+      if (bufs[k][i] != want && wrong++ == 0) first = i;
+    }
+    EXPECT_EQ(wrong, 0u) << (mean ? "mean" : "sum") << " of " << bufs[k].size() << " floats: first wrong element "
+                         << first << " on rank " << rank;
+  }
+};
+
+float ring_value(int rank, size_t i) { return static_cast<float>((rank + 1) * static_cast<int>(i % 89) - 31); }
+float server_value(int t, size_t i) { return static_cast<float>((t + 2) * static_cast<int>(i % 53) - 17); }
+
+}  // namespace
+
 // Large float buffers go through the ring allreduce (reduce-scatter + allgather, 1 MiB segments):
 // sizes around the ring threshold, not divisible by the rank count, longer than one segment, and
 // several buffers at once; sums of small integers are exact, means must equal sum / n in float32
@@ -184,30 +218,16 @@ TEST(MpiComm, CollectivesSumAndBroadcast) {
 TEST(MpiComm, RingAllreduceSumsAndMeansExactly) {
   sharding::MpiCommunicator comm(MPI_COMM_WORLD, 60);
   const int n = comm.size(), r = comm.rank();
-  auto value = [](int rank, size_t i) { return static_cast<float>((rank + 1) * static_cast<int>(i % 89) - 31); };
   const std::vector<size_t> counts = {65535, 65536, 65537, 3 * (size_t(256) << 10) + 5, 1, 0, 1000003};
   for (bool mean : {false, true}) {
-    std::vector<std::vector<float>> bufs;
-    std::vector<std::pair<float*, size_t>> views;
-    for (size_t c : counts) {
-      bufs.emplace_back(c);
-      for (size_t i = 0; i < c; ++i) bufs.back()[i] = value(r, i);
-    }
-    for (auto& b : bufs) views.emplace_back(b.data(), b.size());
+    ReduceCase rc(counts, ring_value, r);
+    auto& bufs = rc.bufs;
     if (mean)
-      comm.allreduce_mean_many(views);
+      comm.allreduce_mean_many(rc.views);
     else
-      comm.allreduce_sum_many(views);
+      comm.allreduce_sum_many(rc.views);
     for (size_t k = 0; k < counts.size(); ++k) {
-      size_t wrong = 0, first = 0;
-      for (size_t i = 0; i < counts[k]; ++i) {
-        float want = 0;
-        for (int q = 0; q < n; ++q) want += value(q, i);
-        if (mean) want /= static_cast<float>(n);
-        if (bufs[k][i] != want && wrong++ == 0) first = i;
-      }
-      EXPECT_EQ(wrong, 0u) << (mean ? "mean" : "sum") << " of " << counts[k] << " floats: first wrong element "
-                           << first << " on rank " << r;
+      rc.expect_reduced(k, ring_value, n, mean, r);
       // Same bits on every rank: compare with rank 0's copy.
       std::vector<float> root = bufs[k];
       if (!root.empty()) comm.broadcast(root.data(), root.size() * sizeof(float), 0);
@@ -239,7 +259,6 @@ TEST(MpiParamServer, ServersSumShardsAndForwardStops) {
   MPI_Comm tcomm = MPI_COMM_NULL, sync = MPI_COMM_NULL;
   SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, trainer ? 0 : MPI_UNDEFINED, me, &tcomm));
   SF_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &sync));
-  auto value = [](int t, size_t i) { return static_cast<float>((t + 2) * static_cast<int>(i % 53) - 17); };
   const std::vector<size_t> counts = {0, 1, S > 1 ? size_t(S) - 1 : 0, 1000003, 4099};
   if (!trainer) {
     std::atomic<int> server_stop{me == T ? 10 : 0};  // the first server saw SIGUSR1 (10)
@@ -253,28 +272,12 @@ TEST(MpiParamServer, ServersSumShardsAndForwardStops) {
       EXPECT_EQ(ps.size(), T);
       EXPECT_NE(ps.describe().find("parameter server"), std::string::npos) << ps.describe();
       for (bool mean : {false, true}) {
-        std::vector<std::vector<float>> bufs;
-        std::vector<std::pair<float*, size_t>> views;
-        for (size_t c : counts) {
-          bufs.emplace_back(c);
-          for (size_t i = 0; i < c; ++i) bufs.back()[i] = value(me, i);
-        }
-        for (auto& b : bufs) views.emplace_back(b.data(), b.size());
+        ReduceCase rc(counts, server_value, me);
         if (mean)
-          ps.allreduce_mean_many(views);
+          ps.allreduce_mean_many(rc.views);
         else
-          ps.allreduce_sum_many(views);
-        for (size_t k = 0; k < counts.size(); ++k) {
-          size_t wrong = 0, first = 0;
-          for (size_t i = 0; i < counts[k]; ++i) {
-            float want = 0;
-            for (int t = 0; t < T; ++t) want += value(t, i);
-            if (mean) want /= static_cast<float>(T);
-            if (bufs[k][i] != want && wrong++ == 0) first = i;
-          }
-          EXPECT_EQ(wrong, 0u) << (mean ? "mean" : "sum") << " of " << counts[k] << " floats: first wrong element "
-                               << first << " on trainer " << me;
-        }
+          ps.allreduce_sum_many(rc.views);
+        for (size_t k = 0; k < counts.size(); ++k) rc.expect_reduced(k, server_value, T, mean, me);
       }
       double d[2] = {1.0, double(me)};
       ps.allreduce_sum(d, 2);  // statistics stay among the trainers

@@ -105,13 +105,26 @@ def labels(torch, n, c_dim, gen):
     return torch.nn.functional.one_hot(torch.randint(0, c_dim, [n], generator=gen), c_dim).float()
 
 
-def case_generator(torch, networks, cfg, gen):
+def new_generator(torch, networks, cfg, gen):
+    """A generator with randomised parameters, those parameters, and inputs z and c."""
     G = build_generator(networks, cfg)
     randomise(torch, G, gen)
-    params = snapshot_params(G)
-    R, C = cfg['img_resolution'], cfg['img_channels']
     z = torch.randn([BATCH, cfg['z_dim']], generator=gen)
-    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    return G, snapshot_params(G), z, labels(torch, BATCH, cfg['c_dim'], gen)
+
+
+def new_discriminator(torch, networks, cfg, gen):
+    """A discriminator with randomised parameters, those parameters, and inputs img (requiring grad) and c."""
+    D = build_discriminator(networks, cfg)
+    randomise(torch, D, gen)
+    R, C = cfg['img_resolution'], cfg['img_channels']
+    img = torch.randn([BATCH, C, R, R], generator=gen).requires_grad_(True)
+    return D, snapshot_params(D), img, labels(torch, BATCH, cfg['c_dim'], gen)
+
+
+def case_generator(torch, networks, cfg, gen):
+    G, params, z, c = new_generator(torch, networks, cfg, gen)
+    R, C = cfg['img_resolution'], cfg['img_channels']
     probe = torch.randn([BATCH, C, R, R], generator=gen)
     num_ws = G.num_ws
     cutoff = max(1, num_ws // 2)
@@ -146,12 +159,8 @@ def case_generator(torch, networks, cfg, gen):
 
 
 def case_path_length(torch, networks, cfg, gen):
-    G = build_generator(networks, cfg)
-    randomise(torch, G, gen)
-    params = snapshot_params(G)
+    G, params, z, c = new_generator(torch, networks, cfg, gen)
     R, C = cfg['img_resolution'], cfg['img_channels']
-    z = torch.randn([BATCH, cfg['z_dim']], generator=gen)
-    c = labels(torch, BATCH, cfg['c_dim'], gen)
     noise = torch.randn([BATCH, C, R, R], generator=gen) / (R * R) ** 0.5
     pl_mean_in = torch.tensor(0.4 + torch.rand([], generator=gen).item())
     G.train()
@@ -173,12 +182,7 @@ def case_path_length(torch, networks, cfg, gen):
 
 
 def case_discriminator(torch, networks, cfg, gen):
-    D = build_discriminator(networks, cfg)
-    randomise(torch, D, gen)
-    params = snapshot_params(D)
-    R, C = cfg['img_resolution'], cfg['img_channels']
-    img = torch.randn([BATCH, C, R, R], generator=gen).requires_grad_(True)
-    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    D, params, img, c = new_discriminator(torch, networks, cfg, gen)
     probe = torch.randn([BATCH, 1], generator=gen)
     logits = D(img, c)
     (logits * probe).sum().backward()
@@ -189,12 +193,7 @@ def case_discriminator(torch, networks, cfg, gen):
 
 
 def case_r1(torch, networks, cfg, gen):
-    D = build_discriminator(networks, cfg)
-    randomise(torch, D, gen)
-    params = snapshot_params(D)
-    R, C = cfg['img_resolution'], cfg['img_channels']
-    img = torch.randn([BATCH, C, R, R], generator=gen).requires_grad_(True)
-    c = labels(torch, BATCH, cfg['c_dim'], gen)
+    D, params, img, c = new_discriminator(torch, networks, cfg, gen)
     logits = D(img, c)
     (g,) = torch.autograd.grad([logits.sum()], [img], create_graph=True)
     penalty = g.square().sum([1, 2, 3])
@@ -265,6 +264,7 @@ def main():
         path = os.path.join(args.out, stem + '.h5')
         if os.path.exists(path):
             sys.exit(f'{path}: exists; choose an empty --out folder')
+        torch.manual_seed(args.seed * 1000 + i)  # the reference's constructors draw from the global generator
         gen = torch.Generator().manual_seed(args.seed * 1000 + i)
         params, inputs, out, how, grads, notes = runners[kind](torch, networks, cfg, gen)
         tmp = path + '.tmp'
