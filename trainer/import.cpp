@@ -26,14 +26,6 @@ using pickle::Kind;
 using pickle::Value;
 using pickle::ValuePtr;
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t k = 0; k < s.size(); ++k) o << (k ? ", " : "") << s[k];
-  o << "]";
-  return o.str();
-}
-
 at::ScalarType scalar_type(const std::string& d, const std::string& what) {
   if (d == "float32") return at::kFloat;
   if (d == "float64") return at::kDouble;
@@ -206,7 +198,8 @@ int64_t copy_module(const Value& obj, ParamStore& store, const std::string& net,
     }
     const Value& v = *it->second;
     if (at::IntArrayRef(v.shape) != e.tensor.sizes())
-      problems.push_back(e.name + ": file " + shape_str(v.shape) + " vs network " + shape_str(e.tensor.sizes()));
+      problems.push_back(e.name + ": file " + h5::shape_str(v.shape) + " vs network " +
+                         h5::shape_str(e.tensor.sizes().vec()));
   }
   for (const auto& [k, v] : file)
     if (!store.find(k)) problems.push_back("unexpected " + k);

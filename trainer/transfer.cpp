@@ -25,14 +25,6 @@ bool ends_with(const std::string& s, const std::string& t) {
 }
 bool starts_with(const std::string& s, const std::string& t) { return s.rfind(t, 0) == 0; }
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t k = 0; k < s.size(); ++k) o << (k ? ", " : "") << s[k];
-  o << "]";
-  return o.str();
-}
-
 std::map<std::string, at::Tensor> read_group(const h5::Handle& f, const std::string& group) {
   std::map<std::string, at::Tensor> out;
   h5::Handle g = h5::open_group(f, group);
@@ -85,7 +77,8 @@ Plan plan_network(const ParamStore& dst, const std::map<std::string, at::Tensor>
                                         (is_D && (starts_with(k, "mapping.") || starts_with(k, "b4.out."))))) {
         a = Action::Fresh;  // the conditioning changed: new label embedding / projection
       } else {
-        errors.push_back(net + "/" + k + ": source " + shape_str(x.sizes()) + " vs run " + shape_str(t.sizes()));
+        errors.push_back(net + "/" + k + ": source " + h5::shape_str(x.sizes().vec()) + " vs run " +
+                         h5::shape_str(t.sizes().vec()));
         continue;
       }
     }
