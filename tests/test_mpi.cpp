@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "sharding/mpi_comm.h"
@@ -60,13 +61,25 @@ struct Result {
 };
 
 // Runs one iteration on the ranks [0, n) of MPI_COMM_WORLD; returns their result on world rank 0.
-Result run_split(int n, int mbstd_group) {
-  MPI_Comm sub;
-  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < n ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+// With `servers` > 0, ranks [n, n + servers) are sum-only parameter servers for those trainers.
+Result run_split(int n, int mbstd_group, int servers = 0) {
+  const int me = world_rank();
+  MPI_Comm sub, sync = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, me < n ? 0 : MPI_UNDEFINED, me, &sub);
+  if (servers > 0) MPI_Comm_split(MPI_COMM_WORLD, me < n + servers ? 0 : MPI_UNDEFINED, me, &sync);
   Result res;
-  if (sub == MPI_COMM_NULL) return res;
+  if (sub == MPI_COMM_NULL) {
+    if (sync != MPI_COMM_NULL) {
+      EXPECT_EQ(sharding::run_parameter_server(sync, n, 120, nullptr), 0);
+      MPI_Comm_free(&sync);
+    }
+    return res;
+  }
   {
-    sharding::MpiCommunicator comm(sub, 120);
+    sharding::MpiCommunicator mpi_comm(sub, 120);
+    std::unique_ptr<sharding::ParamServerCommunicator> ps;
+    if (servers > 0) ps = std::make_unique<sharding::ParamServerCommunicator>(mpi_comm, sync, servers, nullptr);
+    sharding::Communicator& comm = ps ? static_cast<sharding::Communicator&>(*ps) : mpi_comm;
     trainer::TrainOptions o = equivalence_options(n, mbstd_group);
     trainer::TrainingStep step(o, comm, {});
     at::Generator g = trainer::make_cpu_generator(99);
@@ -85,8 +98,10 @@ Result run_split(int n, int mbstd_group) {
     res.g_loss = stats.at("Loss/G/loss").at("mean");
     res.d_loss = stats.at("Loss/D/loss").at("mean");
     res.r1 = stats.at("Loss/r1_penalty").at("mean");
+    if (ps) ps->finish(0);
   }
   MPI_Comm_free(&sub);
+  if (sync != MPI_COMM_NULL) MPI_Comm_free(&sync);
   return res;
 }
 
@@ -122,6 +137,23 @@ TEST(MpiEquivalence, OneTwoFourRanksGiveTheSameStep) {
   for (double v : {r2.g_loss, r4.g_loss}) EXPECT_NEAR(v, r1.g_loss, 1e-6 * std::abs(r1.g_loss));
   for (double v : {r2.d_loss, r4.d_loss}) EXPECT_NEAR(v, r1.d_loss, 1e-6 * std::abs(r1.d_loss));
   for (double v : {r2.r1, r4.r1}) EXPECT_NEAR(v, r1.r1, 1e-5 * std::abs(r1.r1));
+}
+
+TEST(MpiEquivalence, ParameterServersGiveTheSameStep) {
+  // 2 trainers x batch 4 whose gradients are summed by 2 parameter servers vs 1 rank x batch 8.
+  ASSERT_GE(world_size(), 4) << "run under mpirun -np 4";
+  Result r1 = run_split(1, 1), rps = run_split(2, 1, 2);
+  if (world_rank() != 0) return;
+  const double d = rel_diff(rps.params, r1.params);
+  std::printf("[ equivalence ] 2 trainers + 2 parameter servers vs 1 rank: params rel diff %.3g; p %.9g/%.9g; "
+              "G loss %.9g/%.9g\n",
+              d, r1.p, rps.p, r1.g_loss, rps.g_loss);
+  ASSERT_EQ(r1.params.size(), rps.params.size());
+  EXPECT_LT(d, 1e-5);
+  EXPECT_EQ(r1.p, rps.p);
+  EXPECT_NEAR(rps.pl_mean, r1.pl_mean, 1e-6 * std::abs(r1.pl_mean));
+  EXPECT_NEAR(rps.g_loss, r1.g_loss, 1e-6 * std::abs(r1.g_loss));
+  EXPECT_NEAR(rps.d_loss, r1.d_loss, 1e-6 * std::abs(r1.d_loss));
 }
 
 TEST(MpiEquivalence, MinibatchStdGroupsArePerRank) {
