@@ -59,6 +59,36 @@ CASES = [
 ]
 BATCH = 4
 
+# Op cases (kind ops): (file stem, filter taps, [(output name, call as the selftest reads it)]).
+# The calls are evaluated by the reference's own functions with the same arguments.
+OPS_CASES = [
+    ('ops_filter121', [1, 2, 1], [
+        ('up2_pad', 'upfirdn2d(x, f, up=2, down=1, padding=[1, 1, 1, 1], gain=4)'),
+        ('down2_flip', 'upfirdn2d(x, f, up=1, down=2, padding=[0, 1, 1, 0], flip_filter=True)'),
+        ('up3_down2_crop', 'upfirdn2d(x, f, up=3, down=2, padding=[2, -1, 1, 0], gain=9)'),
+        ('upsample2d', 'upsample2d(x, f, up=2)'),
+        ('downsample2d', 'downsample2d(x, f, down=2, padding=1)'),
+        ('filter2d', 'filter2d(x, f, padding=1, gain=2)'),
+        ('conv3x3_up2', 'conv2d_resample(x, w3, f, up=2, padding=1, flip_weight=False)'),
+        ('conv3x3_down2', 'conv2d_resample(x, w3, f, down=2, padding=1)'),
+        ('conv1x1_down2', 'conv2d_resample(x, w1, f, down=2)'),
+        ('conv3x3_grouped_up2', 'conv2d_resample(x, wg, f, up=2, padding=1, groups=3, flip_weight=False)'),
+        ('conv3x3_grouped', 'conv2d_resample(x, wg, f, padding=1, groups=3)'),
+    ]),
+    ('ops_bias_act_mbstd', [1, 3, 3, 1], [
+        ('lrelu_clamp', "bias_act(x, b, act='lrelu', alpha=0.2, gain=1.4142135623730951, clamp=0.5)"),
+        ('lrelu_alpha', "bias_act(x, b, act='lrelu', alpha=0.1)"),
+        ('tanh', "bias_act(x, b, act='tanh')"),
+        ('swish_clamp', "bias_act(x, b, act='swish', clamp=2)"),
+        ('elu_nobias', "bias_act(x, act='elu')"),
+        ('softplus_gain', "bias_act(x, b, act='softplus', gain=0.5)"),
+        ('sigmoid_dim', "bias_act(xt, bt, dim=2, act='sigmoid')"),
+        ('mbstd_g2_c1', 'minibatch_std(x, group_size=2, num_channels=1)'),
+        ('mbstd_g4_c3', 'minibatch_std(x, group_size=4, num_channels=3)'),
+        ('norm2nd', 'normalize_2nd_moment(z, dim=1)'),
+    ]),
+]
+
 
 def build_generator(networks, cfg):
     return networks.Generator(
@@ -205,6 +235,44 @@ def case_r1(torch, networks, cfg, gen):
     return params, dict(img=img.detach(), c=c), out, how, param_grads(torch, D), notes
 
 
+def write_ops_case(torch, np, h5py, path, rev, taps, calls, gen):
+    """One ops fixture: random inputs, each call evaluated by the reference's functions."""
+    from torch_utils.ops import bias_act as ba
+    from torch_utils.ops import conv2d_resample as cr
+    from torch_utils.ops import upfirdn2d as ud
+    from training import networks
+    inputs = dict(
+        x=torch.randn([4, 6, 9, 7], generator=gen), w3=torch.randn([5, 6, 3, 3], generator=gen),
+        w1=torch.randn([5, 6, 1, 1], generator=gen), wg=torch.randn([9, 2, 3, 3], generator=gen),
+        b=torch.randn([6], generator=gen), xt=torch.randn([3, 4, 5], generator=gen),
+        bt=torch.randn([5], generator=gen), z=torch.randn([4, 16], generator=gen))
+    f = ud.setup_filter(taps)
+
+    def mbstd(x, group_size, num_channels):
+        return networks.MinibatchStdLayer(group_size=group_size, num_channels=num_channels)(x)
+
+    env = dict(inputs, f=f, upfirdn2d=ud.upfirdn2d, upsample2d=ud.upsample2d, downsample2d=ud.downsample2d,
+               filter2d=ud.filter2d, conv2d_resample=cr.conv2d_resample, bias_act=ba.bias_act,
+               minibatch_std=mbstd, normalize_2nd_moment=networks.normalize_2nd_moment)
+    tmp = path + '.tmp'
+    with h5py.File(tmp, 'w') as out:
+        out.attrs['kind'] = 'ops'
+        out.attrs['config'] = '{}'
+        out.attrs['notes'] = (f'see each output name: the ops of the reference with the {taps} filter '
+                              '(setup_filter, normalised), inputs drawn from a normal distribution')
+        out.attrs['reference'] = f'stylegan2-ada-pytorch {rev}, CPU float32, torch {torch.__version__}'
+        out['params/resample_filter'] = f.numpy()
+        for k, v in inputs.items():
+            out['inputs/' + k] = v.numpy()
+        with torch.no_grad():
+            for name, call in calls:
+                y = eval(call, {}, env)  # the call text is ours (OPS_CASES), not read from a file
+                out['outputs/' + name] = y.numpy()
+                out['outputs/' + name].attrs['how'] = call
+    os.replace(tmp, path)
+    print(f'{path}: ops, {len(calls)} outputs')
+
+
 def recompute(files, out_dir, networks):
     import shutil
     import h5py
@@ -284,6 +352,12 @@ def main():
                 f['grads/' + k] = v
         os.replace(tmp, path)
         print(f'{path}: {kind}, {len(params)} params, {len(out)} outputs, {len(grads)} grads')
+    for i, (stem, taps, calls) in enumerate(OPS_CASES):
+        path = os.path.join(args.out, stem + '.h5')
+        if os.path.exists(path):
+            sys.exit(f'{path}: exists; choose an empty --out folder')
+        gen = torch.Generator().manual_seed(args.seed * 1000 + 500 + i)
+        write_ops_case(torch, np, h5py, path, rev, taps, calls, gen)
 
 
 if __name__ == '__main__':
