@@ -13,6 +13,14 @@ any w_avg update.
   /usr/bin/python3 tools/make_fixtures.py --reference ~/stylegan2-ada-pytorch --out /tmp/more_fixtures
   build/styleforge selftest --fixtures /tmp/more_fixtures
 
+With --pickle RES,CBASE,C_DIM,CHANNELS it instead writes one reference network pickle of that size
+(pickled by the reference's own persistence, embedded source included — the format of the published
+FFHQ/AFHQ/BreCaHaD snapshots: G, D, G_ema, augment_pipe, training_set_kwargs), for trying
+`styleforge import` and `train --resume FILE.pkl` on full-size networks, e.g. --pickle 256,16384,0,3
+(FFHQ-256-like, 23.2M G parameters, 283 MB) or --pickle 1024,32768,0,3. --compare PKL H5 loads the
+pickle with the reference's loader and checks every tensor of G, D, G_ema and augment p against
+a checkpoint written by `styleforge import` (exit 1 on any difference).
+
 With --recompute FILE..., it instead copies existing fixtures of kind r1 or path_length into --out
 and rewrites their outputs/ and grads/ with the reference run here, on one thread: the same
 parameters and inputs, this machine's rounding. `styleforge selftest --strict --threads 1` on that
@@ -273,6 +281,59 @@ def write_ops_case(torch, np, h5py, path, rev, taps, calls, gen):
     print(f'{path}: ops, {len(calls)} outputs')
 
 
+def write_pickle(torch, networks, spec, out_dir, seed):
+    import copy
+    import pickle
+    from training import augment
+    try:
+        res, cbase, c_dim, channels = (int(v) for v in spec.split(','))
+    except ValueError:
+        sys.exit(f'--pickle {spec}: expected RES,CBASE,C_DIM,CHANNELS, e.g. 256,16384,0,3')
+    path = os.path.join(out_dir, f'reference-res{res}-cbase{cbase}-c{c_dim}-ch{channels}.pkl')
+    if os.path.exists(path):
+        sys.exit(f'{path}: exists; choose an empty --out folder')
+    torch.manual_seed(seed)
+    common = dict(c_dim=c_dim, img_resolution=res, img_channels=channels)
+    G = networks.Generator(z_dim=512, w_dim=512, mapping_kwargs=dict(num_layers=2 if res <= 256 else 8),
+                           synthesis_kwargs=dict(channel_base=cbase, channel_max=512, num_fp16_res=4, conv_clamp=256),
+                           **common)
+    D = networks.Discriminator(channel_base=cbase, channel_max=512, num_fp16_res=4, conv_clamp=256,
+                               epilogue_kwargs=dict(mbstd_group_size=8), **common)
+    gen = torch.Generator().manual_seed(seed)
+    for net in (G, D):
+        randomise(torch, net, gen)
+    G_ema = copy.deepcopy(G)
+    pipe = augment.AugmentPipe(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
+                               contrast=1, lumaflip=1, hue=1, saturation=1)
+    pipe.p.copy_(torch.tensor(0.125))
+    snapshot = dict(training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path='dataset.zip',
+                                             resolution=res, use_labels=c_dim > 0, max_size=None, xflip=True))
+    for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', pipe)]:
+        snapshot[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
+    with open(path + '.tmp', 'wb') as f:
+        pickle.dump(snapshot, f)
+    os.replace(path + '.tmp', path)
+    print(f'{path}: {sum(p.numel() for p in G.parameters())} G parameters, {os.path.getsize(path)} bytes')
+
+
+def compare_import(torch, np, h5py, pkl, h5):
+    import legacy
+    with open(pkl, 'rb') as f:
+        data = legacy.load_network_pkl(f)
+    compared, differ = 0, []
+    with h5py.File(h5, 'r') as out:
+        for net in ('G', 'D', 'G_ema'):
+            for key, value in data[net].state_dict().items():
+                compared += 1
+                name = f'{net}/{key}'
+                if name not in out or out[name].shape != tuple(value.shape) or not np.array_equal(out[name][()], value.numpy()):
+                    differ.append(name)
+        p_ok = float(np.asarray(out['augment_pipe/p'][()])) == float(data['augment_pipe'].p)
+    print(f'{pkl} vs {h5}: {compared} tensors compared, {len(differ)} differ{": " + ", ".join(differ[:5]) if differ else ""}; '
+          f'augment p {"equal" if p_ok else "DIFFERS"}')
+    return 0 if not differ and p_ok else 1
+
+
 def recompute(files, out_dir, networks):
     import shutil
     import h5py
@@ -306,10 +367,14 @@ def recompute(files, out_dir, networks):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--reference', required=True, help='checkout of NVlabs/stylegan2-ada-pytorch')
-    ap.add_argument('--out', required=True, help='folder to write (created; existing files are not replaced)')
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--recompute', nargs='+', metavar='FILE', help='existing r1/path_length fixtures to recompute here')
+    ap.add_argument('--pickle', metavar='RES,CBASE,C_DIM,CHANNELS', help='write one full-size reference network pickle')
+    ap.add_argument('--compare', nargs=2, metavar=('PKL', 'H5'), help='compare a pickle with its imported checkpoint')
+    ap.add_argument('--out', help='folder to write (created; existing files are not replaced)')
     args = ap.parse_args()
+    if not args.compare and not args.out:
+        ap.error('--out is required')
     if not os.path.isfile(os.path.join(args.reference, 'training', 'networks.py')):
         sys.exit(f'{args.reference}: not a stylegan2-ada-pytorch checkout (no training/networks.py)')
     import h5py
@@ -322,9 +387,14 @@ def main():
     head = os.path.join(args.reference, '.git', 'HEAD')
     if os.path.isfile(head):
         rev = open(head).read().strip()[:12]
+    if args.compare:
+        sys.exit(compare_import(torch, np, h5py, *args.compare))
     os.makedirs(args.out, exist_ok=True)
     if args.recompute:
         recompute(args.recompute, args.out, networks)
+        return
+    if args.pickle:
+        write_pickle(torch, networks, args.pickle, args.out, args.seed)
         return
     runners = dict(generator=case_generator, path_length=case_path_length, discriminator=case_discriminator,
                    r1=case_r1)
