@@ -321,3 +321,35 @@ TEST(MpiParamServer, ServersSumShardsAndForwardStops) {
   }
   MPI_Comm_free(&sync);
 }
+
+// Trainers that issue different collectives (here: trainer 1 reduces two buffers where trainer 0
+// reduces one) get a clear error instead of a hang: each server names the trainer whose request
+// differs, and the trainers' wait runs into its deadline. (In a job the trainers' error aborts
+// every rank; a server that saw no difference would wait for the next request.)
+TEST(MpiParamServer, MismatchedRequestsFailWithTheTrainerNamed) {
+  const int world = world_size(), me = world_rank();
+  ASSERT_GE(world, 3);
+  const int T = 2;
+  MPI_Comm tcomm = MPI_COMM_NULL, sync = MPI_COMM_NULL;
+  SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, me < T ? 0 : MPI_UNDEFINED, me, &tcomm));
+  SF_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &sync));
+  if (me >= T) {
+    try {
+      sharding::run_parameter_server(sync, T, 5, nullptr);
+      ADD_FAILURE() << "server " << me << " accepted mismatched requests";
+    } catch (const sharding::CommError& e) {
+      EXPECT_NE(std::string(e.what()).find("trainer 1 sent a request that differs"), std::string::npos) << e.what();
+    }
+  } else {
+    sharding::MpiCommunicator comm(tcomm, 2);
+    sharding::ParamServerCommunicator ps(comm, sync, world - T, nullptr);
+    std::vector<float> a(100, 1.0f), b(10, 1.0f);
+    std::vector<std::pair<float*, size_t>> bufs = {{a.data(), a.size()}};
+    if (me == 1) bufs.emplace_back(b.data(), b.size());
+    EXPECT_THROW(ps.allreduce_sum_many(bufs), sharding::CommError);
+    MPI_Comm_free(&tcomm);
+  }
+  // Messages of the failed exchange may still be queued on `sync`; they go with it.
+  MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Comm_free(&sync);
+}
