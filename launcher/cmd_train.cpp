@@ -328,21 +328,26 @@ int cmd_bench_comm(const std::vector<std::string>& args) {
     std::cerr << "styleforge bench-comm: run it under mpirun -np N (or srun) with N >= 2\n";
     return kUsage;
   }
-  sharding::MpiSession mpi(true);
-  int world = 1, me = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  MPI_Comm_rank(MPI_COMM_WORLD, &me);
-  if (servers < 0 || world - servers < 1) {
-    if (me == 0) std::cerr << "styleforge bench-comm: --param-servers must leave at least one trainer rank\n";
+  if (servers < 0) {
+    std::cerr << "styleforge bench-comm: --param-servers must be >= 0\n";
     return kUsage;
   }
-  const int trainers = world - servers;
-  MPI_Comm tcomm = MPI_COMM_NULL;
-  SF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, me < trainers ? 0 : MPI_UNDEFINED, me, &tcomm));
-  if (me >= trainers) return sharding::run_parameter_server(MPI_COMM_WORLD, trainers, 600, nullptr);
+  sharding::MpiSession mpi(true);
+  sharding::Topology topo;
+  try {
+    topo = sharding::discover_topology(false, servers);
+  } catch (const std::runtime_error& e) {
+    int me = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    if (me == 0) std::cerr << "styleforge bench-comm: " << e.what() << "\n";
+    return kUsage;
+  }
+  MPI_Comm tcomm = sharding::trainer_comm(topo);
+  MPI_Comm scomm = servers > 0 ? sharding::sync_comm(topo) : MPI_COMM_NULL;
+  if (topo.role == sharding::Role::Server) return sharding::run_parameter_server(scomm, topo.num_trainers, 600, nullptr);
   sharding::MpiCommunicator mpi_comm(tcomm, 600);
   std::unique_ptr<sharding::ParamServerCommunicator> ps;
-  if (servers > 0) ps = std::make_unique<sharding::ParamServerCommunicator>(mpi_comm, MPI_COMM_WORLD, servers, nullptr);
+  if (servers > 0) ps = std::make_unique<sharding::ParamServerCommunicator>(mpi_comm, scomm, servers, nullptr);
   sharding::Communicator& comm = ps ? static_cast<sharding::Communicator&>(*ps) : mpi_comm;
   auto raw = [tcomm](float* p, size_t n) {
     SF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), MPI_FLOAT, MPI_SUM, tcomm));

@@ -29,15 +29,9 @@ class Communicator {
   virtual void allreduce_sum_many(const std::vector<std::pair<float*, size_t>>& buffers) {
     for (const auto& [p, n] : buffers) allreduce_sum(p, n);
   }
-  // In-place means over all ranks (sum, then division by size() in float32, as gradient sync
-  // does): the default sums and then divides; implementations may fuse the division.
-  virtual void allreduce_mean_many(const std::vector<std::pair<float*, size_t>>& buffers) {
-    allreduce_sum_many(buffers);
-    const float n = static_cast<float>(size());
-    if (size() > 1)
-      for (const auto& [p, count] : buffers)
-        for (size_t i = 0; i < count; ++i) p[i] /= n;
-  }
+  // In-place means over all ranks: the sum divided by size() in float32, as gradient sync needs
+  // (each implementation places the division where it is cheapest).
+  virtual void allreduce_mean_many(const std::vector<std::pair<float*, size_t>>& buffers) = 0;
   // Copies `bytes` bytes from `root` to every rank.
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;

@@ -7,6 +7,8 @@
 #include <sstream>
 #include <thread>
 
+#include "sharding/float_ops.h"
+
 namespace sf::sharding {
 namespace {
 
@@ -149,11 +151,8 @@ void MpiCommunicator::allreduce_many(const std::vector<std::pair<float*, size_t>
     small.emplace_back(p, n);
   }
   wait_all(reqs, "allreduce");
-  if (mean) {
-    const float div = static_cast<float>(size_);
-    for (const auto& [p, n] : small)
-      for (size_t i = 0; i < n; ++i) p[i] /= div;
-  }
+  if (mean)
+    for (const auto& [p, n] : small) divide_by(p, n, size_);
   for (const auto& [p, n] : buffers)
     if (n * sizeof(float) >= kRingMinBytes) ring_allreduce(p, n, mean);
 }
@@ -191,10 +190,7 @@ void MpiCommunicator::ring_allreduce(float* data, size_t count, bool mean) {
     for (size_t b = 0; b < rlen; b += seg) {
       if (b + seg < rlen) post(b + seg, 1 - slot, &next[0]);  // the next segment arrives while we add
       wait_all(recv, "allreduce");
-      const float* in = ring_tmp_.data() + slot * seg;
-      float* dst = acc + b;
-      const size_t m = std::min(seg, rlen - b);
-      for (size_t i = 0; i < m; ++i) dst[i] += in[i];
+      add_into(acc + b, ring_tmp_.data() + slot * seg, std::min(seg, rlen - b));
       recv[0] = next[0];
       next[0] = MPI_REQUEST_NULL;
       slot = 1 - slot;
@@ -204,9 +200,7 @@ void MpiCommunicator::ring_allreduce(float* data, size_t count, bool mean) {
   }
   if (mean) {
     const int own = wrap(rank_ + 1);
-    const float div = static_cast<float>(n);
-    float* p = data + chunk_begin(own);
-    for (size_t i = 0, m = chunk_len(own); i < m; ++i) p[i] /= div;
+    divide_by(data + chunk_begin(own), chunk_len(own), n);
   }
   // Allgather: in step s this rank passes the finished chunk rank+1-s to the right and receives
   // chunk rank-s from the left, in place.

@@ -4,6 +4,8 @@
 #include <sstream>
 #include <thread>
 
+#include "sharding/float_ops.h"
+
 namespace sf::sharding {
 namespace {
 
@@ -166,18 +168,13 @@ int run_parameter_server(MPI_Comm sync, int num_trainers, double timeout_s, cons
       }
     }
     std::vector<MPI_Request> replies;
-    const float div = static_cast<float>(T);
     for (size_t b = 0; b < n; ++b) {
       const size_t len = static_cast<size_t>(h[2 + b]);
       if (len == 0) continue;
       wait_until_done(recv[b], timeout_s, who + ": receiving gradients");
       float* acc = store[b][0].data();
-      for (int t = 1; t < T; ++t) {
-        const float* in = store[b][t].data();
-        for (size_t i = 0; i < len; ++i) acc[i] += in[i];
-      }
-      if (h[0] == kMean)
-        for (size_t i = 0; i < len; ++i) acc[i] /= div;
+      for (int t = 1; t < T; ++t) add_into(acc, store[b][t].data(), len);
+      if (h[0] == kMean) divide_by(acc, len, T);
       for (int t = 0; t < T; ++t) {
         replies.emplace_back();
         SF_MPI_CHECK(MPI_Isend(acc, checked_count(len), MPI_FLOAT, t, kReplyTag, sync, &replies.back()));

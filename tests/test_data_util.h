@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <string>
+
+#include "data/bench.h"
 
 namespace sf::test {
 
@@ -32,6 +35,28 @@ struct ScratchDir {
   }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
+
+// A small synthetic pack (24 gray 16x16 images with labels, contents drawn from `seed`), written
+// once per test process and seed and removed when the process exits.
+inline const std::string& tiny_pack(uint32_t seed) {
+  struct Packs {
+    std::map<uint32_t, std::string> paths;
+    ~Packs() {
+      std::error_code ec;
+      for (const auto& [s, p] : paths) std::filesystem::remove(p, ec);
+    }
+  };
+  static Packs packs;
+  auto it = packs.paths.find(seed);
+  if (it == packs.paths.end()) {
+    const std::string p = (std::filesystem::temp_directory_path() /
+                           ("sf_tiny_pack_" + std::to_string(::getpid()) + "_" + std::to_string(seed) + ".h5"))
+                              .string();
+    data::make_synthetic_pack(p, 24, 16, 1, seed, true);
+    it = packs.paths.emplace(seed, p).first;
+  }
+  return it->second;
+}
 
 // Runs a shell command; returns its exit code (-1 if it did not exit) and stdout + stderr.
 struct CliResult {

@@ -50,14 +50,7 @@ struct EnvGuard {
 
 std::string standin() { return fixture("detector_standin.pt"); }
 
-const std::string& tiny_pack() {
-  static std::string path = [] {
-    std::string p = (fs::temp_directory_path() / ("sf_metrics_pack_" + std::to_string(::getpid()) + ".h5")).string();
-    data::make_synthetic_pack(p, 24, 16, 1, 3, true);
-    return p;
-  }();
-  return path;
-}
+const std::string& tiny_pack() { return test::tiny_pack(3); }
 
 trainer::GeneratorConfig tiny_g() {
   trainer::GeneratorConfig g;

@@ -35,14 +35,7 @@ trainer::TrainOptions tiny_options(const std::string& pack, const std::string& o
   return o;
 }
 
-const std::string& tiny_pack() {
-  static std::string path = [] {
-    std::string p = (fs::temp_directory_path() / ("sf_train_pack_" + std::to_string(::getpid()) + ".h5")).string();
-    data::make_synthetic_pack(p, 24, 16, 1, 7, true);
-    return p;
-  }();
-  return path;
-}
+const std::string& tiny_pack() { return test::tiny_pack(7); }
 
 // Every dataset of a checkpoint file, by path, as raw bytes (float/int/uint8 all compared bitwise).
 void collect(const h5::Handle& g, const std::string& prefix, std::map<std::string, at::Tensor>& out) {

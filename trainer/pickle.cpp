@@ -187,6 +187,15 @@ class Reader {
     for (size_t k = 0; k < n; ++k) v |= static_cast<uint64_t>(p[k]) << (8 * k);
     return v;
   }
+  // A decimal integer of the text opcodes (INT, LONG); anything else fails with `error`.
+  int64_t text_int(const std::string& s, const std::string& error) const {
+    errno = 0;
+    char* e = nullptr;
+    const long long v = std::strtoll(s.c_str(), &e, 10);
+    if (errno || e == s.c_str() || *e) fail(error);
+    return v;
+  }
+
   std::string line() {
     const char* base = buf_->data();
     const void* nl = std::memchr(base + pos_, '\n', end_ - pos_);
@@ -427,22 +436,14 @@ ValuePtr Reader::run() {
           v->b = s == "01";
           push(v);
         } else {
-          errno = 0;
-          char* e = nullptr;
-          long long v = std::strtoll(s.c_str(), &e, 10);
-          if (errno || e == s.c_str() || *e) fail("bad INT '" + s + "'");
-          push(make_int(v));
+          push(make_int(text_int(s, "bad INT '" + s + "'")));
         }
         break;
       }
       case 'L': {  // LONG (text)
         std::string s = line();
         if (!s.empty() && s.back() == 'L') s.pop_back();
-        errno = 0;
-        char* e = nullptr;
-        long long v = std::strtoll(s.c_str(), &e, 10);
-        if (errno || e == s.c_str() || *e) fail("LONG '" + s + "' does not fit 64 bits");
-        push(make_int(v));
+        push(make_int(text_int(s, "LONG '" + s + "' does not fit 64 bits")));
         break;
       }
       case 'F': {  // FLOAT (text)
