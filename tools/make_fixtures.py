@@ -31,6 +31,9 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_spread  # noqa: E402  (network builders and the R1/path-length steps, shared)
+
 # Cases: (file stem, kind, config). They cover what the shared fixtures do not: the orig and resnet
 # generators, skip and orig discriminators, 8² and 64², mbstd with 2 channels or one group for the
 # whole batch, no conv_clamp and a large one, short mapping networks, odd z/w/c sizes.
@@ -98,22 +101,6 @@ OPS_CASES = [
 ]
 
 
-def build_generator(networks, cfg):
-    return networks.Generator(
-        z_dim=cfg['z_dim'], c_dim=cfg['c_dim'], w_dim=cfg['w_dim'], img_resolution=cfg['img_resolution'],
-        img_channels=cfg['img_channels'], mapping_kwargs=dict(num_layers=cfg['mapping_layers']),
-        synthesis_kwargs=dict(architecture=cfg['architecture'], channel_base=cfg['channel_base'],
-                              channel_max=cfg['channel_max'], conv_clamp=cfg['conv_clamp']))
-
-
-def build_discriminator(networks, cfg):
-    return networks.Discriminator(
-        c_dim=cfg['c_dim'], img_resolution=cfg['img_resolution'], img_channels=cfg['img_channels'],
-        architecture=cfg['architecture'], channel_base=cfg['channel_base'], channel_max=cfg['channel_max'],
-        conv_clamp=cfg['conv_clamp'],
-        epilogue_kwargs=dict(mbstd_group_size=cfg['mbstd_group_size'], mbstd_num_channels=cfg['mbstd_num_channels']))
-
-
 def randomise(torch, net, gen):
     """Moves every float tensor away from its constructor value (filters stay: they are constants)."""
     with torch.no_grad():
@@ -145,7 +132,7 @@ def labels(torch, n, c_dim, gen):
 
 def new_generator(torch, networks, cfg, gen):
     """A generator with randomised parameters, those parameters, and inputs z and c."""
-    G = build_generator(networks, cfg)
+    G = reference_spread.build_generator(networks, cfg)
     randomise(torch, G, gen)
     z = torch.randn([BATCH, cfg['z_dim']], generator=gen)
     return G, snapshot_params(G), z, labels(torch, BATCH, cfg['c_dim'], gen)
@@ -153,7 +140,7 @@ def new_generator(torch, networks, cfg, gen):
 
 def new_discriminator(torch, networks, cfg, gen):
     """A discriminator with randomised parameters, those parameters, and inputs img (requiring grad) and c."""
-    D = build_discriminator(networks, cfg)
+    D = reference_spread.build_discriminator(networks, cfg)
     randomise(torch, D, gen)
     R, C = cfg['img_resolution'], cfg['img_channels']
     img = torch.randn([BATCH, C, R, R], generator=gen).requires_grad_(True)
@@ -202,14 +189,7 @@ def case_path_length(torch, networks, cfg, gen):
     noise = torch.randn([BATCH, C, R, R], generator=gen) / (R * R) ** 0.5
     pl_mean_in = torch.tensor(0.4 + torch.rand([], generator=gen).item())
     G.train()
-    ws = G.mapping(z, c, skip_w_avg_update=True)
-    img = G.synthesis(ws, noise_mode='const')
-    (g,) = torch.autograd.grad([(img * noise).sum()], [ws], create_graph=True)
-    lengths = g.square().sum(2).mean(1).sqrt()
-    pl_mean = pl_mean_in.lerp(lengths.mean(), 0.01)
-    penalty = (lengths - pl_mean.detach()).square()
-    (penalty * 2).mean().backward()
-    out = dict(pl_lengths=lengths, pl_mean_out=pl_mean, pl_penalty=penalty)
+    out = reference_spread.path_length_step(torch, G, z, c, noise, pl_mean_in)
     how = dict(pl_lengths='sqrt(mean over ws of sum over w_dim of g^2), g = d sum(img * pl_noise) / d ws',
                pl_mean_out='pl_mean_in.lerp(mean(pl_lengths), 0.01)',
                pl_penalty='(pl_lengths - pl_mean_out)^2')
@@ -232,11 +212,7 @@ def case_discriminator(torch, networks, cfg, gen):
 
 def case_r1(torch, networks, cfg, gen):
     D, params, img, c = new_discriminator(torch, networks, cfg, gen)
-    logits = D(img, c)
-    (g,) = torch.autograd.grad([logits.sum()], [img], create_graph=True)
-    penalty = g.square().sum([1, 2, 3])
-    (penalty * (cfg['r1_gamma'] / 2)).mean().backward()
-    out = dict(logits=logits, r1_penalty=penalty)
+    out = reference_spread.r1_step(torch, D, img, c, cfg['r1_gamma'])
     how = dict(logits='train mode: D(img, c)', r1_penalty='sum over C,H,W of (d sum(logits) / d img)^2, per sample')
     notes = ('r1_penalty = sum over CHW of (d sum(D(img,c)) / d img)^2; '
              'grads = d/dparams mean(r1_penalty * gamma/2)')
@@ -338,8 +314,6 @@ def recompute(files, out_dir, networks):
     import shutil
     import h5py
     import torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import reference_spread
     runners = dict(r1=reference_spread.run_r1, path_length=reference_spread.run_path_length)
     for src in files:
         dst = os.path.join(out_dir, os.path.basename(src))

@@ -45,44 +45,62 @@ def load_params(module, group):
         value.copy_(torch.from_numpy(np.asarray(group[key][()])))
 
 
-def run_r1(networks, f, cfg):
-    import torch
-    D = networks.Discriminator(
+def build_generator(networks, cfg):
+    """The reference Generator for a fixture config (the keys the fixtures' `config` uses)."""
+    return networks.Generator(
+        z_dim=cfg['z_dim'], c_dim=cfg['c_dim'], w_dim=cfg['w_dim'], img_resolution=cfg['img_resolution'],
+        img_channels=cfg['img_channels'], mapping_kwargs=dict(num_layers=cfg['mapping_layers']),
+        synthesis_kwargs=dict(architecture=cfg['architecture'], channel_base=cfg['channel_base'],
+                              channel_max=cfg['channel_max'], conv_clamp=cfg['conv_clamp']))
+
+
+def build_discriminator(networks, cfg):
+    """The reference Discriminator for a fixture config."""
+    return networks.Discriminator(
         c_dim=cfg['c_dim'], img_resolution=cfg['img_resolution'], img_channels=cfg['img_channels'],
         architecture=cfg['architecture'], channel_base=cfg['channel_base'], channel_max=cfg['channel_max'],
         conv_clamp=cfg['conv_clamp'],
         epilogue_kwargs=dict(mbstd_group_size=cfg['mbstd_group_size'], mbstd_num_channels=cfg['mbstd_num_channels']))
-    load_params(D, f['params'])
-    img = torch.from_numpy(f['inputs/img'][()]).requires_grad_(True)
-    c = torch.from_numpy(f['inputs/c'][()])
+
+
+def r1_step(torch, D, img, c, gamma):
+    """R1 as the fixtures define it; leaves d/dparams mean(r1_penalty * gamma/2) in D's .grad."""
     logits = D(img, c)
     (img_grad,) = torch.autograd.grad([logits.sum()], [img], create_graph=True)
     penalty = img_grad.square().sum([1, 2, 3])
-    (penalty * (cfg['r1_gamma'] / 2)).mean().backward()
-    outs = {'logits': logits, 'r1_penalty': penalty}
-    return D, outs
+    (penalty * (gamma / 2)).mean().backward()
+    return {'logits': logits, 'r1_penalty': penalty}
+
+
+def path_length_step(torch, G, z, c, noise, pl_mean_in):
+    """Path length as the fixtures define it (pl_decay 0.01, pl_weight 2, pl_mean a constant in the
+    penalty); leaves d/dparams mean(pl_penalty * pl_weight) in G's .grad."""
+    ws = G.mapping(z, c, skip_w_avg_update=True)
+    img = G.synthesis(ws, noise_mode='const')
+    (ws_grad,) = torch.autograd.grad([(img * noise).sum()], [ws], create_graph=True)
+    lengths = ws_grad.square().sum(2).mean(1).sqrt()
+    pl_mean = pl_mean_in.lerp(lengths.mean(), 0.01)
+    penalty = (lengths - pl_mean.detach()).square()
+    (penalty * 2).mean().backward()
+    return {'pl_lengths': lengths, 'pl_penalty': penalty, 'pl_mean_out': pl_mean}
+
+
+def run_r1(networks, f, cfg):
+    import torch
+    D = build_discriminator(networks, cfg)
+    load_params(D, f['params'])
+    img = torch.from_numpy(f['inputs/img'][()]).requires_grad_(True)
+    c = torch.from_numpy(f['inputs/c'][()])
+    return D, r1_step(torch, D, img, c, cfg['r1_gamma'])
 
 
 def run_path_length(networks, f, cfg):
     import numpy as np
     import torch
-    G = networks.Generator(
-        z_dim=cfg['z_dim'], c_dim=cfg['c_dim'], w_dim=cfg['w_dim'], img_resolution=cfg['img_resolution'],
-        img_channels=cfg['img_channels'], mapping_kwargs=dict(num_layers=cfg['mapping_layers']),
-        synthesis_kwargs=dict(architecture=cfg['architecture'], channel_base=cfg['channel_base'],
-                              channel_max=cfg['channel_max'], conv_clamp=cfg['conv_clamp']))
+    G = build_generator(networks, cfg)
     load_params(G, f['params'])
-    z = torch.from_numpy(f['inputs/z'][()])
-    c = torch.from_numpy(f['inputs/c'][()])
-    ws = G.mapping(z, c)  # eval call: no w_avg update
-    img = G.synthesis(ws, noise_mode='const')
-    noise = torch.from_numpy(f['inputs/pl_noise'][()])
-    (ws_grad,) = torch.autograd.grad([(img * noise).sum()], [ws], create_graph=True)
-    lengths = ws_grad.square().sum(2).mean(1).sqrt()
-    pl_mean = torch.from_numpy(np.asarray(f['inputs/pl_mean_in'][()])).lerp(lengths.mean(), 0.01)
-    penalty = (lengths - pl_mean.detach()).square()  # pl_mean is a constant, as the fixture's notes say
-    (penalty * 2).mean().backward()
-    return G, {'pl_lengths': lengths, 'pl_penalty': penalty, 'pl_mean_out': pl_mean}
+    inputs = [torch.from_numpy(np.asarray(f['inputs'][k][()])) for k in ('z', 'c', 'pl_noise', 'pl_mean_in')]
+    return G, path_length_step(torch, G, *inputs)
 
 
 def measure(reference, path):
