@@ -14,6 +14,14 @@
 # reports; SelectType=select/cons_tres, ProctrackType=proctrack/linuxproc, TaskPlugin=task/none,
 # MpiDefault=pmix when Slurm's mpi_pmix plugin is installed (else none), free TCP ports on
 # 127.0.0.1 picked at start. Jobs may be requeued (JobRequeue=1).
+#
+# For tests of the GPU templates on a machine without GPUs:
+#   SF_SLURM_GPUS=G   the node offers G GPUs as generic resources (GresTypes=gpu, Gres=gpu:G, a
+#                     gres.conf whose device files are links to /dev/null), so `--gpus-per-node=G`
+#                     and `--gres=gpu:G` are accepted and jobs get SLURM_GPUS_* and
+#                     CUDA_VISIBLE_DEVICES but no GPU: like a node whose GPUs have gone missing
+#   SF_SLURM_CPUS=C   declare C CPUs instead of the ones `slurmd -C` counts (more tasks than cores
+#                     on a small machine; SlurmdParameters=config_overrides, task/none binds nothing)
 set -euo pipefail
 
 cmd=${1:-}
@@ -85,6 +93,21 @@ do_start() {
   node_line=$(slurmd -C 2>/dev/null | head -1)
   [[ $node_line == NodeName=* ]] || die "slurmd -C printed no node line"
   node_line=${node_line/NodeName=* CPUs=/NodeName=$host NodeAddr=127.0.0.1 CPUs=}
+  local extra_conf="" gpus=${SF_SLURM_GPUS:-0} cpus=${SF_SLURM_CPUS:-}
+  if [ -n "$cpus" ]; then
+    # One socket of C single-thread cores; the memory stays as measured.
+    node_line=$(sed -E "s/CPUs=[0-9]+ .*RealMemory=/CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=/" <<<"$node_line")
+    extra_conf+="SlurmdParameters=config_overrides"$'\n'
+  fi
+  if [ "$gpus" -gt 0 ]; then
+    extra_conf+="GresTypes=gpu"$'\n'
+    node_line+=" Gres=gpu:$gpus"
+    # Slurm wants a device file per GPU; links to /dev/null stand in (nothing opens them: no
+    # cgroup device constraint here), so jobs get CUDA_VISIBLE_DEVICES=0,1,... and no GPU.
+    mkdir -p "$DIR/fakegpu"
+    for i in $(seq 0 $((gpus - 1))); do ln -s /dev/null "$DIR/fakegpu/nvidia$i"; done
+    echo "NodeName=$host Name=gpu File=$DIR/fakegpu/nvidia[0-$((gpus - 1))]" >"$DIR/gres.conf"
+  fi
   pdir=$(plugin_dir)
   mpi=none
   [ -n "$pdir" ] && [ -e "$pdir/mpi_pmix.so" ] && mpi=pmix
@@ -127,7 +150,7 @@ InactiveLimit=0
 MinJobAge=600
 KillWait=30
 Waittime=0
-$node_line State=UNKNOWN
+${extra_conf}$node_line State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
   export SLURM_CONF=$DIR/slurm.conf
