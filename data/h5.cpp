@@ -1,7 +1,9 @@
 #include "data/h5.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace sf::h5 {
@@ -13,7 +15,23 @@ std::recursive_mutex& global_mutex() {
 
 namespace {
 
+// libhdf5 closes files still open at exit (H5_term_library); after a failed write (disk full)
+// that flush crashes. Every file we write is closed explicitly and checked, so the at-exit pass
+// has nothing useful left to do: turn it off before the library initialises.
+const bool kNoAtExit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
+// Datasets up to this size are stored compact (inside their checksummed object header).
+constexpr uint64_t kCompactBytes = 16 << 10;
+// Largest chunk of a checksummed dataset (HDF5 chunks must stay below 4 GiB).
+constexpr uint64_t kMaxChunkBytes = 256ull << 20;
+// Largest string attribute or string element read (a damaged type cannot ask for more).
+constexpr size_t kMaxStringBytes = 64u << 20;
+
 void quiet_hdf5() {
+  (void)kNoAtExit;
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
 }
@@ -43,15 +61,49 @@ struct Tmp {
   }
 };
 
+// Bytes per element as stored (what the storage check compares against).
+uint64_t element_bytes(const Handle& ds) {
+  hid_t t = H5Dget_type(ds.id());
+  if (t < 0) fail("cannot read the datatype", ds.where());
+  size_t sz = H5Tget_size(t);
+  H5Tclose(t);
+  return sz;
+}
+
 template <typename T>
 std::vector<T> read_as(const Handle& loc, const std::string& name, hid_t mem_type, std::vector<int64_t>* shape_out) {
   std::vector<int64_t> shape = dataset_shape(loc, name);
   Handle ds = check(H5Dopen2(loc.id(), name.c_str(), H5P_DEFAULT), "cannot open dataset", join(loc, name));
-  std::vector<T> out(static_cast<size_t>(numel(shape)));
+  const int64_t n = numel(shape);
+  if (n < 0) fail("invalid shape " + shape_str(shape), ds.where());
+  check_storage(ds, static_cast<uint64_t>(n) * element_bytes(ds));
+  std::vector<T> out(static_cast<size_t>(n));
   if (!out.empty() && H5Dread(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     fail("cannot read dataset (wrong type or corrupt file)", ds.where());
   if (shape_out) *shape_out = shape;
   return out;
+}
+
+// Creation properties of a checksummed dataset: compact when small (the object header's checksum
+// covers the data), else chunked (rows along the first dimension, chunks <= kMaxChunkBytes) with
+// Fletcher32.
+hid_t dataset_layout(const std::vector<int64_t>& shape, size_t elem) {
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl < 0) throw Error("cannot create dataset properties");
+  const int64_t n = numel(shape);
+  if (shape.empty() || n == 0 || static_cast<uint64_t>(n) * elem <= kCompactBytes) {
+    if (n > 0 || shape.empty()) H5Pset_layout(dcpl, H5D_COMPACT);
+    return dcpl;
+  }
+  std::vector<hsize_t> chunk(shape.begin(), shape.end());
+  uint64_t row = elem;
+  for (size_t d = 1; d < shape.size(); ++d) row *= static_cast<uint64_t>(shape[d]);
+  uint64_t rows = std::max<uint64_t>(1, kMaxChunkBytes / std::max<uint64_t>(row, 1));
+  chunk[0] = static_cast<hsize_t>(std::min<uint64_t>(rows, static_cast<uint64_t>(shape[0])));
+  for (size_t d = 1; d < chunk.size() && row > kMaxChunkBytes; ++d) chunk[d] = 1;  // huge rows: split further
+  H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data());
+  H5Pset_fletcher32(dcpl);
+  return dcpl;
 }
 
 void write_as(const Handle& loc, const std::string& name, hid_t file_type, hid_t mem_type, const void* data,
@@ -64,10 +116,12 @@ void write_as(const Handle& loc, const std::string& name, hid_t file_type, hid_t
   if (space.id < 0) fail("cannot create dataspace", where);
   Tmp lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
-  Handle ds = check(H5Dcreate2(loc.id(), name.c_str(), file_type, space.id, lcpl.id, H5P_DEFAULT, H5P_DEFAULT),
+  Tmp dcpl{dataset_layout(shape, H5Tget_size(file_type)), H5Pclose};
+  Handle ds = check(H5Dcreate2(loc.id(), name.c_str(), file_type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT),
                     "cannot create dataset", where);
   if (numel(shape) > 0 && H5Dwrite(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     fail("cannot write dataset", where);
+  if (H5Dclose(ds.release()) < 0) fail("cannot write dataset (close failed)", where);
 }
 
 Handle open_attr(const Handle& obj, const std::string& name) {
@@ -103,6 +157,12 @@ Handle& Handle::operator=(Handle&& o) noexcept {
   return *this;
 }
 
+hid_t Handle::release() {
+  hid_t id = id_;
+  id_ = -1;
+  return id;
+}
+
 Handle::~Handle() {
   if (id_ < 0) return;
   switch (H5Iget_type(id_)) {
@@ -134,8 +194,38 @@ Handle open_file(const std::string& path, Mode mode) {
 
 Handle create_file(const std::string& path, bool overwrite) {
   quiet_hdf5();
-  hid_t id = H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  Tmp fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
+  // Newest format: checksums on every metadata block (superblock, object headers, chunk indices).
+  H5Pset_libver_bounds(fapl.id, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  hid_t id = H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl.id);
   return check(id, overwrite ? "cannot create HDF5 file" : "cannot create HDF5 file (exists already?)", path + ":/");
+}
+
+void close_file(Handle& file) {
+  if (!file.valid()) return;
+  std::string where = file.where();
+  hid_t id = file.release();
+  herr_t flushed = H5Fflush(id, H5F_SCOPE_LOCAL);
+  herr_t closed = H5Fclose(id);
+  if (flushed < 0 || closed < 0) fail("cannot finish writing the file (disk full or I/O error)", where);
+}
+
+int superblock_version(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return -1;
+  // The signature sits at offset 0, 512, 1024, ... (after a user block).
+  static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  int version = -1;
+  unsigned char buf[9];
+  for (long off = 0; off <= (1L << 20); off = off ? off * 2 : 512) {
+    if (std::fseek(f, off, SEEK_SET) != 0 || std::fread(buf, 1, 9, f) != 9) break;
+    if (std::memcmp(buf, sig, 8) == 0) {
+      version = buf[8];
+      break;
+    }
+  }
+  std::fclose(f);
+  return version;
 }
 
 Handle open_group(const Handle& loc, const std::string& name) {
@@ -190,11 +280,19 @@ std::vector<std::string> members(const Handle& group) {
 
 bool has_attr(const Handle& obj, const std::string& name) { return H5Aexists(obj.id(), name.c_str()) > 0; }
 
-std::string read_string_attr(const Handle& obj, const std::string& name) {
+std::string read_string_attr(const Handle& obj, const std::string& name, bool allow_vlen) {
   Handle a = open_attr(obj, name);
   Tmp type{H5Aget_type(a.id()), H5Tclose};
-  if (H5Tget_class(type.id) != H5T_STRING) fail("attribute '" + name + "' is not a string", obj.where());
+  if (type.id < 0 || H5Tget_class(type.id) != H5T_STRING) fail("attribute '" + name + "' is not a string", obj.where());
+  {
+    Tmp space{H5Aget_space(a.id()), H5Sclose};
+    if (space.id < 0 || H5Sget_simple_extent_npoints(space.id) != 1)
+      fail("attribute '" + name + "' is not a single string", obj.where());
+  }
   if (H5Tis_variable_str(type.id) > 0) {
+    if (!allow_vlen)
+      fail("attribute '" + name + "' is a variable-length string, which this format version never writes (damaged file?)",
+           obj.where());
     Tmp mem{H5Tcopy(H5T_C_S1), H5Tclose};
     H5Tset_size(mem.id, H5T_VARIABLE);
     H5Tset_cset(mem.id, H5Tget_cset(type.id));
@@ -206,6 +304,7 @@ std::string read_string_attr(const Handle& obj, const std::string& name) {
     return out;
   }
   size_t n = H5Tget_size(type.id);
+  if (n == 0 || n > kMaxStringBytes) fail("attribute '" + name + "' has an implausible size " + std::to_string(n), obj.where());
   std::string out(n, '\0');
   if (H5Aread(a.id(), type.id, out.data()) < 0) fail("cannot read attribute '" + name + "'", obj.where());
   while (!out.empty() && out.back() == '\0') out.pop_back();
@@ -213,15 +312,18 @@ std::string read_string_attr(const Handle& obj, const std::string& name) {
 }
 
 void write_string_attr(const Handle& obj, const std::string& name, const std::string& value) {
-  if (H5Aexists(obj.id(), name.c_str()) > 0) H5Adelete(obj.id(), name.c_str());
+  if (H5Aexists(obj.id(), name.c_str()) > 0 && H5Adelete(obj.id(), name.c_str()) < 0)
+    fail("cannot replace attribute '" + name + "'", obj.where());
+  // Fixed-length (no variable-length types in our files): the value's bytes, NUL-padded.
   Tmp type{H5Tcopy(H5T_C_S1), H5Tclose};
-  H5Tset_size(type.id, H5T_VARIABLE);
+  H5Tset_size(type.id, std::max<size_t>(value.size(), 1));
+  H5Tset_strpad(type.id, H5T_STR_NULLPAD);
   H5Tset_cset(type.id, H5T_CSET_UTF8);
   Tmp space{H5Screate(H5S_SCALAR), H5Sclose};
   Handle a = check(H5Acreate2(obj.id(), name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT),
                    "cannot create attribute '" + name + "'", obj.where());
-  const char* p = value.c_str();
-  if (H5Awrite(a.id(), type.id, &p) < 0) fail("cannot write attribute '" + name + "'", obj.where());
+  std::string buf = value.empty() ? std::string(1, '\0') : value;
+  if (H5Awrite(a.id(), type.id, buf.data()) < 0) fail("cannot write attribute '" + name + "'", obj.where());
 }
 
 double read_double_attr(const Handle& obj, const std::string& name) {
@@ -311,6 +413,7 @@ Handle create_rows(const Handle& loc, const std::string& name, hid_t file_type, 
   Tmp dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
   H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
   if (gzip_level > 0) H5Pset_deflate(dcpl.id, static_cast<unsigned>(gzip_level));
+  H5Pset_fletcher32(dcpl.id);  // after deflate: the checksum covers the stored bytes
   H5Pset_fill_time(dcpl.id, H5D_FILL_TIME_NEVER);
   Tmp lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
@@ -368,13 +471,23 @@ void read_raw_chunk(const Handle& ds, int64_t row, void* out, size_t bytes) {
   std::vector<hsize_t> offset(dims.size(), 0);
   offset[0] = static_cast<hsize_t>(row);
   hsize_t stored = 0;
-  if (H5Dget_chunk_storage_size(ds.id(), offset.data(), &stored) < 0 || stored != bytes)
+  const bool sum = has_filter(ds, H5Z_FILTER_FLETCHER32);
+  const size_t want = bytes + (sum ? 4 : 0);
+  if (H5Dget_chunk_storage_size(ds.id(), offset.data(), &stored) < 0 || stored != want)
     fail("chunk " + std::to_string(row) + " has " + std::to_string(stored) + " bytes, expected " +
-             std::to_string(bytes) + " (corrupt file?)",
+             std::to_string(want) + " (corrupt file?)",
          ds.where());
   uint32_t filters = 0;
-  if (H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.data(), &filters, out) < 0)
+  std::vector<uint8_t> buf(sum ? want : 0);
+  if (H5Dread_chunk(ds.id(), H5P_DEFAULT, offset.data(), &filters, sum ? buf.data() : out) < 0)
     fail("cannot read chunk " + std::to_string(row) + " (corrupt file?)", ds.where());
+  if (sum) {
+    uint32_t stored_sum = uint32_t(buf[bytes]) | uint32_t(buf[bytes + 1]) << 8 | uint32_t(buf[bytes + 2]) << 16 |
+                          uint32_t(buf[bytes + 3]) << 24;
+    if (stored_sum != fletcher32(buf.data(), bytes))
+      fail("chunk " + std::to_string(row) + ": Fletcher32 checksum mismatch (damaged file)", ds.where());
+    std::memcpy(out, buf.data(), bytes);
+  }
 }
 
 bool chunk_location(const Handle& ds, int64_t row, uint64_t* offset, uint64_t* size) {
@@ -409,31 +522,91 @@ int filter_count(const Handle& ds) {
   return H5Pget_nfilters(dcpl.id);
 }
 
+bool has_filter(const Handle& ds, H5Z_filter_t filter) {
+  Tmp dcpl{H5Dget_create_plist(ds.id()), H5Pclose};
+  int n = H5Pget_nfilters(dcpl.id);
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0, cd[8];
+    size_t ncd = 8;
+    char name[64];
+    if (H5Pget_filter2(dcpl.id, static_cast<unsigned>(i), &flags, &ncd, cd, sizeof name, name, nullptr) == filter)
+      return true;
+  }
+  return false;
+}
+
+uint32_t fletcher32(const uint8_t* data, size_t n) {
+  // As H5_checksum_fletcher32 (H5checksum.c): big-endian 16-bit words, sums folded every 360.
+  size_t len = n / 2;
+  uint32_t sum1 = 0, sum2 = 0;
+  while (len) {
+    size_t tlen = len > 360 ? 360 : len;
+    len -= tlen;
+    do {
+      sum1 += (uint32_t(data[0]) << 8) | uint32_t(data[1]);
+      data += 2;
+      sum2 += sum1;
+    } while (--tlen);
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (n % 2) {
+    sum1 += uint32_t(*data) << 8;
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return (sum2 << 16) | sum1;
+}
+
+void check_storage(const Handle& ds, uint64_t bytes) {
+  if (bytes == 0) return;
+  const uint64_t stored = H5Dget_storage_size(ds.id());
+  // Compression can shrink data by at most ~1032x (deflate); without it, every byte is stored.
+  const bool compressed = has_filter(ds, H5Z_FILTER_DEFLATE) || has_filter(ds, H5Z_FILTER_SZIP) ||
+                          has_filter(ds, H5Z_FILTER_NBIT) || has_filter(ds, H5Z_FILTER_SCALEOFFSET);
+  const uint64_t limit = compressed ? stored * 1100 + 4096 : stored;
+  if (bytes > limit)
+    fail("shape needs " + std::to_string(bytes) + " bytes but the file stores " + std::to_string(stored) +
+             " (damaged or truncated file)",
+         ds.where());
+}
+
 void write_strings(const Handle& loc, const std::string& name, const std::vector<std::string>& values) {
   std::string where = join(loc, name);
   if (exists(loc, name)) fail("already exists", where);
+  // Fixed-length, NUL-padded UTF-8 of the longest value's size, chunked with Fletcher32.
+  size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size());
   Tmp type{H5Tcopy(H5T_C_S1), H5Tclose};
-  H5Tset_size(type.id, H5T_VARIABLE);
+  H5Tset_size(type.id, width);
+  H5Tset_strpad(type.id, H5T_STR_NULLPAD);
   H5Tset_cset(type.id, H5T_CSET_UTF8);
   hsize_t n = values.size();
   Tmp space{H5Screate_simple(1, &n, nullptr), H5Sclose};
-  Handle ds = check(H5Dcreate2(loc.id(), name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  Tmp dcpl{dataset_layout({static_cast<int64_t>(n)}, width), H5Pclose};
+  Handle ds = check(H5Dcreate2(loc.id(), name.c_str(), type.id, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
                     "cannot create dataset", where);
-  std::vector<const char*> ptrs;
-  for (const auto& v : values) ptrs.push_back(v.c_str());
-  if (n > 0 && H5Dwrite(ds.id(), type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
+  std::vector<char> buf(width * values.size(), '\0');
+  for (size_t i = 0; i < values.size(); ++i) std::memcpy(buf.data() + i * width, values[i].data(), values[i].size());
+  if (n > 0 && H5Dwrite(ds.id(), type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
     fail("cannot write strings", where);
+  if (H5Dclose(ds.release()) < 0) fail("cannot write strings (close failed)", where);
 }
 
-std::vector<std::string> read_strings(const Handle& loc, const std::string& name) {
+std::vector<std::string> read_strings(const Handle& loc, const std::string& name, bool allow_vlen) {
   Handle ds = open_dataset(loc, name);
   Tmp type{H5Dget_type(ds.id()), H5Tclose};
-  if (H5Tget_class(type.id) != H5T_STRING) fail("not a string dataset", ds.where());
+  if (type.id < 0 || H5Tget_class(type.id) != H5T_STRING) fail("not a string dataset", ds.where());
   Tmp space{H5Dget_space(ds.id()), H5Sclose};
   hssize_t n = H5Sget_simple_extent_npoints(space.id);
   std::vector<std::string> out;
   if (n <= 0) return out;
   if (H5Tis_variable_str(type.id) > 0) {
+    if (!allow_vlen)
+      fail("variable-length strings, which this format version never writes (damaged file?)", ds.where());
     Tmp mem{H5Tcopy(H5T_C_S1), H5Tclose};
     H5Tset_size(mem.id, H5T_VARIABLE);
     H5Tset_cset(mem.id, H5Tget_cset(type.id));
@@ -443,6 +616,8 @@ std::vector<std::string> read_strings(const Handle& loc, const std::string& name
     H5Dvlen_reclaim(mem.id, space.id, H5P_DEFAULT, ptrs.data());
   } else {
     size_t sz = H5Tget_size(type.id);
+    if (sz == 0 || sz > kMaxStringBytes) fail("implausible string size " + std::to_string(sz), ds.where());
+    check_storage(ds, static_cast<uint64_t>(sz) * static_cast<uint64_t>(n));
     std::vector<char> buf(sz * static_cast<size_t>(n));
     if (H5Dread(ds.id(), type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0) fail("cannot read strings", ds.where());
     for (hssize_t i = 0; i < n; ++i) {

@@ -5,6 +5,17 @@
 // reads and writes the project needs. Failures throw sf::h5::Error whose message names the file
 // and the object. The HDF5 library's own error printing is switched off once per process.
 //
+// Files are created in the newest HDF5 file format (superblock v3, object headers v2, extensible
+// array chunk indices): every metadata block carries a checksum, so a damaged byte in the
+// file's structure is an error instead of garbage. Every dataset written here is checksummed too:
+// small ones (<= 16 KiB) are stored compact, inside their checksummed object header; larger ones
+// are chunked with HDF5's Fletcher32 filter, verified by HDF5 on every read (h5py and h5dump
+// verify it as well). Strings are written fixed-length (no variable-length types, whose global
+// heap libhdf5 reads unchecked); variable-length strings of older files are still read where the
+// caller allows it. Reads allocate only what the dataset really stores (checked against its
+// storage size), and the library is kept from running its at-exit cleanup (H5dont_atexit), which
+// crashes on files whose writing failed (disk full).
+//
 // Thread-safety: Debian's serial HDF5 is not thread-safe; callers serialise access to a file.
 // Ownership: Handle owns its hid_t; File, Group and Dataset are Handles.
 #pragma once
@@ -40,6 +51,8 @@ class Handle {
   ~Handle();
   hid_t id() const { return id_; }
   bool valid() const { return id_ >= 0; }
+  // Gives up ownership (the caller closes the id) and returns it.
+  hid_t release();
   // "file.h5:/group/name": used in error messages.
   const std::string& where() const { return where_; }
 
@@ -52,8 +65,14 @@ enum class Mode { ReadOnly, ReadWrite };
 
 // Opens an existing file. Error names the path when it is missing or not HDF5.
 Handle open_file(const std::string& path, Mode mode = Mode::ReadOnly);
-// Creates a file, replacing an existing one only when `overwrite` is set.
+// Creates a file (newest format, see above), replacing an existing one only when `overwrite` is set.
 Handle create_file(const std::string& path, bool overwrite);
+// Closes a file handle and checks that everything was written (a failed flush, e.g. a full disk,
+// throws naming the file). The handle is invalid afterwards, whatever happens.
+void close_file(Handle& file);
+// Superblock version of an HDF5 file (0..3) read from its first bytes, -1 when not HDF5. Version
+// 2 and 3 superblocks (and what hangs below them) are checksummed.
+int superblock_version(const std::string& path);
 
 Handle open_group(const Handle& loc, const std::string& name);
 // Opens `name` (may contain '/'), creating every missing level.
@@ -65,7 +84,9 @@ bool is_dataset(const Handle& loc, const std::string& name);
 std::vector<std::string> members(const Handle& group);
 
 bool has_attr(const Handle& obj, const std::string& name);
-std::string read_string_attr(const Handle& obj, const std::string& name);
+// Reads a string attribute (fixed-length; variable-length only when `allow_vlen`, for files of
+// older format versions).
+std::string read_string_attr(const Handle& obj, const std::string& name, bool allow_vlen = true);
 void write_string_attr(const Handle& obj, const std::string& name, const std::string& value);
 double read_double_attr(const Handle& obj, const std::string& name);
 void write_double_attr(const Handle& obj, const std::string& name, double value);
@@ -83,7 +104,8 @@ std::vector<double> read_f64(const Handle& loc, const std::string& name, std::ve
 std::vector<int64_t> read_i64(const Handle& loc, const std::string& name, std::vector<int64_t>* shape = nullptr);
 std::vector<uint8_t> read_u8(const Handle& loc, const std::string& name, std::vector<int64_t>* shape = nullptr);
 
-// Writes a contiguous dataset (an empty shape writes a scalar). Fails if `name` exists.
+// Writes a dataset (an empty shape writes a scalar): compact when small, else chunked with
+// Fletcher32. Fails if `name` exists or anything cannot be written.
 void write_f32(const Handle& loc, const std::string& name, const float* data, const std::vector<int64_t>& shape);
 void write_f64(const Handle& loc, const std::string& name, const double* data, const std::vector<int64_t>& shape);
 void write_i64(const Handle& loc, const std::string& name, const int64_t* data, const std::vector<int64_t>& shape);
@@ -110,12 +132,21 @@ void read_raw_chunk(const Handle& ds, int64_t row, void* out, size_t bytes);
 // of unfiltered chunks; offsets include the user block. False when HDF5 cannot tell (< 1.10.5)
 // or the chunk is not allocated.
 bool chunk_location(const Handle& ds, int64_t row, uint64_t* offset, uint64_t* size);
-// Number of filters (compression etc.) on a dataset; 0 for raw chunks.
+// Number of filters (compression, checksum) on a dataset; 0 for raw chunks.
 int filter_count(const Handle& ds);
+// True when the dataset has the filter (H5Z_FILTER_DEFLATE, H5Z_FILTER_FLETCHER32, ...).
+bool has_filter(const Handle& ds, H5Z_filter_t filter);
+// HDF5's Fletcher32 checksum of a chunk (the value its filter appends, little-endian, to each
+// chunk): lets a reader that fetches raw chunks itself verify them.
+uint32_t fletcher32(const uint8_t* data, size_t n);
+// Throws naming the dataset unless it stores at least what `bytes` of values need (so that a
+// damaged shape cannot make a reader allocate more than the file holds).
+void check_storage(const Handle& ds, uint64_t bytes);
 
-// String arrays: written as variable-length UTF-8; read from variable- or fixed-length strings.
+// String arrays: written as fixed-length UTF-8 (chunked, Fletcher32); read from fixed-length
+// strings, and from variable-length ones only when `allow_vlen` (older files).
 void write_strings(const Handle& loc, const std::string& name, const std::vector<std::string>& values);
-std::vector<std::string> read_strings(const Handle& loc, const std::string& name);
+std::vector<std::string> read_strings(const Handle& loc, const std::string& name, bool allow_vlen = true);
 
 // Opens a file read-only for many independent readers: HDF5 file locking is off unless the
 // environment sets HDF5_USE_FILE_LOCKING (see data/README.md), and the raw chunk cache is sized

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "data/atomic_file.h"
+
 namespace fs = std::filesystem;
 
 namespace sf::data {
@@ -51,7 +53,8 @@ PackWriter::PackWriter(const std::string& dest, Options opts) : dest_(dest), opt
     throw PackError(dest_ + ": exists already (use --force to replace it)");
   fs::path d(dest_);
   if (d.has_parent_path() && !fs::exists(d.parent_path())) fs::create_directories(d.parent_path());
-  tmp_ = dest_ + ".tmp-" + std::to_string(::getpid());
+  remove_stale_temporaries(d.has_parent_path() ? d.parent_path().string() : ".");
+  tmp_ = temp_name_for(dest_);
   file_ = h5::create_file(tmp_, true);
   start_hash(image_hash_);
 }
@@ -71,6 +74,11 @@ void PackWriter::add(const uint8_t* chw, int channels, int resolution, const std
       throw PackError(name + ": has " + std::to_string(channels) + " channels; a pack holds 1 (gray) or 3 (RGB)");
     if (!is_pow2(resolution))
       throw PackError(name + ": resolution " + std::to_string(resolution) + " is not a power of two");
+    if (resolution < kMinPackResolution || resolution > kMaxPackResolution)
+      throw PackError(name + ": resolution " + std::to_string(resolution) + "x" + std::to_string(resolution) +
+                      " is outside " + std::to_string(kMinPackResolution) + ".." + std::to_string(kMaxPackResolution) +
+                      " (train needs at least " + std::to_string(kMinPackResolution) + "x" +
+                      std::to_string(kMinPackResolution) + "; use --resolution)");
     channels_ = channels;
     resolution_ = resolution;
     images_ = h5::create_rows(file_, "images", H5T_STD_U8LE, {channels, resolution, resolution}, opts_.gzip_level);
@@ -153,53 +161,104 @@ PackInfo PackWriter::commit() {
   h5::write_string_attr(file_, "importer", info.importer_json);
   h5::write_string_attr(file_, "compression", info.compression);
   h5::write_string_attr(file_, "content_hash", info.content_hash);
-  images_ = h5::Handle();
-  file_ = h5::Handle();
-  std::error_code ec;
-  fs::rename(tmp_, dest_, ec);
-  if (ec) throw PackError(dest_ + ": cannot rename the finished pack into place (" + ec.message() + ")");
+  if (H5Dclose(images_.release()) < 0) throw PackError(dest_ + ": cannot write the images (disk full or I/O error)");
+  try {
+    h5::close_file(file_);
+    commit_file(tmp_, dest_);
+  } catch (const std::exception& e) {
+    throw PackError(dest_ + ": not written: " + e.what());
+  }
   committed_ = true;
   return info;
 }
 
 PackReader::PackReader(const std::string& path) {
+  try {
+    open(path);
+  } catch (const PackError&) {
+    if (fd_ >= 0) ::close(fd_);
+    throw;
+  } catch (const std::exception& e) {
+    // h5::Error, JSON errors: one line naming the pack.
+    if (fd_ >= 0) ::close(fd_);
+    std::string msg = e.what();
+    throw PackError(msg.rfind(path, 0) == 0 ? msg : path + ": " + msg);
+  }
+}
+
+void PackReader::open(const std::string& path) {
   info_.path = path;
-  file_ = h5::open_file_shared(path);
   auto bad = [&](const std::string& what) { return PackError(path + ": " + what); };
-  if (!h5::has_attr(file_, "format") || h5::read_string_attr(file_, "format") != kPackFormatName)
-    throw bad("not a styleforge pack (no attribute format='styleforge-pack')");
+  const int superblock = h5::superblock_version(path);
+  if (superblock < 0) throw bad("not a readable HDF5 file (missing, truncated or corrupt)");
+  file_ = h5::open_file_shared(path);
+  // The version first: it says whether variable-length strings (format 1) may appear at all.
+  if (!h5::has_attr(file_, "format_version") || !h5::has_attr(file_, "format"))
+    throw bad("not a styleforge pack (no attributes format/format_version)");
   info_.format_version = h5::read_int_attr(file_, "format_version");
   if (info_.format_version < 1 || info_.format_version > kPackFormatVersion)
     throw bad("unknown pack format version " + std::to_string(info_.format_version) + " (this styleforge reads " +
               "versions 1.." + std::to_string(kPackFormatVersion) + ")");
+  const bool legacy = info_.format_version < 2;
+  if (!legacy && superblock < 2)
+    throw bad("format version " + std::to_string(info_.format_version) + " in an HDF5 file without checksums (superblock " +
+              std::to_string(superblock) + "): damaged file");
+  if (h5::read_string_attr(file_, "format", legacy) != kPackFormatName)
+    throw bad("not a styleforge pack (attribute format is not 'styleforge-pack')");
   try {
-    info_.styleforge_version = h5::read_string_attr(file_, "styleforge_version");
+    auto str = [&](const char* name) { return h5::read_string_attr(file_, name, legacy); };
+    info_.styleforge_version = str("styleforge_version");
     info_.num_images = h5::read_int_attr(file_, "num_images");
     info_.resolution = static_cast<int>(h5::read_int_attr(file_, "resolution"));
     info_.channels = static_cast<int>(h5::read_int_attr(file_, "channels"));
-    std::string kind = h5::read_string_attr(file_, "label_kind");
+    if (info_.num_images < 0 || info_.num_images > (int64_t(1) << 40)) throw bad("implausible num_images " + std::to_string(info_.num_images));
+    if (info_.resolution < 1 || info_.resolution > kMaxPackResolution || !is_pow2(info_.resolution))
+      throw bad("invalid resolution " + std::to_string(info_.resolution));
+    if (info_.channels != 1 && info_.channels != 3) throw bad("invalid channels " + std::to_string(info_.channels));
+    std::string kind = str("label_kind");
     info_.label_kind = kind == "class" ? LabelKind::Class : kind == "vector" ? LabelKind::Vector : LabelKind::None;
     if (kind != "class" && kind != "vector" && kind != "none") throw bad("unknown label_kind '" + kind + "'");
-    info_.label_dim = static_cast<int>(h5::read_int_attr(file_, "label_dim"));
-    info_.class_names = nlohmann::json::parse(h5::read_string_attr(file_, "class_names")).get<std::vector<std::string>>();
-    info_.importer_json = h5::read_string_attr(file_, "importer");
-    info_.compression = h5::read_string_attr(file_, "compression");
-    info_.content_hash = h5::read_string_attr(file_, "content_hash");
+    const int64_t label_dim = h5::read_int_attr(file_, "label_dim");
+    if (label_dim < 0 || label_dim > (1 << 20) || (info_.label_kind == LabelKind::None) != (label_dim == 0))
+      throw bad("invalid label_dim " + std::to_string(label_dim) + " for label_kind '" + kind + "'");
+    info_.label_dim = static_cast<int>(label_dim);
+    info_.class_names = nlohmann::json::parse(str("class_names")).get<std::vector<std::string>>();
+    info_.importer_json = str("importer");
+    info_.compression = str("compression");
+    info_.content_hash = str("content_hash");
   } catch (const nlohmann::json::exception& e) {
     throw bad(std::string("bad class_names attribute (") + e.what() + ")");
   }
+  if (!h5::is_dataset(file_, "images")) throw bad("no dataset /images");
   auto shape = h5::dataset_shape(file_, "images");
   std::vector<int64_t> want{info_.num_images, info_.channels, info_.resolution, info_.resolution};
   if (shape != want) throw bad("images has shape " + h5::shape_str(shape) + ", attributes say " + h5::shape_str(want));
   images_ = h5::open_dataset(file_, "images");
-  raw_chunks_ = h5::filter_count(images_) == 0;
+  {
+    hid_t t = H5Dget_type(images_.id());
+    bool u8 = t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 1;
+    if (t >= 0) H5Tclose(t);
+    if (!u8) throw bad("/images is not uint8");
+  }
+  checksummed_ = h5::has_filter(images_, H5Z_FILTER_FLETCHER32);
+  if (!legacy && !checksummed_) throw bad("/images has no Fletcher32 checksums, which format 2 always writes (damaged file?)");
+  const int filters = h5::filter_count(images_);
+  raw_chunks_ = filters == (checksummed_ ? 1 : 0);
+  if (!raw_chunks_) h5::check_storage(images_, static_cast<uint64_t>(info_.num_images) * info_.image_bytes());
+  if (!h5::is_dataset(file_, "names")) throw bad("no dataset /names");
+  if (h5::dataset_shape(file_, "names") != std::vector<int64_t>{info_.num_images})
+    throw bad("names has shape " + h5::shape_str(h5::dataset_shape(file_, "names")) + " for " +
+              std::to_string(info_.num_images) + " images");
   if (raw_chunks_) {
     uint64_t off = 0, size = 0;
-    if (info_.num_images > 0 && h5::chunk_location(images_, 0, &off, &size) && size == info_.image_bytes()) {
+    const uint64_t stored = info_.image_bytes() + (checksummed_ ? 4 : 0);
+    if (info_.num_images > 0 && h5::chunk_location(images_, 0, &off, &size) && size == stored) {
       fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd_ >= 0) chunk_offset_.assign(static_cast<size_t>(info_.num_images), 0);
     }
   }
+  if (info_.label_kind != LabelKind::None && !h5::is_dataset(file_, "labels"))
+    throw bad("no dataset /labels for label_kind '" + std::string(label_kind_name(info_.label_kind)) + "'");
   if (info_.label_kind == LabelKind::Class) {
     std::vector<int64_t> ls;
     classes_ = h5::read_i64(file_, "labels", &ls);
@@ -222,18 +281,32 @@ void PackReader::read_image(int64_t i, uint8_t* out) const {
     throw PackError(info_.path + ": image index " + std::to_string(i) + " out of range (" + std::to_string(info_.num_images) + " images)");
   const size_t bytes = info_.image_bytes();
   if (fd_ >= 0) {
+    const size_t stored = bytes + (checksummed_ ? 4 : 0);
     uint64_t& off = chunk_offset_[static_cast<size_t>(i)];
     if (off == 0) {
       std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
-      uint64_t size = 0;
-      if (!h5::chunk_location(images_, i, &off, &size) || size != bytes)
+      uint64_t size = 0, at = 0;
+      if (!h5::chunk_location(images_, i, &at, &size) || size != stored || at == 0)
         throw PackError(info_.path + ": image " + std::to_string(i) + ": chunk missing or of the wrong size (corrupt file?)");
+      off = at;
     }
-    size_t done = 0;
-    while (done < bytes) {
-      ssize_t n = ::pread(fd_, out + done, bytes - done, static_cast<off_t>(off + done));
-      if (n <= 0) throw PackError(info_.path + ": image " + std::to_string(i) + ": short read (truncated file?)");
-      done += static_cast<size_t>(n);
+    auto read_at = [&](uint8_t* dst, size_t len, uint64_t pos) {
+      size_t done = 0;
+      while (done < len) {
+        ssize_t n = ::pread(fd_, dst + done, len - done, static_cast<off_t>(pos + done));
+        if (n <= 0) throw PackError(info_.path + ": image " + std::to_string(i) + ": short read (truncated file?)");
+        done += static_cast<size_t>(n);
+      }
+    };
+    read_at(out, bytes, off);
+    if (checksummed_) {
+      uint8_t sum[4];
+      read_at(sum, 4, off + bytes);
+      if (verify_) {
+        uint32_t want = uint32_t(sum[0]) | uint32_t(sum[1]) << 8 | uint32_t(sum[2]) << 16 | uint32_t(sum[3]) << 24;
+        if (h5::fletcher32(out, bytes) != want)
+          throw PackError(info_.path + ": /images: image " + std::to_string(i) + ": Fletcher32 checksum mismatch (damaged file)");
+      }
     }
     return;
   }
@@ -256,7 +329,14 @@ void PackReader::label_as_float(int64_t i, float* out) const {
   }
 }
 
-std::vector<std::string> PackReader::names() const { return h5::read_strings(file_, "names"); }
+std::vector<std::string> PackReader::names() const {
+  std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
+  try {
+    return h5::read_strings(file_, "names", info_.format_version < 2);
+  } catch (const h5::Error& e) {
+    throw PackError(info_.path + ": " + e.what());
+  }
+}
 
 std::string compute_content_hash(const PackReader& pack) {
   Sha256 h;

@@ -6,9 +6,15 @@
 //   root attributes: format, format_version, styleforge_version, num_images, resolution, channels,
 //   label_kind, label_dim, class_names (JSON), importer (JSON), compression, content_hash
 //
-// PackWriter builds a pack in a temporary file next to the destination and renames it on
-// commit(); destroyed without commit() it removes the temporary, so an error never leaves a
-// partial pack. PackReader opens a pack read-only (HDF5 file locking off, so that every rank can
+// PackWriter builds a pack in a temporary file next to the destination (`DEST.tmp-PID@HOST`),
+// checks every HDF5 write and the close, fsyncs it and renames it over the destination on
+// commit(); destroyed without commit() it removes the temporary, so an error (a full disk
+// included) never leaves a partial pack and never replaces an existing one. Temporaries of killed
+// processes in the destination folder are removed when a writer starts there.
+//
+// Format version 2 (written now): newest HDF5 file format (checksummed metadata), Fletcher32 on
+// every chunk of /images, /labels and /names, names and JSON as fixed-length strings (no
+// variable-length types). Version 1 packs (variable-length strings, no checksums) stay readable. PackReader opens a pack read-only (HDF5 file locking off, so that every rank can
 // open the same file independently), validates it and gives random access to images and labels.
 //
 // Thread-safety: neither class is thread-safe (serial HDF5); use one reader per thread or
@@ -32,7 +38,11 @@ class PackError : public std::runtime_error {
 };
 
 inline constexpr const char* kPackFormatName = "styleforge-pack";
-inline constexpr int64_t kPackFormatVersion = 1;
+inline constexpr int64_t kPackFormatVersion = 2;
+// Smallest side a pack image may have (train's smallest network resolution).
+inline constexpr int kMinPackResolution = 4;
+// Largest side (bounds what a damaged header can make a reader allocate).
+inline constexpr int kMaxPackResolution = 1 << 15;
 
 enum class LabelKind { None, Class, Vector };
 const char* label_kind_name(LabelKind k);
@@ -105,6 +115,9 @@ class PackReader {
   PackReader& operator=(const PackReader&) = delete;
   const PackInfo& info() const { return info_; }
   int64_t size() const { return info_.num_images; }
+  // Verify each image's Fletcher32 checksum on read (default; off only to measure its cost).
+  void set_verify_checksums(bool on) { verify_ = on; }
+  bool checksummed() const { return checksummed_; }
   // Copies image i ([C, R, R], info().image_bytes() bytes) into `out`.
   void read_image(int64_t i, uint8_t* out) const;
   // Copies images idx[0..n) into `out` back to back.
@@ -118,9 +131,12 @@ class PackReader {
   std::vector<std::string> names() const;
 
  private:
+  void open(const std::string& path);
   PackInfo info_;
   h5::Handle file_, images_;
-  bool raw_chunks_ = true;
+  bool raw_chunks_ = true;    // no compression: chunks read raw (pread or H5Dread_chunk)
+  bool checksummed_ = false;  // chunks carry a Fletcher32 checksum (format 2)
+  bool verify_ = true;
   // Fast path for unfiltered packs: each image is one contiguous chunk, read with one pread()
   // at its file offset (looked up once per image through HDF5's chunk index).
   int fd_ = -1;

@@ -20,9 +20,10 @@ def main():
             problems.append(what)
 
     with h5py.File(path, "r", locking=False) as f:
-        a = f.attrs
+        # Format 2 stores strings fixed-length (h5py gives bytes); format 1 variable-length (str).
+        a = {k: (v.decode() if isinstance(v, (bytes, np.bytes_)) else v) for k, v in f.attrs.items()}
         check(a["format"] == "styleforge-pack", "format attribute")
-        check(int(a["format_version"]) == 1, "format_version")
+        check(int(a["format_version"]) in (1, 2), "format_version")
         n, res, ch = int(a["num_images"]), int(a["resolution"]), int(a["channels"])
         if len(sys.argv) > 2:
             check(n == int(sys.argv[2]), f"num_images {n} != {sys.argv[2]}")
@@ -34,6 +35,11 @@ def main():
         check(img.chunks == (1, ch, res, res), f"images chunks {img.chunks}")
         comp = a["compression"]
         check((img.compression is None) == (comp == "none"), f"compression {img.compression} vs attribute {comp}")
+        if int(a["format_version"]) >= 2:
+            # Small datasets are compact (inside the checksummed object header), larger ones chunked.
+            nm = f["names"]
+            check(img.fletcher32 and (nm.chunks is None or nm.fletcher32), "Fletcher32 checksums on images and names")
+            check(f["names"].dtype.kind == "S", f"names stored fixed-length ({f['names'].dtype})")
         kind = a["label_kind"]
         dim = int(a["label_dim"])
         if kind == "class":

@@ -99,7 +99,9 @@ TEST(DataPack, ChunkedOneImagePerChunk) {
   EXPECT_EQ(chunk[1], 1u);
   EXPECT_EQ(chunk[2], 16u);
   EXPECT_EQ(chunk[3], 16u);
-  EXPECT_EQ(sf::h5::filter_count(ds), 0);
+  // Format 2: no compression, only the Fletcher32 checksum filter.
+  EXPECT_EQ(sf::h5::filter_count(ds), 1);
+  EXPECT_TRUE(sf::h5::has_filter(ds, H5Z_FILTER_FLETCHER32));
 }
 
 TEST(DataPack, RejectsUnknownVersionCorruptFilesAndNonPacks) {
