@@ -1,6 +1,7 @@
 #include "data/dicom.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -89,8 +90,11 @@ struct Parser {
     return true;
   }
 
-  // Skips the contents of an undefined-length sequence or encapsulated pixel data.
-  void skip_undefined() {
+  // Skips the contents of an undefined-length sequence or encapsulated pixel data. Nesting is
+  // bounded (a file of nested sequences must not overflow the stack).
+  static constexpr int kMaxDepth = 64;
+  void skip_undefined(int depth = 0) {
+    if (depth > kMaxDepth) fail("sequences nested deeper than " + std::to_string(kMaxDepth));
     while (true) {
       uint16_t g, e;
       std::string vr;
@@ -98,25 +102,31 @@ struct Parser {
       if (!header(g, e, vr, len, false)) fail("unterminated sequence");
       if (g == 0xFFFE && e == 0xE0DD) return;         // sequence delimiter
       if (g == 0xFFFE && e == 0xE000) {               // item
-        if (len == kUndefined) skip_item_elements();
+        if (len == kUndefined) skip_item_elements(depth + 1);
         else { need(len); pos += len; }
         continue;
       }
       fail("unexpected element in a sequence");
     }
   }
-  void skip_item_elements() {
+  void skip_item_elements(int depth) {
+    if (depth > kMaxDepth) fail("sequences nested deeper than " + std::to_string(kMaxDepth));
     while (true) {
       uint16_t g, e;
       std::string vr;
       uint32_t len;
       if (!header(g, e, vr, len, false)) fail("unterminated item");
       if (g == 0xFFFE && e == 0xE00D) return;  // item delimiter
-      if (len == kUndefined) skip_undefined();
+      if (len == kUndefined) skip_undefined(depth + 1);
       else { need(len); pos += len; }
     }
   }
 
+  // A US (unsigned short) element's value; short elements are an error, not a read past them.
+  uint16_t us(uint32_t len, bool be) {
+    if (len < 2) fail("US element shorter than 2 bytes");
+    return u16(pos, be);
+  }
   std::string str(uint32_t len) { need(len); return trim(std::string(reinterpret_cast<const char*>(&b[pos]), len)); }
 
   void run(bool meta_only) {
@@ -142,20 +152,28 @@ struct Parser {
       switch (tag) {
         case 0x00020010: img.transfer_syntax = str(len); break;
         case 0x00080060: img.modality = str(len); break;
-        case 0x00200013: img.instance_number = static_cast<int>(first_number(str(len), 0)); break;
+        case 0x00200013: {
+          double v = first_number(str(len), 0);
+          img.instance_number = std::isfinite(v) && std::fabs(v) < 2e9 ? static_cast<int>(v) : 0;
+          break;
+        }
         case 0x00200032: {
           std::string s = str(len);
           size_t a = s.find('\\'), c = a == std::string::npos ? a : s.find('\\', a + 1);
           if (c != std::string::npos) img.slice_position = first_number(s.substr(c + 1), 0);
           break;
         }
-        case 0x00280002: img.samples_per_pixel = u16(pos, be); break;
-        case 0x00280008: img.frames = static_cast<int>(first_number(str(len), 1)); break;
-        case 0x00280010: img.rows = u16(pos, be); break;
-        case 0x00280011: img.cols = u16(pos, be); break;
-        case 0x00280100: img.bits_allocated = u16(pos, be); break;
-        case 0x00280101: img.bits_stored = u16(pos, be); break;
-        case 0x00280103: img.is_signed = u16(pos, be) == 1; break;
+        case 0x00280002: img.samples_per_pixel = us(len, be); break;
+        case 0x00280008: {
+          double fr = first_number(str(len), 1);
+          img.frames = fr >= 1 && fr <= 1e6 ? static_cast<int>(fr) : (fr > 1e6 ? 1000000 : 1);
+          break;
+        }
+        case 0x00280010: img.rows = us(len, be); break;
+        case 0x00280011: img.cols = us(len, be); break;
+        case 0x00280100: img.bits_allocated = us(len, be); break;
+        case 0x00280101: img.bits_stored = us(len, be); break;
+        case 0x00280103: img.is_signed = us(len, be) == 1; break;
         case 0x00281050: img.window_center = first_number(str(len), 0); img.has_window = true; break;
         case 0x00281051: img.window_width = first_number(str(len), 0); break;
         case 0x00281052: img.rescale_intercept = first_number(str(len), 0); img.has_rescale = true; break;
@@ -220,9 +238,21 @@ DicomImage read_dicom(const std::string& path) {
   if (img.bits_allocated != 8 && img.bits_allocated != 16 && img.bits_allocated != 32)
     throw FormatError(path + ": unsupported BitsAllocated " + std::to_string(img.bits_allocated));
   if (img.bits_stored <= 0) img.bits_stored = img.bits_allocated;
+  if (img.bits_stored > img.bits_allocated)
+    throw FormatError(path + ": BitsStored " + std::to_string(img.bits_stored) + " > BitsAllocated " + std::to_string(img.bits_allocated));
+  if (img.samples_per_pixel != 1 && img.samples_per_pixel != 3)
+    throw FormatError(path + ": unsupported SamplesPerPixel " + std::to_string(img.samples_per_pixel));
   if (img.frames < 1) img.frames = 1;
-  size_t count = static_cast<size_t>(img.rows) * img.cols * img.frames * img.samples_per_pixel;
   size_t bytes_per = static_cast<size_t>(img.bits_allocated / 8);
+  // Every product checked, and bounded by the pixel bytes the file really holds.
+  uint64_t count64 = 0, need = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(img.rows) * static_cast<uint64_t>(img.cols),
+                             static_cast<uint64_t>(img.frames) * static_cast<uint64_t>(img.samples_per_pixel), &count64) ||
+      __builtin_mul_overflow(count64, static_cast<uint64_t>(bytes_per), &need) || need > p.pixel_len)
+    throw FormatError(path + ": pixel data has " + std::to_string(p.pixel_len) + " bytes, too few for " + std::to_string(img.rows) +
+                      "x" + std::to_string(img.cols) + "x" + std::to_string(img.frames) + " frames x" +
+                      std::to_string(img.samples_per_pixel) + " samples of " + std::to_string(bytes_per) + " bytes");
+  size_t count = static_cast<size_t>(count64);
   if (p.pixel_len < count * bytes_per)
     throw FormatError(path + ": pixel data has " + std::to_string(p.pixel_len) + " bytes, " + std::to_string(count * bytes_per) +
                       " expected for " + std::to_string(img.rows) + "x" + std::to_string(img.cols) + "x" + std::to_string(img.frames));

@@ -28,6 +28,22 @@ bool is_image_name(const std::string& name) {
 
 namespace {
 
+// Bounds on what a decoder may allocate: a hard cap, and what the input's size can really
+// encode (deflate expands at most ~1032x, and 1-bit palette pixels become 4 bytes: 32x more;
+// JPEG gets a generous 4096 output bytes per input byte).
+constexpr uint64_t kMaxImageBytes = 1ull << 30;
+constexpr uint64_t kMaxImageSide = 1 << 16;
+
+void check_image_size(uint64_t w, uint64_t h, uint64_t ch, uint64_t max_bytes, const std::string& name, const char* kind) {
+  if (w == 0 || h == 0 || w > kMaxImageSide || h > kMaxImageSide)
+    throw ImageError(name + ": " + kind + " header says " + std::to_string(w) + "x" + std::to_string(h) + " (refused)");
+  const uint64_t bytes = w * h * std::max<uint64_t>(ch, 1);
+  if (bytes > kMaxImageBytes || bytes > max_bytes)
+    throw ImageError(name + ": " + kind + " header says " + std::to_string(w) + "x" + std::to_string(h) + "x" +
+                     std::to_string(ch) + ", more than its " + std::to_string(max_bytes / 1) +
+                     "-byte bound for this file size (damaged or hostile file)");
+}
+
 struct PngReadState {
   const uint8_t* data;
   size_t n, pos;
@@ -69,6 +85,13 @@ Image decode_png(const uint8_t* data, size_t n, const std::string& name) {
   if (depth == 16) png_set_strip_16(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
+  try {
+    check_image_size(png_get_image_width(png, info), png_get_image_height(png, info), png_get_channels(png, info),
+                     uint64_t(n) * 1032 * 32 + (1u << 20), name, "PNG");
+  } catch (...) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw;
+  }
   img.width = static_cast<int>(png_get_image_width(png, info));
   img.height = static_cast<int>(png_get_image_height(png, info));
   img.channels = png_get_channels(png, info);
@@ -112,6 +135,14 @@ Image decode_jpeg(const uint8_t* data, size_t n, const std::string& name) {
     throw ImageError(name + ": CMYK JPEG is not supported");
   }
   cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  try {
+    check_image_size(cinfo.image_width, cinfo.image_height, cinfo.num_components == 1 ? 1 : 3,
+                     uint64_t(n) * 4096 + (1u << 20), name, "JPEG");
+  } catch (...) {
+    jpeg_destroy_decompress(&cinfo);
+    throw;
+  }
+  cinfo.mem->max_memory_to_use = 1L << 30;  // libjpeg's own working memory (progressive buffers)
   jpeg_start_decompress(&cinfo);
   img.width = static_cast<int>(cinfo.output_width);
   img.height = static_cast<int>(cinfo.output_height);
@@ -130,8 +161,12 @@ Image decode_jpeg(const uint8_t* data, size_t n, const std::string& name) {
 
 Image decode_image(const uint8_t* data, size_t n, const std::string& name) {
   static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-  if (n >= 8 && std::memcmp(data, png_sig, 8) == 0) return decode_png(data, n, name);
-  if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, n, name);
+  try {
+    if (n >= 8 && std::memcmp(data, png_sig, 8) == 0) return decode_png(data, n, name);
+    if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, n, name);
+  } catch (const std::bad_alloc&) {
+    throw ImageError(name + ": out of memory while decoding");
+  }
   throw ImageError(name + ": not a PNG or JPEG file (unknown signature)");
 }
 

@@ -332,6 +332,10 @@ IntensityScaling parse_intensity(const std::string& s) {
   return out;
 }
 
+// Smallest side of a slice taken from a volume: smaller "slices" are damaged headers or the
+// wrong axis, and would be upsampled into many large images from a few bytes.
+constexpr int64_t kMinSliceSide = 8;
+
 class NiftiSource : public Source {
  public:
   NiftiSource(const std::string& source, const ImportOptions& opts) : opts_(opts), scaling_(parse_intensity(opts.intensity)) {
@@ -358,8 +362,13 @@ class NiftiSource : public Source {
       const std::string rel = files_[file_idx_++];
       vol_ = std::make_unique<NiftiVolume>(read_nifti((fs::path(root_) / rel).string()));
       rel_ = rel;
-      int64_t n = opts_.axis == 0 ? vol_->nx() : opts_.axis == 1 ? vol_->ny() : vol_->nz();
       if (opts_.axis < 0 || opts_.axis > 2) throw ImportError("--axis must be 0, 1 or 2");
+      int64_t n = opts_.axis == 0 ? vol_->nx() : opts_.axis == 1 ? vol_->ny() : vol_->nz();
+      const int64_t cols = opts_.axis == 0 ? vol_->ny() : vol_->nx(), rows = opts_.axis == 2 ? vol_->ny() : vol_->nz();
+      if (cols < kMinSliceSide || rows < kMinSliceSide)
+        throw ImportError(vol_->path + ": slices along axis " + std::to_string(opts_.axis) + " are " + std::to_string(cols) + "x" +
+                          std::to_string(rows) + ", smaller than " + std::to_string(kMinSliceSide) + "x" +
+                          std::to_string(kMinSliceSide) + " (not images; damaged header or wrong --axis?)");
       begin_ = std::max<int64_t>(0, opts_.slice_begin);
       end_ = opts_.slice_end < 0 ? n : std::min(n, opts_.slice_end);
       if (begin_ >= end_)
@@ -437,6 +446,10 @@ class DicomSource : public Source {
     std::vector<DicomImage> imgs;
     for (const auto& rel : files) {
       imgs.push_back(read_dicom((fs::path(root_) / rel).string()));
+      if (imgs.back().rows < kMinSliceSide || imgs.back().cols < kMinSliceSide)
+        throw ImportError(imgs.back().path + ": image is " + std::to_string(imgs.back().cols) + "x" +
+                          std::to_string(imgs.back().rows) + ", smaller than " + std::to_string(kMinSliceSide) + "x" +
+                          std::to_string(kMinSliceSide));
       imgs.back().path = rel;
     }
     std::stable_sort(imgs.begin(), imgs.end(), [](const DicomImage& a, const DicomImage& b) {

@@ -25,6 +25,12 @@ bool is_nifti_name(const std::string& name) {
 
 namespace {
 
+// Largest volume read (decompressed): a gzip bomb or absurd header stops here with an error.
+constexpr uint64_t kMaxVolumeBytes = 8ull << 30;
+// Largest side of a slice and largest number of slices one volume may give.
+constexpr int64_t kMaxSide = 1 << 15;
+constexpr int64_t kMaxSlices = 1 << 20;
+
 std::vector<uint8_t> read_maybe_gz(const std::string& path) {
   gzFile gz = gzopen(path.c_str(), "rb");  // reads plain files transparently
   if (!gz) throw FormatError(path + ": cannot open");
@@ -39,6 +45,10 @@ std::vector<uint8_t> read_maybe_gz(const std::string& path) {
       throw FormatError(path + ": corrupt gzip stream (" + msg + ")");
     }
     if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > kMaxVolumeBytes) {
+      gzclose(gz);
+      throw FormatError(path + ": volume larger than " + std::to_string(kMaxVolumeBytes >> 30) + " GiB decompressed (refused)");
+    }
     out.insert(out.end(), buf, buf + n);
   }
   gzclose(gz);
@@ -103,6 +113,7 @@ NiftiVolume read_nifti(const std::string& path) {
     datatype = h.get<int16_t>(70);
     for (int i = 0; i < 3; ++i) vol.pixdim[static_cast<size_t>(i)] = h.get<float>(80 + 4 * (i + 1));
     vox_offset = h.get<float>(108);
+    if (!std::isfinite(vox_offset)) throw FormatError(path + ": invalid vox_offset (not finite)");
     vol.scl_slope = h.get<float>(112);
     vol.scl_inter = h.get<float>(116);
   } else {
@@ -116,11 +127,21 @@ NiftiVolume read_nifti(const std::string& path) {
   }
   int64_t nd = dim[0];
   if (nd < 1 || nd > 7) throw FormatError(path + ": invalid dim[0] = " + std::to_string(nd));
-  int64_t count = 1;
+  // Every product is checked: the voxel count is bounded by the bytes the file really holds.
+  uint64_t count = 1;
   for (int64_t i = 1; i <= nd; ++i) {
-    if (dim[static_cast<size_t>(i)] < 1) throw FormatError(path + ": invalid dim[" + std::to_string(i) + "] = " + std::to_string(dim[static_cast<size_t>(i)]));
-    vol.dims.push_back(dim[static_cast<size_t>(i)]);
-    count *= dim[static_cast<size_t>(i)];
+    const int64_t d = dim[static_cast<size_t>(i)];
+    if (d < 1 || (i <= 3 && d > kMaxSide) || d > (int64_t(1) << 40))
+      throw FormatError(path + ": invalid dim[" + std::to_string(i) + "] = " + std::to_string(d));
+    vol.dims.push_back(d);
+    if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count) || count > (uint64_t(1) << 40))
+      throw FormatError(path + ": dimensions " + std::to_string(vol.nx()) + "x... overflow (damaged header)");
+  }
+  {
+    // Slices this volume gives along any axis, over all time points: bounded.
+    uint64_t slices = static_cast<uint64_t>(vol.nt()) * static_cast<uint64_t>(std::max({vol.nx(), vol.ny(), vol.nz()}));
+    if (slices > static_cast<uint64_t>(kMaxSlices))
+      throw FormatError(path + ": " + std::to_string(slices) + " slices (more than " + std::to_string(kMaxSlices) + "; damaged header?)");
   }
   size_t esize;
   switch (datatype) {
@@ -136,8 +157,17 @@ NiftiVolume read_nifti(const std::string& path) {
     case 1280: vol.dtype = "uint64"; esize = 8; break;
     default: throw FormatError(path + ": unsupported NIfTI datatype " + std::to_string(datatype) + " (complex/RGB)");
   }
+  const uint64_t header_bytes = vol.version == 1 ? 348 : 540;
+  if (vox_offset < static_cast<double>(header_bytes) || vox_offset > static_cast<double>(raw.size()))
+    throw FormatError(path + ": invalid vox_offset " + std::to_string(static_cast<long long>(vox_offset)) +
+                      " (must lie between the header size " + std::to_string(header_bytes) + " and the file size " +
+                      std::to_string(raw.size()) + ")");
   size_t off = static_cast<size_t>(vox_offset);
-  size_t need = static_cast<size_t>(count) * esize;
+  uint64_t need64 = 0;
+  if (__builtin_mul_overflow(count, static_cast<uint64_t>(esize), &need64) || need64 > raw.size() - off)
+    throw FormatError(path + ": truncated voxel data (" + std::to_string(raw.size() - off) + " bytes for " +
+                      std::to_string(count) + " voxels of " + std::to_string(esize) + " bytes)");
+  size_t need = static_cast<size_t>(need64);
   if (off + need > raw.size())
     throw FormatError(path + ": truncated voxel data (" + std::to_string(raw.size() > off ? raw.size() - off : 0) +
                       " of " + std::to_string(need) + " bytes)");

@@ -13,6 +13,9 @@ namespace sf::data {
 
 TfRecordReader::TfRecordReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
   if (!in_) throw FormatError(path + ": cannot open");
+  in_.seekg(0, std::ios::end);
+  size_ = static_cast<uint64_t>(in_.tellg());
+  in_.seekg(0, std::ios::beg);
 }
 
 namespace {
@@ -29,7 +32,9 @@ bool TfRecordReader::next(std::string& out) {
   if (got < 12) throw FormatError(where + ": truncated record header (" + std::to_string(got) + " of 12 bytes)");
   uint64_t len = le64(head);
   if (masked_crc32c(head, 8) != le32(head + 8)) throw FormatError(where + ": CRC mismatch in the length field");
-  if (len > (uint64_t(1) << 34)) throw FormatError(where + ": implausible record length " + std::to_string(len));
+  const uint64_t left = size_ - std::min<uint64_t>(size_, static_cast<uint64_t>(in_.tellg()));
+  if (len > left) throw FormatError(where + ": record length " + std::to_string(len) + " exceeds the " + std::to_string(left) +
+                                    " bytes left in the file (truncated or damaged)");
   out.resize(static_cast<size_t>(len));
   in_.read(out.data(), static_cast<std::streamsize>(len));
   if (static_cast<uint64_t>(in_.gcount()) < len)
@@ -185,9 +190,14 @@ NpyArray read_npy(const std::string& path) {
     f.read(reinterpret_cast<char*>(b), 4);
     hlen = le32(b);
   }
+  if (f.gcount() <= 0 || hlen > (1u << 20)) throw FormatError(path + ": truncated or implausible .npy header (" + std::to_string(hlen) + " bytes)");
   std::string header(hlen, '\0');
   f.read(header.data(), hlen);
   if (static_cast<uint32_t>(f.gcount()) != hlen) throw FormatError(path + ": truncated .npy header");
+  const std::streamoff data_at = f.tellg();
+  f.seekg(0, std::ios::end);
+  const uint64_t data_left = static_cast<uint64_t>(f.tellg() - data_at);
+  f.seekg(data_at);
   NpyArray a;
   std::smatch m;
   if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'"))) throw FormatError(path + ": .npy header has no descr");
@@ -197,14 +207,25 @@ NpyArray read_npy(const std::string& path) {
   if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)"))) throw FormatError(path + ": .npy header has no shape");
   std::string dims = m[1];
   std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it)
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it) {
+    if (it->str().size() > 12) throw FormatError(path + ": implausible .npy shape entry " + it->str());
     a.shape.push_back(std::stoll(it->str()));
-  int64_t n = 1;
-  for (int64_t d : a.shape) n *= d;
-  if (a.dtype.size() < 3 || a.dtype[0] == '>') throw FormatError(path + ": unsupported .npy dtype '" + a.dtype + "'");
+  }
+  if (a.dtype.size() < 3 || a.dtype.size() > 4 || a.dtype[0] == '>' ||
+      a.dtype.find_first_not_of("0123456789", 2) != std::string::npos)
+    throw FormatError(path + ": unsupported .npy dtype '" + a.dtype + "'");
   char kind = a.dtype[1];
   int size = std::stoi(a.dtype.substr(2));
-  std::vector<uint8_t> raw(static_cast<size_t>(n * size));
+  if (size < 1 || size > 16) throw FormatError(path + ": unsupported .npy dtype '" + a.dtype + "'");
+  // Element count and bytes checked for overflow and against the bytes the file really holds.
+  uint64_t n64 = 1, bytes = 0;
+  for (int64_t d : a.shape)
+    if (__builtin_mul_overflow(n64, static_cast<uint64_t>(d), &n64)) throw FormatError(path + ": .npy shape overflows");
+  if (__builtin_mul_overflow(n64, static_cast<uint64_t>(size), &bytes) || bytes > data_left)
+    throw FormatError(path + ": truncated .npy data (" + std::to_string(data_left) + " bytes for shape of " +
+                      std::to_string(n64) + " elements of " + std::to_string(size) + " bytes)");
+  const int64_t n = static_cast<int64_t>(n64);
+  std::vector<uint8_t> raw(static_cast<size_t>(bytes));
   f.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
   if (static_cast<size_t>(f.gcount()) != raw.size())
     throw FormatError(path + ": truncated .npy data (" + std::to_string(f.gcount()) + " of " + std::to_string(raw.size()) + " bytes)");

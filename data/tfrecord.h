@@ -34,6 +34,7 @@ class TfRecordReader {
  private:
   std::string path_;
   std::ifstream in_;
+  uint64_t size_ = 0;  // file size: no record may claim more
   int64_t index_ = 0;
 };
 

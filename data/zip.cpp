@@ -79,6 +79,12 @@ std::vector<uint8_t> ZipReader::read(const std::string& name) const {
     if (p + 30 > bytes_.size() || le32(&bytes_[p]) != 0x04034b50) throw FormatError(where + ": corrupt local header");
     size_t data = p + 30 + le16(&bytes_[p + 26]) + le16(&bytes_[p + 28]);
     if (data + e.csize > bytes_.size()) throw FormatError(where + ": truncated");
+    // The declared size is bounded by what the entry can really hold: stored entries are their
+    // bytes, deflate expands at most ~1032x.
+    const uint64_t max_usize = e.method == 0 ? uint64_t(e.csize) : uint64_t(e.csize) * 1032 + 64;
+    if (e.usize > max_usize)
+      throw FormatError(where + ": declares " + std::to_string(e.usize) + " bytes from " + std::to_string(e.csize) +
+                        " compressed (damaged archive)");
     std::vector<uint8_t> out(e.usize);
     if (e.method == 0) {
       if (e.csize != e.usize) throw FormatError(where + ": stored entry with different sizes");
