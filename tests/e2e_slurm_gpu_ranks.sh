@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# End-to-end: the rank arithmetic of the GPU job scripts (slurm/train-1node-gpus.sbatch,
+# slurm/train-multinode.sbatch through slurm/styleforge-requeue.sh and slurm/styleforge-task.sh)
+# under a real single-node Slurm on this machine (slurm/local-slurm.sh), which offers 4 GPUs as
+# generic resources without any device behind them. CPU tasks stand in for GPU tasks
+# (SF_FAKE_GPUS=N: N "GPUs" per node, trainers get --device cpu).
+#
+#   bash tests/e2e_slurm_gpu_ranks.sh [path/to/styleforge]
+#
+# Jobs and checks:
+#   A  the README's command, `sbatch slurm/train-1node-gpus.sbatch --cfg paper256 ...` with 4
+#      stand-in GPUs: 4 trainers + the metrics rank as a 5th task, batch 64 = 4 x 16; trains
+#      to the end (styleforge's own topology line, training_options.json, one binding line per
+#      rank: trainer r on GPU r, the metrics rank on none).
+#   B  train-multinode.sbatch on one node, 3 stand-in GPUs of which 2 for trainers
+#      (SF_GPUS_PER_NODE=2), --param-servers 1: 2 trainers, 1 server, the metrics rank on the
+#      spare GPU, batch 8 = 2 x 4; trains to the end.
+#   C  --batch 6 with 4 stand-in GPUs: refused before launch, one line, exit code 2.
+#   D  --cfg paper256 with 3 stand-in GPUs: the preset's batch 64 refused for 3 trainers.
+#   E  no stand-ins: 4 GPUs allocated by Slurm but none visible: refused before launch.
+# Needs root (slurmd), slurm-wlm and munge (scripts/install-deps.sh).
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$(realpath "${1:-$SRC/build/styleforge}")
+t_start=$(date +%s)
+say() { echo "[e2e-slurm-gpu +$(($(date +%s) - t_start))s] $*"; }
+fail() { say "FAIL: $*"; exit 1; }
+
+[ -x "$BIN" ] || fail "no styleforge binary at $BIN"
+[ "$(id -u)" -eq 0 ] || fail "needs root: slurmd must start jobs (run as root, as CI does)"
+
+WORK=$(mktemp -d /tmp/styleforge-e2e-slurm-gpu.XXXXXX)
+SLURM_DIR=$WORK/slurm
+jobs_all=()
+cleanup() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    say "--- diagnostics ---"
+    for j in "${jobs_all[@]}"; do scontrol show job "$j" 2>/dev/null | grep -E 'JobId|JobState|ExitCode' || true; done
+    for f in "$WORK"/slurm-*.out; do [ -f "$f" ] && { echo "== $f"; tail -30 "$f"; }; done
+    tail -20 "$WORK"/runs/*/log.txt 2>/dev/null || true
+    tail -20 "$SLURM_DIR"/log/slurmctld.log "$SLURM_DIR"/log/slurmd.log 2>/dev/null || true
+  fi
+  for j in "${jobs_all[@]}"; do scancel "$j" 2>/dev/null || true; done
+  bash "$SRC/slurm/local-slurm.sh" stop "$SLURM_DIR" || true
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+
+# 4 GPUs as generic resources (device files that lead nowhere), 8 CPUs declared on this small
+# machine so that 5 tasks fit.
+eval "$(SF_SLURM_GPUS=4 SF_SLURM_CPUS=8 bash "$SRC/slurm/local-slurm.sh" start "$SLURM_DIR")"
+say "local Slurm up with 4 GPUs that no process can use ($SLURM_CONF)"
+
+"$BIN" phantoms --dest "$WORK/phantoms" --count 32 --resolution 16 >/dev/null 2>&1
+"$BIN" pack --source "$WORK/phantoms" --dest "$WORK/phantoms.h5" >/dev/null 2>&1
+say "tiny pack written"
+
+cd "$WORK"
+# Tiny networks and one or two iterations: the point is the ranks, not the training.
+TINY=(--cbase 256 --cmax 32 --map 2 --tick 1 --snap 100 --grid 2x2 --metrics-threads 1)
+submit() {  # submit ENV... -- SBATCH_OPTS... TEMPLATE TRAIN_OPTS...
+  local envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  env SF_DATA="$WORK/phantoms.h5" SF_OUTDIR="$WORK/runs" STYLEFORGE="$BIN" STYLEFORGE_ROOT="$SRC" \
+    OMP_NUM_THREADS=1 "${envs[@]}" sbatch --parsable --cpus-per-task=1 --mem=1G --time=10:00 "$@"
+}
+job_field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
+wait_job() {  # wait_job ID SECONDS -> prints the final state
+  local state=""
+  for _ in $(seq $(($2 * 2))); do
+    state=$(job_field "$1" JobState)
+    [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED || $state == TIMEOUT || $state == NODE_FAIL ]] && break
+    sleep 0.5
+  done
+  echo "$state"
+}
+out() { cat "$WORK/slurm-$1.out"; }
+expect_line() {  # expect_line JOB REGEX WHAT
+  grep -q -E -e "$2" "$WORK/slurm-$1.out" || fail "job $1 ($3): no line matching '$2' in slurm-$1.out"
+}
+expect_refusal() {  # expect_refusal JOB REGEX WHAT: failed with exit 2 and exactly one error line
+  local state code n
+  state=$(wait_job "$1" 60)
+  code=$(job_field "$1" ExitCode)
+  [ "$state" = FAILED ] && [ "$code" = 2:0 ] || fail "job $1 ($3): state $state exit $code, expected FAILED with exit code 2"
+  n=$(grep -c 'error:' "$WORK/slurm-$1.out" || true)
+  [ "$n" -eq 1 ] || fail "job $1 ($3): $n error lines, expected one"
+  expect_line "$1" "error: $2" "$3"
+  grep -q -E 'starting:|styleforge-task' "$WORK/slurm-$1.out" && fail "job $1 ($3): a step was started"
+  say "job $1 ($3) refused before launch: $(grep 'error:' "$WORK/slurm-$1.out" | sed 's/^.*error: //')"
+}
+
+# The refusals first: they take a second each.
+jC=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --batch 6 --kimg 0.1)
+jD=$(submit SF_FAKE_GPUS=3 -- --ntasks-per-node=3 "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.1)
+jE=$(submit -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.1)
+jobs_all+=("$jC" "$jD" "$jE")
+say "submitted refusals C=$jC (batch 6, 4 GPUs) D=$jD (paper256, 3 GPUs) E=$jE (GPUs allocated, none visible)"
+expect_refusal "$jC" "batch 6 \(--batch\) is not divisible by 4 trainers" "C: --batch 6 over 4 GPUs"
+expect_line "$jC" "ranks: trainers=4 .* servers=0 metrics=1 tasks=5; batch=6" "C: ranks line"
+expect_refusal "$jD" "batch 64 \(--cfg paper256\) is not divisible by 3 trainers" "D: paper256 over 3 GPUs"
+expect_refusal "$jE" "4 GPU\(s\) per node requested but none is visible" "E: no visible GPU"
+
+# A: the README's example as written, with CPU tasks standing in for the 4 GPUs.
+jA=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.064 "${TINY[@]}")
+jobs_all+=("$jA")
+say "submitted A=$jA: train-1node-gpus.sbatch --cfg paper256 with 4 stand-in GPUs"
+state=$(wait_job "$jA" 120)
+[ "$state" = COMPLETED ] || fail "job A $jA ended $state"
+RUN="$WORK/runs/slurm-$jA"
+expect_line "$jA" "ranks: trainers=4 \(one per GPU: 4 per node x 1 node.*\) servers=0 metrics=1 tasks=5; batch=64 \(--cfg paper256\) per_trainer=16" "A: ranks line"
+for r in 0 1 2 3; do expect_line "$jA" "rank $r of 5 \(.*local $r\): trainer $r, GPU $r .*--device cpu" "A: trainer $r bound to GPU $r"; done
+expect_line "$jA" "rank 4 of 5 \(.*\): metrics rank, GPU none" "A: metrics rank without GPU"
+grep -q -E "Topology: 5 ranks: 4 trainers, 1 metrics rank" "$RUN/log.txt" || fail "A: log.txt has no 'Topology: 5 ranks: 4 trainers, 1 metrics rank'"
+grep -q -E '"num_trainers": 4,' "$RUN/training_options.json" || fail "A: training_options.json: num_trainers is not 4"
+grep -q -E '"batch_size": 64,' "$RUN/training_options.json" || fail "A: training_options.json: batch_size is not 64"
+say "job A $jA completed: 4 trainers x 16 + metrics rank as the 5th task"
+
+# B: the multinode template on this one node; 3 stand-in GPUs, 2 trainers, 1 server, the metrics
+# rank on the spare GPU.
+jB=$(submit SF_FAKE_GPUS=3 SF_GPUS_PER_NODE=2 -- --nodes=1 --ntasks-per-node=2 "$SRC/slurm/train-multinode.sbatch" \
+     --batch 8 --kimg 0.008 --param-servers 1 --metrics fid50k_full "${TINY[@]}")
+jobs_all+=("$jB")
+say "submitted B=$jB: train-multinode.sbatch, 2 of 3 stand-in GPUs, --param-servers 1"
+state=$(wait_job "$jB" 120)
+[ "$state" = COMPLETED ] || fail "job B $jB ended $state"
+RUN="$WORK/runs/slurm-$jB"
+expect_line "$jB" "ranks: trainers=2 \(one per GPU: 2 per node x 1 node.*\) servers=1 metrics=1 tasks=4; batch=8 \(--batch\) per_trainer=4" "B: ranks line"
+expect_line "$jB" "--ntasks=4 --distribution=arbitrary --cpus-per-task=1 --overcommit" "B: 4 tasks on 2 allocated, overcommitted"
+for r in 0 1; do expect_line "$jB" "rank $r of 4 \(.*local $r\): trainer $r, GPU $r " "B: trainer $r bound to GPU $r"; done
+expect_line "$jB" "rank 2 of 4 \(.*\): parameter server 0, GPU none.*--device cpu" "B: server on the CPU"
+expect_line "$jB" "rank 3 of 4 \(.*\): metrics rank, GPU 2 " "B: metrics rank on the spare GPU"
+grep -q -E "Topology: 4 ranks: 2 trainers, 1 parameter server, 1 metrics rank" "$RUN/log.txt" ||
+  fail "B: log.txt has no 'Topology: 4 ranks: 2 trainers, 1 parameter server, 1 metrics rank'"
+grep -q -E '"num_trainers": 2,' "$RUN/training_options.json" || fail "B: training_options.json: num_trainers is not 2"
+say "job B $jB completed: 2 trainers x 4, 1 parameter server, metrics rank on the spare GPU"
+
+say "the jobs' own account:"
+for j in "$jA" "$jB"; do grep -E "ranks:|styleforge-task\]" "$WORK/slurm-$j.out" | sed 's/^/    /'; done
+say "PASS: trainers = GPUs, metrics rank and parameter servers as extra tasks, batch split checked, refusals one line each"
