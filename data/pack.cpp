@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "data/atomic_file.h"
 
@@ -105,6 +106,7 @@ void PackWriter::add(const uint8_t* chw, int channels, int resolution, const std
   if (label.kind == LabelKind::Vector) vectors_.insert(vectors_.end(), label.vec.begin(), label.vec.end());
   size_t bytes = static_cast<size_t>(channels) * resolution * resolution;
   image_hash_.update(chw, bytes);
+  crcs_.push_back(static_cast<int64_t>(::crc32(0L, chw, static_cast<uInt>(bytes))));
   pending_.insert(pending_.end(), chw, chw + bytes);
   ++pending_n_;
   names_.push_back(name);
@@ -147,6 +149,7 @@ PackInfo PackWriter::commit() {
     h5::write_f32(file_, "labels", vectors_.data(), {n_, static_cast<int64_t>(label_dim_)});
   }
   h5::write_strings(file_, "names", names_);
+  h5::write_i64(file_, "image_crc32", crcs_.data(), {n_});
   info.content_hash = finish_hash(image_hash_, label_kind_, classes_, vectors_);
 
   h5::write_string_attr(file_, "format", kPackFormatName);
@@ -245,6 +248,12 @@ void PackReader::open(const std::string& path) {
   const int filters = h5::filter_count(images_);
   raw_chunks_ = filters == (checksummed_ ? 1 : 0);
   if (!raw_chunks_) h5::check_storage(images_, static_cast<uint64_t>(info_.num_images) * info_.image_bytes());
+  if (!legacy) {
+    std::vector<int64_t> cs;
+    if (!h5::is_dataset(file_, "image_crc32")) throw bad("no dataset /image_crc32 (format 2 always has it; damaged file?)");
+    crcs_ = h5::read_i64(file_, "image_crc32", &cs);
+    if (cs != std::vector<int64_t>{info_.num_images}) throw bad("image_crc32 has shape " + h5::shape_str(cs) + " for " + std::to_string(info_.num_images) + " images");
+  }
   if (!h5::is_dataset(file_, "names")) throw bad("no dataset /names");
   if (h5::dataset_shape(file_, "names") != std::vector<int64_t>{info_.num_images})
     throw bad("names has shape " + h5::shape_str(h5::dataset_shape(file_, "names")) + " for " +
@@ -299,20 +308,24 @@ void PackReader::read_image(int64_t i, uint8_t* out) const {
       }
     };
     read_at(out, bytes, off);
-    if (checksummed_) {
-      uint8_t sum[4];
-      read_at(sum, 4, off + bytes);
-      if (verify_) {
-        uint32_t want = uint32_t(sum[0]) | uint32_t(sum[1]) << 8 | uint32_t(sum[2]) << 16 | uint32_t(sum[3]) << 24;
-        if (h5::fletcher32(out, bytes) != want)
-          throw PackError(info_.path + ": /images: image " + std::to_string(i) + ": Fletcher32 checksum mismatch (damaged file)");
-      }
-    }
+    verify_image(i, out);
     return;
   }
-  std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
-  if (raw_chunks_) h5::read_raw_chunk(images_, i, out, bytes);
-  else h5::read_rows(images_, H5T_NATIVE_UINT8, i, 1, out);
+  try {
+    std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
+    if (raw_chunks_) h5::read_raw_chunk(images_, i, out, bytes);
+    else h5::read_rows(images_, H5T_NATIVE_UINT8, i, 1, out);
+  } catch (const h5::Error& e) {
+    throw PackError(info_.path + ": image " + std::to_string(i) + ": " + e.what());
+  }
+  verify_image(i, out);
+}
+
+void PackReader::verify_image(int64_t i, const uint8_t* img) const {
+  if (!verify_ || crcs_.empty()) return;
+  const uint32_t crc = static_cast<uint32_t>(::crc32(0L, img, static_cast<uInt>(info_.image_bytes())));
+  if (static_cast<int64_t>(crc) != crcs_[static_cast<size_t>(i)])
+    throw PackError(info_.path + ": /images: image " + std::to_string(i) + ": checksum mismatch (CRC-32 in /image_crc32; damaged file)");
 }
 
 void PackReader::read_images(const int64_t* idx, size_t n, uint8_t* out) const {
