@@ -52,6 +52,8 @@
 #   SF_FAKE_GPUS    F: CPU tasks stand in for F GPUs per node (tests on machines without GPUs):
 #                   the same ranks, layout and binding lines, no GPU check, SF_DEVICE default cpu
 #                   (with SF_GPUS_PER_NODE=G < F, the metrics rank gets a spare stand-in GPU)
+#   SF_PLAN_ONLY    1: check and print the `ranks:` and `layout:` lines, then exit 0 without
+#                   starting anything
 set -u
 
 log() { echo "[styleforge-requeue $(date '+%F %T')] $*"; }
@@ -140,6 +142,9 @@ if [ "${SF_REQUIRE_GPUS:-0}" = 1 ] && [ "$gpn" -eq 0 ]; then
   refuse "this job script starts one trainer per GPU, but the allocation has no GPUs (submit with --gpus-per-node=G or --gres=gpu:G)"
 fi
 if [ "$gpn" -gt 0 ]; then
+  mapfile -t hosts < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-$(hostname -s)}" 2>/dev/null)
+  [ ${#hosts[@]} -gt 0 ] || hosts=("$(hostname -s)")
+  nodes=${#hosts[@]}
   trainers=$((gpn * nodes))
   metrics=$metrics_on
   tasks=$((trainers + servers + metrics))
@@ -196,9 +201,6 @@ fi
 hostfile=""
 overcommit=0
 if [ "$gpn" -gt 0 ]; then
-  mapfile -t hosts < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-$(hostname -s)}" 2>/dev/null)
-  [ ${#hosts[@]} -gt 0 ] || hosts=("$(hostname -s)")
-  [ ${#hosts[@]} -eq "$nodes" ] || nodes=${#hosts[@]}
   layout=()
   for h in "${hosts[@]}"; do for _ in $(seq "$gpn"); do layout+=("$h"); done; done
   for s in $(seq 0 $((servers - 1))); do layout+=("${hosts[$((s % nodes))]}"); done
@@ -208,6 +210,19 @@ if [ "$gpn" -gt 0 ]; then
   is_uint "${per_node:-}" || per_node=$(( ${SLURM_NTASKS:-1} / nodes ))
   most=$(printf '%s\n' "${layout[@]}" | sort | uniq -c | sort -rn | awk 'NR==1{print $1}')
   [ "$most" -gt "$per_node" ] && overcommit=1
+  # One line: each node's ranks, consecutive ones as a range (trainers first, then the extras).
+  log "layout: $(printf '%s\n' "${layout[@]}" | awk '
+    { if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
+      r = NR - 1
+      if (last[$1] == r - 1 && ($1 in cur)) { end[$1] = r } else {
+        if ($1 in cur) txt[$1] = txt[$1] (txt[$1] == "" ? "" : ",") span(cur[$1], end[$1])
+        cur[$1] = r; end[$1] = r }
+      last[$1] = r }
+    function span(a, b) { return a == b ? a : a "-" b }
+    END { for (i = 1; i <= n; i++) { h = order[i]
+            t = txt[h] (txt[h] == "" ? "" : ",") span(cur[h], end[h])
+            printf "%s%s ranks %s", (i > 1 ? " | " : ""), h, t } }')$([ "$overcommit" = 1 ] && echo " (more tasks than the allocation's $per_node per node: --overcommit)")"
+  if [ "${SF_PLAN_ONLY:-0}" = 1 ]; then log "SF_PLAN_ONLY=1: not starting anything"; exit 0; fi
   hostfile=$(mktemp "${TMPDIR:-/tmp}/styleforge-hosts.XXXXXX")
   printf '%s\n' "${layout[@]}" >"$hostfile"
   trap 'rm -f "$hostfile"' EXIT
@@ -217,6 +232,7 @@ if [ "$gpn" -gt 0 ]; then
   export SF_TASK_SET_DEVICE=$(has_opt device "$@" && echo 0 || echo 1)
   if [ "$standin" = 1 ]; then export SF_TASK_GPU_LIST=$(seq -s, 0 $((SF_FAKE_GPUS - 1))); else unset SF_TASK_GPU_LIST; fi
 fi
+if [ "${SF_PLAN_ONLY:-0}" = 1 ]; then log "SF_PLAN_ONLY=1: not starting anything"; exit 0; fi
 mkdir -p "$SF_RUN_DIR"
 
 # The step's command line; `--resume latest` once the run directory holds a checkpoint.

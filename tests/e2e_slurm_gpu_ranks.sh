@@ -18,6 +18,9 @@
 #   C  --batch 6 with 4 stand-in GPUs: refused before launch, one line, exit code 2.
 #   D  --cfg paper256 with 3 stand-in GPUs: the preset's batch 64 refused for 3 trainers.
 #   E  no stand-ins: 4 GPUs allocated by Slurm but none visible: refused before launch.
+#   F  train-multinode.sbatch's default 4 nodes x 4 GPUs, planned only (SF_PLAN_ONLY=1, no job):
+#      16 trainers, servers round-robin from the first node, metrics rank on the last; batch 24
+#      refused.
 # Needs root (slurmd), slurm-wlm and munge (scripts/install-deps.sh).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -92,6 +95,25 @@ expect_refusal() {  # expect_refusal JOB REGEX WHAT: failed with exit 2 and exac
   grep -q -E 'starting:|styleforge-task' "$WORK/slurm-$1.out" && fail "job $1 ($3): a step was started"
   say "job $1 ($3) refused before launch: $(grep 'error:' "$WORK/slurm-$1.out" | sed 's/^.*error: //')"
 }
+
+# F: the multinode template's arithmetic for 4 nodes x 4 GPUs, planned only (SF_PLAN_ONLY=1: the
+# script checks and prints its ranks and layout and starts nothing), outside any job.
+plan() {
+  env SLURM_JOB_ID=plan SLURM_JOB_NODELIST='gpu[1-4]' SLURM_JOB_NUM_NODES=4 SLURM_NTASKS_PER_NODE=4 SLURM_NTASKS=16 \
+    SF_FAKE_GPUS=4 SF_PLAN_ONLY=1 SF_OUTDIR="$WORK/plan" STYLEFORGE="$BIN" bash "$SRC/slurm/styleforge-requeue.sh" "$@" 2>&1
+}
+p=$(plan --batch 64 --param-servers 2) || fail "F: plan for 4 x 4 GPUs failed: $p"
+grep -q -E 'ranks: trainers=16 \(one per GPU: 4 per node x 4 node.*\) servers=2 metrics=1 tasks=19; batch=64 \(--batch\) per_trainer=4' <<<"$p" ||
+  fail "F: wrong ranks for 4 x 4 GPUs: $p"
+grep -q -F 'layout: gpu1 ranks 0-3,16 | gpu2 ranks 4-7,17 | gpu3 ranks 8-11 | gpu4 ranks 12-15,18 (' <<<"$p" ||
+  fail "F: wrong layout for 4 x 4 GPUs: $p"
+set +e
+p=$(plan --batch 24)
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q 'error: batch 24 (--batch) is not divisible by 16 trainers' <<<"$p" ||
+  fail "F: --batch 24 over 16 GPUs not refused (exit $rc): $p"
+say "F: 4 nodes x 4 GPUs planned: 16 trainers, servers on nodes 1-2, metrics rank on node 4; batch 24 refused"
 
 # The refusals first: they take a second each.
 jC=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --batch 6 --kimg 0.1)
