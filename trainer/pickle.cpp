@@ -977,6 +977,30 @@ size_t dtype_size(const std::string& d) {
   throw Error("unknown dtype '" + d + "'");
 }
 
+Value::~Value() {
+  // Children that only we own are emptied into a local stack before they die, so that no
+  // destructor call ever recurses into another one with children.
+  std::vector<ValuePtr> stack;
+  auto take = [&stack](Value& v) {
+    for (auto& x : v.items) stack.push_back(std::move(x));
+    for (auto& e : v.entries) {
+      stack.push_back(std::move(e.first));
+      stack.push_back(std::move(e.second));
+    }
+    v.items.clear();
+    v.entries.clear();
+    if (v.storage) stack.push_back(std::move(v.storage));
+    if (v.state) stack.push_back(std::move(v.state));
+  };
+  take(*this);
+  while (!stack.empty()) {
+    ValuePtr p = std::move(stack.back());
+    stack.pop_back();
+    if (p && p.use_count() == 1) take(*p);
+    // p (now without children, or still shared elsewhere) is released here.
+  }
+}
+
 ValuePtr Value::get(const std::string& key) const {
   if (kind != Kind::Dict) return nullptr;
   for (const auto& [k, v] : entries)

@@ -14,7 +14,10 @@
 // file yields an Error, never a crash or an unbounded allocation.
 //
 // Values share structure the way the pickle does (memo references); byte strings and storage
-// data are views into the loaded file (no copies). Torch-free; reentrant (no global state).
+// data are views into the loaded file (no copies). Parsing is a loop over opcodes with explicit
+// stacks, and a Value's destructor releases its children iteratively, so nesting depth (a
+// 200k-deep list is 400 KB of pickle) costs heap, never C++ stack. Torch-free; reentrant (no
+// global state).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -72,6 +75,12 @@ struct Value {
   std::vector<int64_t> shape, stride;  // Tensor, Array
   bool requires_grad = false;     // Tensor
   ValuePtr state;                 // Object: its state dict
+
+  Value() = default;
+  Value(const Value&) = default;
+  Value& operator=(const Value&) = default;
+  // Releases nested children without recursion (see the header comment).
+  ~Value();
 
   static ValuePtr make(Kind k) {
     auto v = std::make_shared<Value>();

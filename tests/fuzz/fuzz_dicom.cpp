@@ -1,0 +1,13 @@
+// Uncompressed DICOM (data/dicom.h): meta group, transfer syntaxes, sequences, pixel module.
+#include "data/dicom.h"
+#include "data/tfrecord.h"
+#include "tests/fuzz/fuzz_util.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    sf::data::DicomImage d = sf::data::read_dicom(sf::fuzz::as_file(data, size));
+    for (int f = 0; f < d.frames && f < 4; ++f) d.frame_values(f);
+  } catch (const sf::data::FormatError&) {
+  }
+  return 0;
+}
