@@ -13,9 +13,14 @@
 // processes in the destination folder are removed when a writer starts there.
 //
 // Format version 2 (written now): newest HDF5 file format (checksummed metadata), Fletcher32 on
-// every chunk of /images, /labels and /names, names and JSON as fixed-length strings (no
-// variable-length types). Version 1 packs (variable-length strings, no checksums) stay readable. PackReader opens a pack read-only (HDF5 file locking off, so that every rank can
-// open the same file independently), validates it and gives random access to images and labels.
+// every chunk of /images, /labels and /names (HDF5, h5py and h5dump verify it), a CRC-32 of each
+// image in /image_crc32 (verified by PackReader on every read: Fletcher32 cannot tell 0x00 from
+// 0xFF byte pairs), names and JSON as fixed-length strings (no variable-length types).
+// Version 1 packs (variable-length strings, no checksums) stay readable.
+//
+// PackReader opens a pack read-only (HDF5 file locking off, so that every rank can open the same
+// file independently), validates its structure before reading data and gives random access to
+// images and labels; every error is a one-line PackError naming the file.
 //
 // Thread-safety: neither class is thread-safe (serial HDF5); use one reader per thread or
 // process. Both own their HDF5 handles. Errors throw PackError naming the file.
@@ -104,6 +109,7 @@ class PackWriter {
   std::vector<float> vectors_;
   std::vector<std::string> names_;
   Sha256 image_hash_;
+  std::vector<int64_t> crcs_;  // CRC-32 (zlib) of each image
   bool committed_ = false;
 };
 
@@ -132,6 +138,7 @@ class PackReader {
 
  private:
   void open(const std::string& path);
+  void verify_image(int64_t i, const uint8_t* img) const;
   PackInfo info_;
   h5::Handle file_, images_;
   bool raw_chunks_ = true;    // no compression: chunks read raw (pread or H5Dread_chunk)
@@ -143,6 +150,7 @@ class PackReader {
   mutable std::vector<uint64_t> chunk_offset_;  // 0: not looked up yet
   std::vector<int64_t> classes_;
   std::vector<float> vectors_;
+  std::vector<int64_t> crcs_;  // format 2: CRC-32 of each image
 };
 
 // Recomputes the content hash of a pack from its datasets (for verification).
