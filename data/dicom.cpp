@@ -205,7 +205,11 @@ std::vector<float> DicomImage::frame_values(int f) const {
   std::vector<float> out(plane);
   const int32_t* p = pixels.data() + static_cast<size_t>(f) * plane * samples_per_pixel;
   for (size_t i = 0; i < plane; ++i)
-    out[i] = static_cast<float>(rescale_slope * p[i * samples_per_pixel] + rescale_intercept);
+  {
+    const double d = rescale_slope * p[i * samples_per_pixel] + rescale_intercept;
+    // Out-of-range doubles become +-inf (a plain cast would be undefined behaviour).
+    out[i] = std::isfinite(d) && std::fabs(d) > 3.4e38 ? (d > 0 ? HUGE_VALF : -HUGE_VALF) : static_cast<float>(d);
+  }
   return out;
 }
 

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
+#include <type_traits>
 
 #include "data/tfrecord.h"
 
@@ -72,6 +74,13 @@ struct Bytes {
   }
 };
 
+// double -> float without undefined behaviour: out-of-range values become +-inf.
+inline float to_f32(double d) {
+  if (std::isfinite(d) && std::fabs(d) > static_cast<double>(std::numeric_limits<float>::max()))
+    return d > 0 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+  return static_cast<float>(d);
+}
+
 template <typename T>
 void convert(const uint8_t* src, size_t count, bool swap, std::vector<float>& out) {
   out.resize(count);
@@ -81,7 +90,8 @@ void convert(const uint8_t* src, size_t count, bool swap, std::vector<float>& ou
     if (swap) std::reverse(b, b + sizeof(T));
     T v;
     std::memcpy(&v, b, sizeof(T));
-    out[i] = static_cast<float>(v);
+    if constexpr (std::is_same_v<T, double>) out[i] = to_f32(v);
+    else out[i] = static_cast<float>(v);
   }
 }
 
@@ -159,7 +169,7 @@ NiftiVolume read_nifti(const std::string& path) {
   }
   const uint64_t header_bytes = vol.version == 1 ? 348 : 540;
   if (vox_offset < static_cast<double>(header_bytes) || vox_offset > static_cast<double>(raw.size()))
-    throw FormatError(path + ": invalid vox_offset " + std::to_string(static_cast<long long>(vox_offset)) +
+    throw FormatError(path + ": invalid vox_offset " + std::to_string(vox_offset) +
                       " (must lie between the header size " + std::to_string(header_bytes) + " and the file size " +
                       std::to_string(raw.size()) + ")");
   size_t off = static_cast<size_t>(vox_offset);
@@ -187,7 +197,7 @@ NiftiVolume read_nifti(const std::string& path) {
   }
   if (vol.scl_slope != 0 && std::isfinite(vol.scl_slope) && std::isfinite(vol.scl_inter) &&
       !(vol.scl_slope == 1 && vol.scl_inter == 0)) {
-    for (auto& v : vol.data) v = static_cast<float>(static_cast<double>(v) * vol.scl_slope + vol.scl_inter);
+    for (auto& v : vol.data) v = to_f32(static_cast<double>(v) * vol.scl_slope + vol.scl_inter);
   }
   return vol;
 }

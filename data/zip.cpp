@@ -88,11 +88,11 @@ std::vector<uint8_t> ZipReader::read(const std::string& name) const {
     std::vector<uint8_t> out(e.usize);
     if (e.method == 0) {
       if (e.csize != e.usize) throw FormatError(where + ": stored entry with different sizes");
-      std::memcpy(out.data(), &bytes_[data], e.usize);
+      if (e.usize) std::memcpy(out.data(), bytes_.data() + data, e.usize);
     } else if (e.method == 8) {
       z_stream zs{};
       inflateInit2(&zs, -MAX_WBITS);
-      zs.next_in = const_cast<Bytef*>(&bytes_[data]);
+      zs.next_in = const_cast<Bytef*>(bytes_.data() + data);
       zs.avail_in = e.csize;
       zs.next_out = out.data();
       zs.avail_out = e.usize;
