@@ -27,22 +27,24 @@ int cmd_version(const std::vector<std::string>& args) {
   mpi_first_line = mpi_first_line.substr(0, mpi_first_line.find_first_of(",\n"));
 
   std::cout << "styleforge " << STYLEFORGE_VERSION << "\n"
-            << "libtorch   " << trainer::torch_version() << (trainer::torch_has_cuda() ? " (CUDA)" : " (CPU)") << "\n"
-            << "mpi        " << mpi_first_line << " (MPI " << mpi_ver << "." << mpi_sub << ")\n"
-            << "hdf5       " << maj << "." << min << "." << rel << "\n";
+            << "libtorch   " << trainer::torch_version() << (trainer::torch_has_cuda() ? " (CUDA build)" : " (CPU build)") << "\n"
+            << "cuda       " << trainer::cuda_version() << "\n"
+            << "cudnn      " << trainer::cudnn_version() << "\n";
 #ifdef STYLEFORGE_WITH_NCCL
   int nccl = 0;
   ncclGetVersion(&nccl);  // the library linked, whether or not a GPU is present
   std::cout << "nccl       " << nccl / 10000 << "." << (nccl % 10000) / 100 << "." << nccl % 100
-            << " (communicator built)\n";
+            << " (gradient communicator for GPU trainers)\n";
 #else
   std::cout << "nccl       not built (nccl.h / cudart not found)\n";
 #endif
-#ifdef STYLEFORGE_WITH_CUDA
-  std::cout << "cuda       " << trainer::cuda_version() << "\n";
-#else
-  std::cout << "cuda       LibTorch without CUDA: training runs on the CPU\n";
-#endif
+  const int gpus = trainer::gpu_count();
+  std::cout << "gpus       " << gpus << " visible"
+            << (gpus == 0 ? (trainer::torch_has_cuda() ? ": training runs on the CPU (--device auto)" : ": CPU build")
+                          : ": training runs on CUDA (--device auto)")
+            << "\n"
+            << "mpi        " << mpi_first_line << " (MPI " << mpi_ver << "." << mpi_sub << ")\n"
+            << "hdf5       " << maj << "." << min << "." << rel << "\n";
   return kOk;
 }
 

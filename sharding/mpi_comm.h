@@ -18,7 +18,8 @@
 // the owner's chunk); the order of additions depends on the chunk, not on timing.
 //
 // MpiCommunicator owns its duplicated MPI_Comm handles (freed in the destructor, before
-// MPI_Finalize). Not thread-safe: one thread per process calls it (MPI_THREAD_FUNNELED).
+// MPI_Finalize). Not thread-safe: one thread at a time calls it (MPI_THREAD_SERIALIZED; the gradient
+// worker of sharding/bucket_reducer.h takes turns with the training thread).
 #pragma once
 
 #include <mpi.h>

@@ -14,8 +14,11 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "sharding/bucket_reducer.h"
 #include "sharding/mpi_comm.h"
 
 namespace sf::sharding {
@@ -37,10 +40,28 @@ class NcclCommunicator final : public Communicator {
   void barrier() override;
   std::string describe() const override;
   cudaStream_t stream() const { return stream_; }
+  // Gradient buckets reduced while backward runs: each launch records an event on the compute
+  // stream (`compute_stream()`, called at every launch/finish: the stream backward runs on, e.g.
+  // LibTorch's current stream) and makes NCCL's stream wait for it, so NCCL never reads a gradient
+  // that backward may still write; finish() makes the compute stream wait for the last allreduce
+  // (no host wait) and checks the previous iteration's reductions with the deadline, so a dead
+  // peer is reported (rank, host, GPU) instead of hanging and the host runs at most one iteration
+  // ahead of the reductions.
+  std::unique_ptr<BucketReducer> make_reducer(std::function<void*()> compute_stream);
+  // The stream that produces the buffers of the blocking collectives below (allreduce_*,
+  // broadcast): they first wait for everything already queued on it. Unset: the legacy default
+  // stream is used (cudaStreamNonBlocking streams do not synchronise with it implicitly).
+  void set_compute_stream(std::function<void*()> compute_stream) { compute_ = std::move(compute_stream); }
 
  private:
+  friend class NcclReducer;
   void wait(const char* what);
+  // Polls `event` until it completes, with the deadline and NCCL's async error check.
+  void wait_event(cudaEvent_t event, const char* what);
   void allreduce_many(const std::vector<std::pair<float*, size_t>>& buffers, ncclRedOp_t op);
+  void after_compute();  // orders stream_ after the compute stream
+  std::function<void*()> compute_;
+  cudaEvent_t compute_done_ = nullptr;
   MpiCommunicator& mpi_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;

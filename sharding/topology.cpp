@@ -19,7 +19,9 @@ bool launched_by_mpi() {
 MpiSession::MpiSession(bool enable) {
   if (!enable) return;
   int provided = 0;
-  SF_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+  // SERIALIZED: the gradient-sync worker thread (sharding/bucket_reducer.h) calls MPI while the
+  // training thread runs backward, never both at once.
+  SF_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   active_ = true;
 }

@@ -1,7 +1,7 @@
 // Process bootstrap for multi-rank runs: MPI start-up, the Slurm sanity check, local ranks from a
 // host-hash allgather, and the role of every rank.
 //
-// MpiSession initialises MPI (MPI_THREAD_FUNNELED) only when the process was started by an MPI
+// MpiSession initialises MPI (MPI_THREAD_SERIALIZED) only when the process was started by an MPI
 // or PMIx launcher (mpirun, srun --mpi=pmix), so single-process commands never pay for MPI, and
 // finalises it on destruction. discover_topology() is collective over MPI_COMM_WORLD: every rank
 // learns every rank's host, its local rank and local size (ranks on the same host, by a hash of

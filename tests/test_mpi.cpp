@@ -62,7 +62,7 @@ struct Result {
 
 // Runs one iteration on the ranks [0, n) of MPI_COMM_WORLD; returns their result on world rank 0.
 // With `servers` > 0, ranks [n, n + servers) are sum-only parameter servers for those trainers.
-Result run_split(int n, int mbstd_group, int servers = 0) {
+Result run_split(int n, int mbstd_group, int servers = 0, bool overlap = true) {
   const int me = world_rank();
   MPI_Comm sub, sync = MPI_COMM_NULL;
   MPI_Comm_split(MPI_COMM_WORLD, me < n ? 0 : MPI_UNDEFINED, me, &sub);
@@ -82,6 +82,7 @@ Result run_split(int n, int mbstd_group, int servers = 0) {
     sharding::Communicator& comm = ps ? static_cast<sharding::Communicator&>(*ps) : mpi_comm;
     trainer::TrainOptions o = equivalence_options(n, mbstd_group);
     trainer::TrainingStep step(o, comm, {});
+    step.set_overlap(overlap);
     at::Generator g = trainer::make_cpu_generator(99);
     at::Tensor reals = at::randint(0, 256, {8, 1, 16, 16}, g, at::kByte);  // the same 8 images everywhere
     const int64_t bpr = 8 / n;
@@ -137,6 +138,21 @@ TEST(MpiEquivalence, OneTwoFourRanksGiveTheSameStep) {
   for (double v : {r2.g_loss, r4.g_loss}) EXPECT_NEAR(v, r1.g_loss, 1e-6 * std::abs(r1.g_loss));
   for (double v : {r2.d_loss, r4.d_loss}) EXPECT_NEAR(v, r1.d_loss, 1e-6 * std::abs(r1.d_loss));
   for (double v : {r2.r1, r4.r1}) EXPECT_NEAR(v, r1.r1, 1e-5 * std::abs(r1.r1));
+}
+
+TEST(MpiEquivalence, OverlappedSyncGivesTheSameBits) {
+  // Buckets reduced by the worker thread while backward runs, or all after backward: the same
+  // reductions of the same data, so the same bits (the ring's order of additions is fixed).
+  ASSERT_GE(world_size(), 2) << "run under mpirun -np 2 or more";
+  Result on = run_split(2, 1, 0, true), off = run_split(2, 1, 0, false);
+  if (world_rank() != 0) return;
+  ASSERT_EQ(on.params.size(), off.params.size());
+  ASSERT_FALSE(on.params.empty());
+  size_t differ = 0;
+  for (size_t i = 0; i < on.params.size(); ++i) differ += std::memcmp(&on.params[i], &off.params[i], 4) != 0;
+  EXPECT_EQ(differ, 0u) << "of " << on.params.size() << " values";
+  EXPECT_EQ(on.pl_mean, off.pl_mean);
+  EXPECT_EQ(on.p, off.p);
 }
 
 TEST(MpiEquivalence, ParameterServersGiveTheSameStep) {

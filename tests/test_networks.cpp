@@ -1,6 +1,8 @@
 // Networks: reference keys, shapes for every architecture, conditioning, grayscale, truncation,
 // Freeze-D, named tensor I/O and the penalty building blocks.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 

@@ -1,5 +1,7 @@
 // Training loop: exact resume, the ADA controller, options, checkpoints, generate.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>

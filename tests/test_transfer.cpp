@@ -2,6 +2,8 @@
 // bitwise the reference's, hostile pickles are refused, named sources come from the cache, and
 // runs start from the fixture network adapted to other resolutions, channels and conditioning.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>

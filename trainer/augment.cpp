@@ -381,7 +381,9 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
     G = at::matmul(translate2d((mx0 - mx1) / 2.0, (my0 - my1) / 2.0, o), G);
 
     // Upsample 2x.
-    const at::Tensor hz = hz_geom_.to(images.device());
+    // Host taps: the separable filter path reads them as scalars, so no copy to the device and no
+    // device-to-host read per call.
+    const at::Tensor& hz = hz_geom_;
     images = ops::upsample2d(images, hz, 2);
     G = at::matmul(at::matmul(scale2d(2.0, 2.0, o), G), scale2d(0.5, 0.5, o));
     G = at::matmul(at::matmul(translate2d(-0.5, -0.5, o), G), translate2d(0.5, 0.5, o));
@@ -477,7 +479,13 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
       t = t / (expected_power * t.square()).sum(-1, /*keepdim=*/true).sqrt();  // normalise the power
       gain = gain * t;
     }
-    at::Tensor hz = at::matmul(gain, hz_fbank_.to(pdev));                                 // [batch, tap]
+    at::Tensor bank;
+    {
+      std::lock_guard<std::mutex> lock(cache_mu_);
+      if (!hz_fbank_dev_.defined() || hz_fbank_dev_.device() != pdev) hz_fbank_dev_ = hz_fbank_.to(pdev);  // once per device
+      bank = hz_fbank_dev_;
+    }
+    at::Tensor hz = at::matmul(gain, bank);                                 // [batch, tap]
     hz = hz.unsqueeze(1).repeat({1, channels, 1}).reshape({batch * channels, 1, -1}).to(img_opt);  // [b*c, 1, tap]
     const int64_t pad = hz_fbank_.size(1) / 2;
     images = images.reshape({1, batch * channels, height, width});

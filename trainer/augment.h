@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include <optional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,8 @@ class AugmentPipe {
   double p_ = 1;
   at::Tensor hz_geom_;   // [12] float32: sym6 low-pass, normalised (separable)
   at::Tensor hz_fbank_;  // [4, 43] float32: band-pass filter bank built from sym2
+  mutable std::mutex cache_mu_;
+  mutable at::Tensor hz_fbank_dev_;  // hz_fbank_ on the device of the last call (under cache_mu_)
 };
 
 }  // namespace sf::trainer

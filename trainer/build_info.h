@@ -5,8 +5,10 @@
 
 namespace sf::trainer {
 
-std::string torch_version();   // e.g. "1.13.0"
-bool torch_has_cuda();         // the LibTorch found has CUDA and a device is usable
-std::string cuda_version();    // CUDA runtime version LibTorch was built with, or "none"
+std::string torch_version();   // e.g. "2.11.0"
+bool torch_has_cuda();         // the LibTorch found was built with CUDA
+std::string cuda_version();    // "13.0 (runtime 13.0)" or "none"
+std::string cudnn_version();   // e.g. "9.19.0", or "none"
+int gpu_count();               // GPUs this process sees (0 without a driver or without CUDA)
 
 }  // namespace sf::trainer

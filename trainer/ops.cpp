@@ -80,7 +80,7 @@ at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int upx, in
   f = f.to(x.scalar_type());
   if (!flip_filter) f = f.flip(f.dim() == 1 ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 1});
   if (f.dim() == 2) {
-    at::Tensor k = f.reshape({1, 1, f.size(0), f.size(1)}).repeat({c, 1, 1, 1});
+    at::Tensor k = f.reshape({1, 1, f.size(0), f.size(1)}).repeat({c, 1, 1, 1}).to(x.device());
     x = grouped_conv(x, k, c);
   } else {
     // Separable filter: shifted multiply-adds along H, then W, computing only the outputs the

@@ -1,6 +1,7 @@
 #include "trainer/param_store.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 
 #include <stdexcept>
@@ -62,6 +63,12 @@ void ParamStore::zero_grad() {
   for (auto& e : entries_) {
     if (e.tensor.grad().defined()) e.tensor.mutable_grad() = at::Tensor();
   }
+}
+
+void ParamStore::to(c10::Device device) {
+  at::NoGradGuard no_grad;
+  for (auto& e : entries_)
+    if (e.tensor.device() != device) e.tensor.set_data(e.tensor.to(device));
 }
 
 }  // namespace sf::trainer

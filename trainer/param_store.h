@@ -38,6 +38,8 @@ class ParamStore {
   // Copies every value of `other` (same keys and shapes) into this store, in place.
   void copy_from(const ParamStore& other);
   void zero_grad();
+  // Moves every tensor to `device` in place (the handles held by layers see the moved data).
+  void to(c10::Device device);
 
  private:
   std::vector<NamedTensor> entries_;

@@ -1,6 +1,7 @@
 #include "trainer/snapshot_images.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
@@ -70,12 +71,14 @@ void save_fakes_grid(Generator& G_ema, const SnapshotGrid& grid, int batch, cons
   G_ema.train(false);
   std::vector<at::Tensor> parts;
   const int64_t n = grid.z.size(0);
+  const c10::Device dev = G_ema.state().entries().front().tensor.device();  // the grid follows G_ema
   for (int64_t i = 0; i < n; i += batch) {
     const int64_t m = std::min<int64_t>(batch, n - i);
-    parts.push_back(G_ema.forward(grid.z.narrow(0, i, m), grid.c.narrow(0, i, m), 1, -1, NoiseMode::Const));
+    parts.push_back(G_ema.forward(grid.z.narrow(0, i, m).to(dev), grid.c.narrow(0, i, m).to(dev), 1, -1,
+                                  NoiseMode::Const));
   }
   G_ema.train(was_training);
-  at::Tensor img = at::cat(parts).to(at::kFloat).contiguous();
+  at::Tensor img = at::cat(parts).to(at::kFloat).cpu().contiguous();
   data::write_image_grid(path, img.data_ptr<float>(), n, static_cast<int>(img.size(1)), static_cast<int>(img.size(2)),
                          static_cast<int>(img.size(3)), -1.0f, 1.0f, grid.gw, grid.gh);
 }

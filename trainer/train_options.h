@@ -46,6 +46,16 @@ struct TrainOptions {
   // reference .pkl or a network-only checkpoint); as in the reference, it sets ada_kimg = 100
   // and turns the EMA ramp-up off. Empty: train from scratch.
   std::string resume_source;
+  // Where and how this job computes (not part of the run's mathematics; not saved with it: a
+  // resumed run takes them from its own flags).
+  std::string device = "auto";      // auto | cpu | cuda | cuda:N
+  std::string comm = "auto";        // gradient communicator: auto (NCCL for GPU tensors) | nccl | mpi
+  bool shared_gpu = false;          // allow several trainers on one GPU
+  bool overlap = true;              // reduce gradient buckets while backward runs
+  bool cudnn_benchmark = true;      // --nobench turns it off
+  bool allow_tf32 = false;          // --allow-tf32
+  bool fp32 = true;                 // --fp32: the only mode until mixed precision lands
+  bool nhwc = false;                // --nhwc: channels_last (with mixed precision)
 
   // ---- resolved (filled by resolve()) ----
   int resolution = 0, channels = 0, label_dim = 0;

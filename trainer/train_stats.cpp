@@ -1,6 +1,7 @@
 #include "trainer/train_stats.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -55,10 +56,12 @@ void AdaSignal::add(const at::Tensor& real_logits) {
   at::NoGradGuard no_grad;
   at::Tensor v = real_logits.detach().flatten().to(at::kDouble);
   at::Tensor m = at::stack({v.sign().sum(), at::full({}, static_cast<double>(v.numel()), v.options())});
-  if (!acc_.defined())
+  if (!acc_.defined()) {
     acc_ = m;
-  else
+  } else {
+    if (acc_.device() != m.device()) acc_ = acc_.to(m.device());  // restored on the host after a resume
     acc_.add_(m);
+  }
 }
 
 std::pair<double, double> AdaSignal::local() const {

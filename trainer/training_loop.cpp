@@ -22,7 +22,11 @@
 #include "sharding/metrics_link.h"
 #include "sharding/mpi_comm.h"
 #include "sharding/sampler.h"
+#ifdef STYLEFORGE_WITH_NCCL
+#include "sharding/nccl_comm.h"
+#endif
 #include "trainer/checkpoint.h"
+#include "trainer/device.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_step.h"
 #include "trainer/transfer.h"
@@ -33,6 +37,9 @@ namespace sf::trainer {
 namespace {
 
 std::string g_last_run_dir;
+
+// Iterations between agreements on a stop request (see the loop).
+constexpr int64_t kStopCheckInterval = 4;
 
 // Lines printed by rank 0 go to stdout and to log.txt in the run directory.
 class RunLog {
@@ -165,6 +172,8 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (!o.data.empty() && o.data != saved.data) saved.data = o.data;  // the pack may have moved
     if (o.kimg_override) saved.total_kimg = *o.kimg_override;
     saved.threads = o.threads > 0 ? o.threads : saved.threads;
+    saved.device = o.device, saved.comm = o.comm, saved.shared_gpu = o.shared_gpu, saved.overlap = o.overlap;
+    saved.cudnn_benchmark = o.cudnn_benchmark, saved.allow_tf32 = o.allow_tf32, saved.fp32 = o.fp32, saved.nhwc = o.nhwc;
     const double total_kimg = saved.total_kimg;
     o = saved;
     o.total_kimg = total_kimg;
@@ -191,6 +200,34 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (!transfer_path.empty()) adopt_source_architecture(transfer_path, o);
   }
 
+  // The device of this trainer: one GPU per trainer on its host (trainers' hosts from the topology).
+  int local_rank = 0, local_size = 1;
+  if (!req.hosts.empty()) {
+    const std::string& me = req.hosts[static_cast<size_t>(std::min<int>(comm.rank(), static_cast<int>(req.hosts.size()) - 1))];
+    local_size = 0;
+    for (int r = 0; r < static_cast<int>(req.hosts.size()); ++r) {
+      if (req.hosts[static_cast<size_t>(r)] != me) continue;
+      if (r < comm.rank()) ++local_rank;
+      ++local_size;
+    }
+  }
+  const c10::Device device = resolve_device(o.device, local_rank, local_size, o.shared_gpu);
+  if (!o.fp32) throw std::invalid_argument("mixed precision is not implemented yet: training runs in float32 (--fp32)");
+  if (device.is_cuda()) apply_backend_flags(o.cudnn_benchmark, o.allow_tf32);
+  {
+    // Two trainers on one physical GPU (same host, same PCI address) only when asked for.
+    const int W = comm.size(), me = comm.rank();
+    std::vector<double> ids(static_cast<size_t>(2 * W), 0.0);
+    ids[2 * me] = static_cast<double>(std::hash<std::string>{}(sharding::host_name()) % 1000000007ULL);
+    ids[2 * me + 1] = device_physical_id(device);
+    if (W > 1) comm.allreduce_sum(ids.data(), ids.size());
+    for (int r = 0; r < W && device.is_cuda() && !o.shared_gpu; ++r)
+      if (r != me && ids[2 * r] == ids[2 * me] && ids[2 * r + 1] == ids[2 * me + 1])
+        throw std::invalid_argument("trainer ranks " + std::to_string(std::min(r, me)) + " and " +
+                                    std::to_string(std::max(r, me)) + " share the GPU " + describe_device(device) +
+                                    "; bind one GPU per trainer or pass --shared-gpu");
+  }
+
   if (resume_path.empty()) {
     if (rank0) {
       log.line("Training options:");
@@ -202,6 +239,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                std::to_string(info.channels) + ")");
       log.line("Training duration:  " + std::to_string(o.total_kimg) + " kimg");
       log.line("Number of trainers: " + std::to_string(o.num_trainers));
+      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + ", float32");
       log.line("Conditional model:  " + std::string(o.label_dim > 0 ? "true" : "false"));
     }
     if (req.dry_run) {
@@ -245,14 +283,37 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     for (int64_t i = 0; i < o.dataset_size; ++i) pack.label_as_float(i, labels.data() + i * o.label_dim);
   }
 
-  log.line("Constructing networks...");
-  TrainingStep step(o, comm, labels);
+  // Gradient communicator: NCCL for GPU tensors (host-side collectives stay on `comm`, MPI); with
+  // --comm mpi or parameter servers, GPU gradients are staged through host memory.
+  if (o.comm != "auto" && o.comm != "nccl" && o.comm != "mpi")
+    throw std::invalid_argument("--comm must be auto, nccl or mpi, got '" + o.comm + "'");
+  std::unique_ptr<sharding::Communicator> device_comm;
+  // NCCL allows one rank per GPU: trainers sharing a GPU (--shared-gpu) use MPI unless told otherwise.
+  if (comm.size() > 1 && device.is_cuda() && (o.comm == "nccl" || (o.comm == "auto" && !o.shared_gpu))) {
+#ifdef STYLEFORGE_WITH_NCCL
+    auto* mpi = dynamic_cast<sharding::MpiCommunicator*>(&comm);
+    if (!mpi && o.comm == "nccl")
+      throw std::invalid_argument("--comm nccl: parameter servers (--param-servers) sum host memory; leave --comm auto");
+    if (mpi) device_comm = std::make_unique<sharding::NcclCommunicator>(*mpi, device.index(), mpi->timeout_s());
+#else
+    if (o.comm == "nccl") throw std::invalid_argument("--comm nccl: this build has no NCCL (STYLEFORGE_WITH_NCCL)");
+#endif
+  } else if (o.comm == "nccl" && comm.size() > 1) {
+    throw std::invalid_argument("--comm nccl needs GPU tensors (--device cuda); on the CPU gradients go through MPI");
+  }
+
+  log.line("Constructing networks on " + describe_device(device) + "...");
+  TrainingStep step(o, comm, labels, device, device_comm.get());
+  step.set_overlap(o.overlap);
+  if (comm.size() > 1) log.line("Gradient sync: " + step.reducer_description());
   if (!resume_path.empty()) {
     load_networks(resume_path, &step.G(), &step.D(), &step.G_ema());
     std::map<std::string, at::Tensor> rng_states;
     load_training_state(resume_path, &step.G_opt(), &step.D_opt(), &rng_states);
-    step.restore_rng_states(rng_states);
     step.restore(resume_info.counters);
+    if (!step.restore_rng_states(rng_states))
+      log.line("Note: the checkpoint's noise and augmentation streams were drawn on another device kind; they were "
+               "re-seeded for " + device.str() + " (training continues, not bit for bit as on the original device)");
   }
   if (!transfer_path.empty()) log.line("Transfer from \"" + req.resume + "\": " +
                                        transfer_networks(transfer_path, step.G(), step.D(), step.G_ema()));
@@ -294,14 +355,28 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     at::Tensor imgs = at::from_blob(b.images.data(), {b.size, o.channels, o.resolution, o.resolution}, at::kByte);
     at::Tensor cs;
     if (o.label_dim > 0) cs = at::from_blob(b.labels.data(), {b.size, o.label_dim}, at::kFloat);
+    if (device.is_cuda()) {
+      // Staged in pinned memory so the step copies it without blocking; LibTorch's pinned
+      // allocator keeps each buffer until its copy has completed.
+      imgs = imgs.pin_memory();
+      if (cs.defined()) cs = cs.pin_memory();
+    }
     step.iteration(imgs, cs);
 
+    // Stop requests (signals, the metrics rank) are agreed on every kStopCheckInterval iterations
+    // and at ticks, not at every iteration: a host round trip less in the hot path.
     bool stop_now = req.stop && req.stop->load() != 0;
     if (req.metrics && req.metrics->stop_requested()) stop_now = true;
+    const bool at_tick = k.cur_nimg >= total_nimg || k.cur_tick == 0 ||
+                         static_cast<double>(k.cur_nimg) >= k.tick_start_nimg + o.kimg_per_tick * 1000;
     if (comm.size() > 1) {
-      double flag = stop_now ? 1 : 0;
-      comm.allreduce_sum(&flag, 1);
-      stop_now = flag > 0;
+      if (at_tick || k.batch_idx % kStopCheckInterval == 0) {
+        double flag = stop_now ? 1 : 0;
+        comm.allreduce_sum(&flag, 1);
+        stop_now = flag > 0;
+      } else {
+        stop_now = false;  // acted on at the next agreement, on every rank at once
+      }
     }
     bool done = k.cur_nimg >= total_nimg || stop_now;
     if (!done && k.cur_tick != 0 && static_cast<double>(k.cur_nimg) < k.tick_start_nimg + o.kimg_per_tick * 1000)
@@ -388,7 +463,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
           std::vector<float> flat;
           nlohmann::json keys = nlohmann::json::array();
           for (const auto& e : step.G_ema().state().entries()) {
-            at::Tensor t = e.tensor.detach().to(at::kFloat).contiguous();
+            at::Tensor t = e.tensor.detach().to(at::kFloat).cpu().contiguous();
             flat.insert(flat.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
             keys.push_back(e.name);
           }

@@ -55,6 +55,7 @@ struct GenerateRequest {
   std::string noise_mode = "const";
   std::string outdir;
   int threads = 0;
+  std::string device = "auto";   // auto | cpu | cuda | cuda:N
 };
 // Writes seedNNNN.png per seed and grid.png; returns the number of images.
 int run_generate(const GenerateRequest& req);
@@ -67,6 +68,10 @@ struct BenchRequest {
   int resolution = 32, channels = 3, cbase = 4096, cmax = 128, batch = 8, iters = 16, threads = 1;
   std::string aug = "noaug";
   uint64_t seed = 0;
+  std::string device = "cpu";    // auto | cpu | cuda | cuda:N (one GPU per rank on a host)
+  std::string overlap = "both";  // on | off | both (alternating blocks of iterations, both reported)
+  int pairs = 1;                 // blocks per overlap mode when both
+  std::string cfg;               // a preset (e.g. auto, paper256) instead of --cbase/--cmax/--map/--mbstd
 };
 // Times `iters` training iterations on reals held in memory; prints sec/kimg last. With a
 // multi-rank communicator the batch is split across its ranks and the share of the step spent in

@@ -2,12 +2,26 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <chrono>
 #include <cmath>
+#include <iostream>
+#include <mutex>
 #include <stdexcept>
+
+#include "trainer/cuda/bucket_ops.h"
+#include "trainer/device.h"
+#ifdef STYLEFORGE_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+#ifdef STYLEFORGE_WITH_NCCL
+#include "sharding/nccl_comm.h"
+#endif
 
 namespace sf::trainer {
 
@@ -27,8 +41,10 @@ uint64_t derive_seed(uint64_t seed, int rank, const char* tag) {
 
 at::Generator make_cpu_generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
 
-TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, std::vector<float> labels)
-    : o_(o), comm_(comm), labels_(std::move(labels)), stats_(comm.rank()) {
+TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, std::vector<float> labels,
+                           c10::Device device, sharding::Communicator* device_comm)
+    : o_(o), comm_(comm), labels_(std::move(labels)), stats_(comm.rank()), device_(device),
+      dcomm_(device_comm ? *device_comm : comm) {
   if (o_.label_dim > 0 && labels_.size() != static_cast<size_t>(o_.dataset_size) * o_.label_dim)
     throw std::invalid_argument("training: label table does not match the dataset");
   at::Generator init = make_cpu_generator(derive_seed(o_.seed, 0, "init"));
@@ -36,6 +52,9 @@ TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, 
   D_ = std::make_unique<Discriminator>(o_.D, init);
   G_ema_ = std::make_unique<Generator>(o_.G, init);
   G_ema_->state().copy_from(G_->state());
+  // Built on the CPU from the seeded CPU generator (the same weights on every device), then moved
+  // in place: every layer keeps its handles, now on the device.
+  for (ParamStore* st : {&G_->state(), &D_->state(), &G_ema_->state()}) st->to(device_);
   G_->train(true);
   G_ema_->train(false);
   set_trainable(G_->state(), false);
@@ -76,11 +95,115 @@ TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, 
     ada_.ada_kimg = o_.ada_kimg;
     ada_.batch_size = o_.batch_size;
   }
-  pl_mean_ = at::zeros({});
+  pl_mean_ = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device_));
   noise_mode_ = parse_noise_mode(o_.noise_mode);
   global_gen_ = make_cpu_generator(derive_seed(o_.seed, 0, "global"));
   local_gen_ = make_cpu_generator(derive_seed(o_.seed, comm_.rank(), "local"));
   augment_gen_ = make_cpu_generator(derive_seed(o_.seed, comm_.rank(), "augment"));
+  if (device_.is_cpu()) {
+    global_dev_ = global_gen_, local_dev_ = local_gen_, augment_dev_ = augment_gen_;
+  } else {
+    global_dev_ = make_device_generator(device_, derive_seed(o_.seed, 0, "device.global"));
+    local_dev_ = make_device_generator(device_, derive_seed(o_.seed, comm_.rank(), "device.local"));
+    augment_dev_ = make_device_generator(device_, derive_seed(o_.seed, comm_.rank(), "device.augment"));
+  }
+  make_reducer(true);
+  verify_devices();
+}
+
+namespace {
+
+// Device gradients over a host communicator (MPI, parameter servers): each bucket is copied to
+// host memory when backward has produced it (the copy waits for the compute stream), reduced
+// there by `inner` (overlapped or not), and copied back at finish().
+class HostStagingReducer final : public sharding::BucketReducer {
+ public:
+  HostStagingReducer(std::unique_ptr<sharding::BucketReducer> inner, c10::Device device)
+      : inner_(std::move(inner)), device_(device) {}
+  void launch(float* data, size_t count) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    at::Tensor dev = at::from_blob(data, {static_cast<int64_t>(count)}, at::TensorOptions().dtype(at::kFloat).device(device_));
+    at::Tensor host = at::empty({static_cast<int64_t>(count)}, at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
+    host.copy_(dev);  // blocking: the host buffer is complete before MPI reads it
+    staged_.emplace_back(dev, host);
+    copy_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    inner_->launch(host.data_ptr<float>(), count);
+  }
+  void finish() override {
+    inner_->finish();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (auto& [dev, host] : staged_) dev.copy_(host);
+    staged_.clear();
+    exposed_s_ = inner_->exposed_seconds() + copy_s_ +
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    copy_s_ = exposed_s_ - inner_->exposed_seconds();
+  }
+  std::string describe() const override { return inner_->describe() + ", staged through host memory"; }
+
+ private:
+  std::unique_ptr<sharding::BucketReducer> inner_;
+  c10::Device device_;
+  std::vector<std::pair<at::Tensor, at::Tensor>> staged_;
+  double copy_s_ = 0;
+};
+
+bool is_nccl(const sharding::Communicator& c) { return c.describe().rfind("nccl", 0) == 0; }
+
+}  // namespace
+
+void TrainingStep::make_reducer(bool overlap) {
+  reducer_.reset();
+  if (dcomm_.size() <= 1) return;
+#ifdef STYLEFORGE_WITH_NCCL
+  if (auto* nccl = dynamic_cast<sharding::NcclCommunicator*>(&dcomm_)) {
+    auto stream = [] { return static_cast<void*>(c10::cuda::getCurrentCUDAStream().stream()); };
+    nccl->set_compute_stream(stream);
+    if (overlap) {
+      reducer_ = nccl->make_reducer(stream);
+      return;
+    }
+  }
+#endif
+  if (overlap && sharding::mpi_allows_worker_thread())
+    reducer_ = std::make_unique<sharding::ThreadedReducer>(dcomm_);
+  else
+    reducer_ = std::make_unique<sharding::DeferredReducer>(dcomm_);
+  if (!device_.is_cpu() && !is_nccl(dcomm_))  // device gradients, host communicator
+    reducer_ = std::make_unique<HostStagingReducer>(std::move(reducer_), device_);
+}
+
+void TrainingStep::broadcast_tensor(at::Tensor& t) {
+  if (device_.is_cpu() || is_nccl(dcomm_)) {
+    dcomm_.broadcast(t.data_ptr(), static_cast<size_t>(t.numel() * t.element_size()), 0);
+    return;
+  }
+  at::Tensor host = t.cpu().contiguous();
+  dcomm_.broadcast(host.data_ptr(), static_cast<size_t>(host.numel() * host.element_size()), 0);
+  t.copy_(host);
+}
+
+void TrainingStep::set_overlap(bool on) {
+  const double before = sync_seconds();
+  make_reducer(on);
+  extra_sync_s_ = before - (reducer_ ? reducer_->exposed_seconds() : 0);
+}
+
+void TrainingStep::verify_devices() const {
+  require_device(G_->state(), "G", device_);
+  require_device(D_->state(), "D", device_);
+  require_device(G_ema_->state(), "G_ema", device_);
+  for (const Adam* a : {G_opt_.get(), D_opt_.get()})
+    for (const auto& [name, t] : a->state_tensors())
+      if (t.dim() > 0) require_device(t, std::string(a == G_opt_.get() ? "G_opt." : "D_opt.") + name, device_);
+  require_device(pl_mean_, "pl_mean", device_);
+}
+
+at::Tensor TrainingStep::mean_over_ranks(const at::Tensor& scalar) {
+  if (dcomm_.size() <= 1 || !reducer_) return scalar;
+  at::Tensor buf = scalar.detach().to(at::kFloat).reshape({1}).clone();
+  reducer_->launch(buf.data_ptr<float>(), 1);
+  reducer_->finish();
+  return buf.reshape({});
 }
 
 TrainingStep::~TrainingStep() = default;
@@ -97,27 +220,32 @@ std::pair<at::Tensor, at::Tensor> TrainingStep::run_G(const at::Tensor& z, const
     // The reference's draws: a cutoff in [1, num_ws), a coin, and a second z; one cutoff per round.
     const int64_t cutoff = at::randint(1, num_ws, {}, local_gen_, at::kLong).item<int64_t>();
     const double coin = at::rand({}, local_gen_).item<double>();
-    at::Tensor z2 = at::randn(z.sizes(), local_gen_, z.options());
+    at::Tensor z2 = at::randn(z.sizes(), local_dev_, z.options());
     if (coin < o_.style_mixing_prob) {
       at::Tensor ws2 = G_->mapping(z2, c, 1, -1, /*skip_w_avg_update=*/true);
       ws = at::cat({ws.narrow(1, 0, cutoff), ws2.narrow(1, cutoff, num_ws - cutoff)}, 1);
     }
   }
-  at::Tensor img = G_->synthesis(ws, noise_mode_, std::nullopt, local_gen_);
+  at::Tensor img = G_->synthesis(ws, noise_mode_, std::nullopt, local_dev_);
   return {img, ws};
 }
 
 at::Tensor TrainingStep::run_D(const at::Tensor& img, const at::Tensor& c) {
-  if (augment_) return D_->forward(augment_->forward(img, augment_gen_, o_.augment_debug_percentile), c);
+  if (augment_) return D_->forward(augment_->forward(img, augment_dev_, o_.augment_debug_percentile), c);
   return D_->forward(img, c);
 }
 
 void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const at::Tensor& real_c,
-                              const at::Tensor& gen_z, const at::Tensor& gen_c, double gain) {
+                              const at::Tensor& gen_z, const at::Tensor& gen_c, double gain, bool last_round) {
   const bool do_Gmain = ph.is_G && ph.main;
   const bool do_Dmain = !ph.is_G && ph.main;
   const bool do_Gpl = ph.is_G && ph.reg && o_.pl_weight != 0;
   const bool do_Dr1 = !ph.is_G && ph.reg && o_.r1_gamma != 0;
+  // The last backward pass of the phase arms the bucket hooks: its gradients complete the buckets.
+  auto backward = [&](const at::Tensor& loss, bool last_pass) {
+    if (last_round && last_pass && active_sync_) active_sync_->arm(reducer_.get());
+    loss.backward();
+  };
 
   if (do_Gmain) {
     auto [gen_img, ws] = run_G(gen_z, gen_c);
@@ -126,7 +254,7 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
     stats_.report("Loss/signs/fake", gen_logits.sign());
     at::Tensor loss = at::softplus(-gen_logits);
     stats_.report("Loss/G/loss", loss);
-    loss.mean().mul(gain).backward();
+    backward(loss.mean().mul(gain), /*last_pass=*/!do_Gpl);
   }
 
   if (do_Gpl) {
@@ -136,26 +264,22 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
     const int world = comm_.size();
     std::vector<int64_t> shape(gen_img.sizes().begin(), gen_img.sizes().end());
     shape[0] = n * world;
-    at::Tensor noise = at::randn(shape, global_gen_, gen_img.options()).narrow(0, n * comm_.rank(), n);
+    at::Tensor noise = at::randn(shape, global_dev_, gen_img.options()).narrow(0, n * comm_.rank(), n);
     noise = noise / std::sqrt(static_cast<double>(gen_img.size(2) * gen_img.size(3)));
     auto grads = torch::autograd::grad({(gen_img * noise).sum()}, {ws}, {}, /*retain_graph=*/true,
                                        /*create_graph=*/true);
     at::Tensor lengths = grads[0].square().sum(2).mean(1).sqrt();
     // One global running mean over the path lengths of all ranks, used as a constant in the
     // penalty (as the reference fixtures define it), so the result does not depend on the split.
-    at::Tensor mean_len = lengths.detach().mean();
-    if (world > 1) {
-      double buf[1] = {mean_len.item<double>()};
-      comm_.allreduce_sum(buf, 1);
-      mean_len = at::full({}, buf[0] / world, lengths.options());
-    }
+    // Reduced on the device (no host round trip): NCCL on GPUs, the host ring on CPUs.
+    at::Tensor mean_len = mean_over_ranks(lengths.detach().mean());
     at::Tensor pl_mean = pl_mean_.lerp(mean_len, o_.pl_decay);
     pl_mean_.copy_(pl_mean.detach());
     at::Tensor penalty = (lengths - pl_mean).square();
     stats_.report("Loss/pl_penalty", penalty);
     at::Tensor loss_pl = penalty * o_.pl_weight;
     stats_.report("Loss/G/reg", loss_pl);
-    (gen_img.select(1, 0).select(1, 0).select(1, 0) * 0 + loss_pl).mean().mul(gain).backward();
+    backward((gen_img.select(1, 0).select(1, 0).select(1, 0) * 0 + loss_pl).mean().mul(gain), /*last_pass=*/true);
   }
 
   at::Tensor loss_Dgen;
@@ -165,7 +289,7 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
     stats_.report("Loss/scores/fake", gen_logits);
     stats_.report("Loss/signs/fake", gen_logits.sign());
     loss_Dgen = at::softplus(gen_logits);
-    loss_Dgen.mean().mul(gain).backward();
+    backward(loss_Dgen.mean().mul(gain), /*last_pass=*/false);
   }
 
   if (do_Dmain || do_Dr1) {
@@ -189,65 +313,176 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
       stats_.report("Loss/D/reg", loss_r1);
       total = total + loss_r1.unsqueeze(1);
     }
-    total.mean().mul(gain).backward();
+    backward(total.mean().mul(gain), /*last_pass=*/true);
   }
 }
 
-void GradientSync::plan(const std::vector<int64_t>& numels) {
-  if (numels == plan_numels_) return;
-  // Buckets in reverse order (as backward produces gradients), buffers allocated once.
-  plan_.assign(1, {});
-  flats_.clear();
-  int64_t bytes = 0;
-  for (int64_t i = static_cast<int64_t>(numels.size()) - 1; i >= 0; --i) {
-    if (bytes >= bucket_bytes_ && !plan_.back().empty()) {
-      plan_.emplace_back();
-      bytes = 0;
+struct GradientSync::State {
+  int64_t bucket_bytes = 25 << 20;
+  std::vector<std::vector<int64_t>> plan;    // tensor indices per bucket
+  std::vector<int64_t> numels, bucket_of, offset_of;
+  std::vector<at::Tensor> flats;             // one flat float buffer per bucket
+  std::vector<at::Tensor> params;            // the attached parameters
+  std::vector<const void*> hooked;           // parameters whose hook is installed
+  std::vector<int64_t> remaining;            // gradients still to come per bucket (armed pass)
+  size_t next_launch = 0;
+  sharding::BucketReducer* reducer = nullptr;
+  bool armed = false;
+  std::mutex mu;
+
+  // Puts a gradient that backward replaced (instead of accumulating into its view) back into its
+  // bucket. Caller holds mu.
+  void fix_grad(int64_t i) {
+    at::NoGradGuard no_grad;
+    at::Tensor& p = params[static_cast<size_t>(i)];
+    const at::Tensor& g = p.grad();
+    at::Tensor& flat = flats[static_cast<size_t>(bucket_of[i])];
+    const void* expected = static_cast<const char*>(flat.data_ptr()) + offset_of[i] * 4;
+    if (g.defined() && g.data_ptr() == expected) return;
+    at::Tensor view = flat.narrow(0, offset_of[i], numels[i]);
+    if (g.defined()) view.copy_(g.reshape({-1}));
+    else view.zero_();
+    p.mutable_grad() = view.view_as(p);
+  }
+  void launch_ready() {  // caller holds mu
+    while (next_launch < plan.size() && remaining[next_launch] <= 0) {
+      at::Tensor& f = flats[next_launch];
+      reducer->launch(f.data_ptr<float>(), static_cast<size_t>(f.numel()));
+      ++next_launch;
     }
-    plan_.back().push_back(i);
-    bytes += numels[i] * 4;
   }
-  for (const auto& b : plan_) {
-    int64_t n = 0;
-    for (int64_t i : b) n += numels[i];
-    flats_.push_back(at::empty({n}, at::kFloat));
+  void mark_ready(int64_t i) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!armed || i >= static_cast<int64_t>(params.size())) return;
+    fix_grad(i);
+    --remaining[static_cast<size_t>(bucket_of[i])];
+    launch_ready();
   }
-  plan_numels_ = numels;
-}
+};
+
+namespace {
+
+// Runs after AccumulateGrad wrote a parameter's gradient (PyTorch's post-accumulate-grad hook).
+class BucketReadyHook final : public torch::autograd::PostAccumulateGradHook {
+ public:
+  BucketReadyHook(std::weak_ptr<GradientSync::State> st, int64_t index) : st_(std::move(st)), index_(index) {}
+  void operator()(const torch::autograd::Variable&) override {
+    if (auto st = st_.lock()) st->mark_ready(index_);
+  }
+
+ private:
+  std::weak_ptr<GradientSync::State> st_;
+  int64_t index_;
+};
+
+}  // namespace
+
+GradientSync::GradientSync(int64_t bucket_bytes) : st_(std::make_shared<State>()) { st_->bucket_bytes = bucket_bytes; }
+GradientSync::~GradientSync() = default;
+GradientSync::GradientSync(GradientSync&&) noexcept = default;
+GradientSync& GradientSync::operator=(GradientSync&&) noexcept = default;
+
+int64_t GradientSync::num_buckets() const { return static_cast<int64_t>(st_->plan.size()); }
 
 void GradientSync::attach(const std::vector<at::Tensor>& params) {
   at::NoGradGuard no_grad;
+  State& s = *st_;
+  std::lock_guard<std::mutex> lock(s.mu);
   std::vector<int64_t> numels;
   for (const auto& p : params) numels.push_back(p.numel());
-  plan(numels);
-  for (size_t k = 0; k < plan_.size(); ++k) {
-    flats_[k].zero_();
-    int64_t off = 0;
-    for (int64_t i : plan_[k]) {
-      const_cast<at::Tensor&>(params[i]).mutable_grad() = flats_[k].narrow(0, off, numels[i]).view_as(params[i]);
-      off += numels[i];
+  const bool same_device = s.flats.empty() || params.empty() || s.flats[0].device() == params[0].device();
+  if (numels != s.numels || !same_device) {
+    // Buckets in reverse order (as backward produces gradients), buffers allocated once.
+    s.plan.assign(1, {});
+    s.flats.clear();
+    int64_t bytes = 0;
+    for (int64_t i = static_cast<int64_t>(numels.size()) - 1; i >= 0; --i) {
+      if (bytes >= s.bucket_bytes && !s.plan.back().empty()) {
+        s.plan.emplace_back();
+        bytes = 0;
+      }
+      s.plan.back().push_back(i);
+      bytes += numels[i] * 4;
+    }
+    s.bucket_of.assign(numels.size(), 0);
+    s.offset_of.assign(numels.size(), 0);
+    for (size_t b = 0; b < s.plan.size(); ++b) {
+      int64_t n = 0;
+      for (int64_t i : s.plan[b]) {
+        s.bucket_of[i] = static_cast<int64_t>(b);
+        s.offset_of[i] = n;
+        n += numels[i];
+      }
+      at::TensorOptions opt = at::TensorOptions().dtype(at::kFloat);
+      if (!params.empty()) opt = opt.device(params[0].device());
+      s.flats.push_back(at::empty({n}, opt));
+    }
+    s.numels = numels;
+  }
+  s.params = params;
+  s.armed = false;
+  for (size_t b = 0; b < s.plan.size(); ++b) {
+    s.flats[b].zero_();
+    for (int64_t i : s.plan[b])
+      s.params[i].mutable_grad() = s.flats[b].narrow(0, s.offset_of[i], numels[i]).view_as(s.params[i]);
+  }
+  // Hooks: installed once per parameter list (they look the parameter up by index).
+  std::vector<const void*> ids;
+  for (const auto& p : params) ids.push_back(p.unsafeGetTensorImpl());
+  if (ids != s.hooked) {
+    for (size_t i = 0; i < params.size(); ++i)
+      torch::autograd::impl::set_post_acc_grad_hooks(
+          params[i], std::make_unique<BucketReadyHook>(st_, static_cast<int64_t>(i)));
+    s.hooked = ids;
+  }
+}
+
+void GradientSync::arm(sharding::BucketReducer* reducer) {
+  State& s = *st_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.reducer = reducer;
+  s.armed = reducer != nullptr;
+  s.next_launch = 0;
+  s.remaining.assign(s.plan.size(), 0);
+  for (size_t b = 0; b < s.plan.size(); ++b) s.remaining[b] = static_cast<int64_t>(s.plan[b].size());
+}
+
+void GradientSync::finish(sharding::BucketReducer* reducer) {
+  State& s = *st_;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (size_t i = 0; i < s.params.size(); ++i) s.fix_grad(static_cast<int64_t>(i));
+    s.armed = false;
+    if (reducer) {
+      if (s.reducer != reducer) s.next_launch = 0;  // never armed: nothing launched yet
+      s.reducer = reducer;
+      for (auto& r : s.remaining) r = 0;
+      s.remaining.resize(s.plan.size(), 0);
+      s.launch_ready();  // buckets backward did not complete (unused parameters)
+    }
+    s.reducer = nullptr;
+  }
+  if (reducer) reducer->finish();
+}
+
+void GradientSync::sanitize() {
+  at::NoGradGuard no_grad;
+  for (at::Tensor& f : st_->flats) {
+    if (f.is_cuda()) {
+#ifdef STYLEFORGE_WITH_CUDA
+      kernels::sanitize_gradients_device(f.data_ptr<float>(), static_cast<size_t>(f.numel()),
+                                         c10::cuda::getCurrentCUDAStream(f.device().index()).stream());
+#endif
+    } else {
+      at::nan_to_num_out(f, f, 0.0, 1e5, -1e5);  // same arithmetic as kernels::sanitize_gradient, vectorised
     }
   }
 }
 
 void GradientSync::run_attached(const std::vector<at::Tensor>& params, sharding::Communicator& comm) {
-  at::NoGradGuard no_grad;
-  std::vector<std::pair<float*, size_t>> bufs;
-  for (size_t k = 0; k < plan_.size(); ++k) {
-    int64_t off = 0;
-    float* const base = flats_[k].data_ptr<float>();
-    for (int64_t i : plan_[k]) {
-      const at::Tensor& g = params[i].grad();
-      if (!g.defined() || g.data_ptr() != static_cast<void*>(base + off)) {  // replaced, not accumulated
-        at::Tensor view = flats_[k].narrow(0, off, plan_numels_[i]);
-        if (g.defined()) view.copy_(g.reshape({-1}));
-        const_cast<at::Tensor&>(params[i]).mutable_grad() = view.view_as(params[i]);
-      }
-      off += plan_numels_[i];
-    }
-    bufs.emplace_back(flats_[k].data_ptr<float>(), static_cast<size_t>(flats_[k].numel()));
-  }
-  comm.allreduce_mean_many(bufs);  // sum over trainers, divided by their number
+  if (params.size() != st_->params.size()) throw std::logic_error("GradientSync: run_attached on other parameters");
+  sharding::DeferredReducer r(comm);
+  finish(&r);
 }
 
 void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
@@ -256,21 +491,28 @@ void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, co
   ParamStore& store = ph.is_G ? G_->state() : D_->state();
   Adam& opt = ph.is_G ? *G_opt_ : *D_opt_;
   store.zero_grad();
-  // Several trainers: gradients accumulate directly in the allreduce buckets (no copies).
+  // Gradients accumulate directly in the bucket buffers; buckets are reduced while the last
+  // backward pass of the phase still runs.
   GradientSync& sync = ph.is_G ? G_sync_ : D_sync_;
   const std::vector<at::Tensor> params = store.trainable_parameters();
-  if (comm_.size() > 1) sync.attach(params);
+  sync.attach(params);
+  active_sync_ = &sync;
   set_trainable(store, true);
   const int64_t bg = o_.batch_gpu;
-  for (size_t r = 0; r < reals.size(); ++r)
-    accumulate(ph, reals[r], real_cs[r], gen_z.narrow(0, r * bg, bg), gen_c.narrow(0, r * bg, bg), ph.interval);
-  set_trainable(store, false);
-  if (comm_.size() > 1) {
-    const auto s0 = std::chrono::steady_clock::now();
-    sync.run_attached(params, comm_);
-    sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+  try {
+    for (size_t r = 0; r < reals.size(); ++r)
+      accumulate(ph, reals[r], real_cs[r], gen_z.narrow(0, r * bg, bg), gen_c.narrow(0, r * bg, bg), ph.interval,
+                 r + 1 == reals.size());
+  } catch (...) {
+    active_sync_ = nullptr;
+    set_trainable(store, false);
+    sync.finish(nullptr);
+    throw;
   }
-  sanitize_gradients(store);
+  active_sync_ = nullptr;
+  set_trainable(store, false);
+  sync.finish(reducer_.get());  // waits only for what backward did not hide
+  sync.sanitize();
   opt.step();
   ph.ms_last = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -278,11 +520,20 @@ void TrainingStep::run_phase(Phase& ph, const std::vector<at::Tensor>& reals, co
 void TrainingStep::iteration(const at::Tensor& real_img_u8, const at::Tensor& real_c) {
   const int64_t bpr = o_.batch_per_trainer();
   if (real_img_u8.size(0) != bpr) throw std::invalid_argument("training: wrong number of real images for this rank");
-  at::Tensor real = real_img_u8.to(at::kFloat) / 127.5 - 1;
+  for (const auto* t : {&real_img_u8, &real_c})
+    if (t->defined() && !t->device().is_cpu() && t->device() != device_)
+      throw std::runtime_error(std::string("training: the real ") + (t == &real_img_u8 ? "images" : "labels") +
+                               " are on " + t->device().str() + ", the step runs on " + device_.str());
+  verify_devices();
+  const at::TensorOptions fopt = at::TensorOptions().dtype(at::kFloat).device(device_);
+  // Host batches in pinned memory are copied without blocking (they overlap the previous step).
+  at::Tensor real = real_img_u8.to(device_, /*non_blocking=*/true).to(at::kFloat) / 127.5 - 1;
   std::vector<at::Tensor> reals = real.split(o_.batch_gpu);
-  at::Tensor rc = real_c.defined() && real_c.size(1) > 0 ? real_c.to(at::kFloat) : at::zeros({bpr, 0});
+  at::Tensor rc = real_c.defined() && real_c.size(1) > 0 ? real_c.to(device_, /*non_blocking=*/true).to(at::kFloat)
+                                                         : at::zeros({bpr, 0}, fopt);
   std::vector<at::Tensor> real_cs = rc.split(o_.batch_gpu);
 
+  // z and labels of generated images: the global CPU stream (the same on every device).
   const int64_t B = o_.batch_size, nph = static_cast<int64_t>(phases_.size());
   at::Tensor all_z = at::randn({nph * B, o_.G.z_dim}, global_gen_);
   at::Tensor all_c = at::zeros({nph * B, o_.label_dim});
@@ -291,6 +542,8 @@ void TrainingStep::iteration(const at::Tensor& real_img_u8, const at::Tensor& re
     at::Tensor table = at::from_blob(labels_.data(), {o_.dataset_size, o_.label_dim}, at::kFloat);
     all_c = table.index_select(0, idx).clone();
   }
+  all_z = all_z.to(device_);
+  all_c = all_c.to(device_);
   const int64_t off = comm_.rank() * bpr;
   for (int64_t p = 0; p < nph; ++p) {
     Phase& ph = phases_[p];
@@ -334,10 +587,18 @@ void TrainingStep::restore(const TrainCounters& c) {
 
 std::map<std::string, at::Tensor> TrainingStep::gather_rng_states() {
   std::map<std::string, at::Tensor> out;
-  out["global"] = global_gen_.get_state();
   const int world = comm_.size(), me = comm_.rank();
-  for (const char* name : {"local", "augment"}) {
-    at::Tensor mine = (std::string(name) == "local" ? local_gen_ : augment_gen_).get_state();
+  const bool dev = !device_.is_cpu();
+  const std::string kind = device_.is_cpu() ? "" : std::string(c10::DeviceTypeName(device_.type(), true)) + ".";
+  out["global"] = global_gen_.get_state();
+  if (dev) out[kind + "global"] = global_dev_.get_state();
+  std::vector<std::pair<std::string, at::Generator*>> per_rank = {{"local", &local_gen_}, {"augment", &augment_gen_}};
+  if (dev) {
+    per_rank.emplace_back(kind + "local", &local_dev_);
+    per_rank.emplace_back(kind + "augment", &augment_dev_);
+  }
+  for (auto& [name, gen] : per_rank) {
+    at::Tensor mine = gen->get_state().cpu().contiguous();
     const int64_t n = mine.numel();
     // Gather through a sum: each rank fills its own slot (bytes are exact in float64).
     std::vector<double> all(static_cast<size_t>(n * world), 0.0);
@@ -347,25 +608,52 @@ std::map<std::string, at::Tensor> TrainingStep::gather_rng_states() {
     for (int r = 0; r < world; ++r) {
       at::Tensor t = at::empty({n}, at::kByte);
       for (int64_t i = 0; i < n; ++i) t.data_ptr<uint8_t>()[i] = static_cast<uint8_t>(all[static_cast<size_t>(r * n + i)]);
-      out[std::string(name) + ".rank" + std::to_string(r)] = t;
+      out[name + ".rank" + std::to_string(r)] = t;
     }
   }
   return out;
 }
 
-void TrainingStep::restore_rng_states(const std::map<std::string, at::Tensor>& states) {
-  auto find = [&](const std::string& base) -> const at::Tensor& {
+bool TrainingStep::restore_rng_states(const std::map<std::string, at::Tensor>& states) {
+  auto find = [&](const std::string& base) -> const at::Tensor* {
     auto it = states.find(base + ".rank" + std::to_string(comm_.rank()));
     if (it == states.end() && comm_.size() == 1) it = states.find(base);
-    if (it == states.end()) throw std::runtime_error("checkpoint has no random state '" + base + "' for rank " +
-                                                     std::to_string(comm_.rank()));
-    return it->second;
+    return it == states.end() ? nullptr : &it->second;
+  };
+  auto need = [&](const std::string& base) -> const at::Tensor& {
+    const at::Tensor* t = find(base);
+    if (!t) throw std::runtime_error("checkpoint has no random state '" + base + "' for rank " + std::to_string(comm_.rank()));
+    return *t;
   };
   auto g = states.find("global");
   if (g == states.end()) throw std::runtime_error("checkpoint has no random state 'global'");
   global_gen_.set_state(g->second);
-  local_gen_.set_state(find("local"));
-  augment_gen_.set_state(find("augment"));
+  local_gen_.set_state(need("local"));
+  augment_gen_.set_state(need("augment"));
+  // Device streams: saved under "<kind>.<name>" by runs on a device other than the CPU.
+  std::string saved_kind;
+  for (const auto& [name, t] : states)
+    if (name.rfind("cuda.", 0) == 0) saved_kind = "cuda";
+  const std::string my_kind = device_.is_cpu() ? "" : std::string(c10::DeviceTypeName(device_.type(), true));
+  if (saved_kind == my_kind) {
+    if (!my_kind.empty()) {
+      auto gd = states.find(my_kind + ".global");
+      if (gd == states.end()) throw std::runtime_error("checkpoint has no random state '" + my_kind + ".global'");
+      global_dev_.set_state(gd->second);
+      local_dev_.set_state(need(my_kind + ".local"));
+      augment_dev_.set_state(need(my_kind + ".augment"));
+    }
+    return true;
+  }
+  // Another device kind: the CPU streams continue exactly; the device streams start anew from
+  // seeds that depend on the resume point (on the CPU the device streams are the CPU streams).
+  if (!device_.is_cpu()) {
+    const uint64_t salt = static_cast<uint64_t>(counters_.batch_idx) * 0x9e3779b97f4a7c15ULL;
+    global_dev_ = make_device_generator(device_, derive_seed(o_.seed ^ salt, 0, "device.global"));
+    local_dev_ = make_device_generator(device_, derive_seed(o_.seed ^ salt, comm_.rank(), "device.local"));
+    augment_dev_ = make_device_generator(device_, derive_seed(o_.seed ^ salt, comm_.rank(), "device.augment"));
+  }
+  return false;
 }
 
 void TrainingStep::check_consistency() {
@@ -382,7 +670,7 @@ void TrainingStep::check_consistency() {
     }
     at::Tensor mine = at::cat(parts).contiguous();
     at::Tensor ref = mine.clone();
-    comm_.broadcast(ref.data_ptr(), static_cast<size_t>(ref.numel()) * 4, 0);
+    broadcast_tensor(ref);
     double bad = at::equal(mine, ref) ? 0 : 1;
     std::string first;
     if (bad > 0) {
@@ -408,12 +696,12 @@ void TrainingStep::check_consistency() {
 }
 
 void TrainingStep::broadcast_parameters() {
-  if (comm_.size() <= 1) return;
+  if (dcomm_.size() <= 1) return;
   at::NoGradGuard no_grad;
   for (ParamStore* s : {&G_->state(), &D_->state(), &G_ema_->state()})
     for (const auto& e : s->entries()) {
       at::Tensor t = e.tensor;
-      comm_.broadcast(t.data_ptr(), static_cast<size_t>(t.numel() * t.element_size()), 0);
+      broadcast_tensor(t);
     }
 }
 

@@ -24,6 +24,9 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
+
+#include "sharding/bucket_reducer.h"
 #include "sharding/communicator.h"
 #include "trainer/augment.h"
 #include "trainer/checkpoint.h"
@@ -34,26 +37,38 @@
 
 namespace sf::trainer {
 
-// Sums gradients over the ranks of a communicator and divides by its size, in buckets of about
-// `bucket_bytes` filled from the last tensor to the first (the order backward produces them).
-// The flat bucket buffers are kept between calls (allocating tens of MB per step costs more than
-// the reduction), so one GradientSync serves one list of parameters.
+// Gradient buckets for one list of parameters: every parameter's gradient is a view into a flat
+// bucket buffer (about `bucket_bytes`, filled from the last parameter to the first, the order
+// backward produces them), so backward accumulates straight into the buffers that are reduced.
+// A post-accumulate hook per parameter (PyTorch DDP's reducer design) counts the gradients of the
+// armed backward pass (the last one of a phase): a bucket whose gradients are all there is
+// launched on the BucketReducer at once, in bucket order, while backward goes on; finish()
+// launches what is left (parameters backward did not reach) and waits for all.
+// The buffers live on the parameters' device and are kept between calls.
 class GradientSync {
  public:
-  explicit GradientSync(int64_t bucket_bytes = 25 << 20) : bucket_bytes_(bucket_bytes) {}
-  // Makes every parameter's gradient a zeroed view into the bucket buffers, so that backward
-  // accumulates straight into them and run_attached() sums them without copies.
+  struct State;  // shared with the hooks (trainer/training_step.cpp)
+  explicit GradientSync(int64_t bucket_bytes = 25 << 20);
+  ~GradientSync();
+  GradientSync(GradientSync&&) noexcept;
+  GradientSync& operator=(GradientSync&&) noexcept;
+  // Makes every parameter's gradient a zeroed view into the bucket buffers and installs the hooks
+  // (once per parameter list).
   void attach(const std::vector<at::Tensor>& params);
-  // Sums the attached buckets over the ranks and divides by their number. A gradient that
-  // backward replaced instead of accumulating into its view is copied in and re-attached.
+  // Arms the hooks for the next backward pass: ready buckets are launched on `reducer` (null: a
+  // single rank, nothing to reduce).
+  void arm(sharding::BucketReducer* reducer);
+  // Launches the buckets not launched yet and waits for all (reducer->finish()); a gradient that
+  // backward replaced instead of accumulating into its view is copied in first.
+  void finish(sharding::BucketReducer* reducer);
+  // nan_to_num(nan=0, posinf=1e5, neginf=-1e5) over every bucket (one pass per bucket).
+  void sanitize();
+  // Sums the attached buckets over the ranks of `comm` and divides by their number (no overlap).
   void run_attached(const std::vector<at::Tensor>& params, sharding::Communicator& comm);
+  int64_t num_buckets() const;
 
  private:
-  void plan(const std::vector<int64_t>& numels);
-  int64_t bucket_bytes_;
-  std::vector<std::vector<int64_t>> plan_;  // tensor indices per bucket
-  std::vector<int64_t> plan_numels_;        // numel of every tensor the plan was made for
-  std::vector<at::Tensor> flats_;
+  std::shared_ptr<State> st_;
 };
 
 struct Phase {
@@ -68,11 +83,16 @@ class TrainingStep {
  public:
   // `labels`: label_dim floats per dataset image (the table conditioning labels are drawn from);
   // empty when unconditional.
-  TrainingStep(const TrainOptions& opts, sharding::Communicator& comm, std::vector<float> labels);
+  // `device`: where every tensor of the step lives. `device_comm`: the communicator for device
+  // buffers (gradients, parameter broadcasts; NCCL on GPUs), null to use `comm` (host buffers:
+  // statistics, counters, random states) for those too.
+  TrainingStep(const TrainOptions& opts, sharding::Communicator& comm, std::vector<float> labels,
+               c10::Device device = c10::Device(c10::kCPU), sharding::Communicator* device_comm = nullptr);
   ~TrainingStep();
 
   // One iteration. real_img: this rank's [batch_per_trainer, C, R, R] uint8 images,
-  // real_c: [batch_per_trainer, c_dim] float.
+  // real_c: [batch_per_trainer, c_dim] float. Both on the CPU (pinned memory is copied without
+  // blocking) or already on the step's device; anything else is refused.
   void iteration(const at::Tensor& real_img_u8, const at::Tensor& real_c);
 
   Generator& G() { return *G_; }
@@ -99,17 +119,28 @@ class TrainingStep {
   // gathered to all ranks (collective), for checkpoints; and restoring this rank's from such a map
   // (a one-rank checkpoint's "local"/"augment" names are accepted too).
   std::map<std::string, at::Tensor> gather_rng_states();
-  void restore_rng_states(const std::map<std::string, at::Tensor>& states);
+  // Device streams (noise, augmentation, path-length noise) of a CUDA run are saved as
+  // "cuda.global", "cuda.local.rank<r>", "cuda.augment.rank<r>" beside the CPU ones; on the CPU
+  // they are the CPU streams. Returns false (and the step re-seeds its device streams) when the
+  // checkpoint's device streams are of another device kind.
+  bool restore_rng_states(const std::map<std::string, at::Tensor>& states);
   // Gradient buckets: about this many bytes per allreduce, filled in reverse registration order.
   void set_bucket_bytes(int64_t b) { G_sync_ = GradientSync(b), D_sync_ = GradientSync(b); }
-  // Seconds spent in gradient synchronisation since construction (waiting included).
-  double sync_seconds() const { return sync_seconds_; }
+  // Off: buckets are reduced after backward (for measuring what overlapping saves).
+  void set_overlap(bool on);
+  // Seconds the training thread waited for gradient synchronisation since construction (what
+  // backward did not hide).
+  double sync_seconds() const { return reducer_ ? reducer_->exposed_seconds() + extra_sync_s_ : extra_sync_s_; }
+  c10::Device device() const { return device_; }
+  std::string reducer_description() const { return reducer_ ? reducer_->describe() : "none (one trainer)"; }
+  // Throws naming the first parameter, buffer, gradient or optimizer state not on device().
+  void verify_devices() const;
 
  private:
   void run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
                  const at::Tensor& gen_z, const at::Tensor& gen_c);
   void accumulate(const Phase& ph, const at::Tensor& real_img, const at::Tensor& real_c, const at::Tensor& gen_z,
-                  const at::Tensor& gen_c, double gain);
+                  const at::Tensor& gen_c, double gain, bool last_round);
   std::pair<at::Tensor, at::Tensor> run_G(const at::Tensor& z, const at::Tensor& c);
   at::Tensor run_D(const at::Tensor& img, const at::Tensor& c);
 
@@ -127,9 +158,19 @@ class TrainingStep {
   TrainCounters counters_;
   at::Tensor pl_mean_;
   NoiseMode noise_mode_ = NoiseMode::Random;
+  void make_reducer(bool overlap);
+  at::Tensor mean_over_ranks(const at::Tensor& scalar);  // a device scalar averaged over the trainers
+  void broadcast_tensor(at::Tensor& t);                    // from rank 0, through host memory if needed
+  c10::Device device_;
+  sharding::Communicator& dcomm_;  // device buffers
+  std::unique_ptr<sharding::BucketReducer> reducer_;
   GradientSync G_sync_, D_sync_;
-  double sync_seconds_ = 0;
+  GradientSync* active_sync_ = nullptr;
+  double extra_sync_s_ = 0;
+  // CPU streams (z, labels, style-mixing draws) and device streams (noise, augmentation,
+  // path-length noise); on the CPU the device streams are the CPU streams.
   at::Generator global_gen_, local_gen_, augment_gen_;
+  at::Generator global_dev_, local_dev_, augment_dev_;
 };
 
 

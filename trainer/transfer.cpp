@@ -1,6 +1,8 @@
 #include "trainer/transfer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <cstdlib>

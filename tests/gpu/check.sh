@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The GPU check, in one call on a machine with one NVIDIA GPU (about 8 minutes):
+#   1. builds styleforge there against the machine's own PyTorch (CUDA LibTorch) with the Debian
+#      libraries carried in .gpudeps/debs (tests/gpu/prepare.sh), nvcc compiling trainer/cuda/*.cu;
+#   2. runs the `gpu` ctest label: NCCL sums/broadcasts, the gradient clean-up kernel against its host
+#      arithmetic, and one training iteration on CUDA float32 against the CPU (relative error
+#      <= 1e-4 on every parameter);
+#   3. trains 2 ranks on that one GPU over MPI (--shared-gpu, gradients staged through host memory)
+#      for a few ticks, then resumes the run on CUDA and checks that 2+2 ticks equal 4 ticks bit for
+#      bit (one-rank NCCL-free path, the same on a one-GPU machine);
+#   4. runs `styleforge bench --cfg auto --resolution 256 --device cuda` and, when a checkout of the
+#      reference was carried in .gpudeps/reference, tools/bench_reference.py beside it on the same GPU,
+#      printing both sec/kimg.
+# Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600.
+# Output also goes to $OUT/gpu-check.log when $OUT is set.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+LOG=${OUT:-/tmp}/gpu-check.log
+exec > >(tee "$LOG") 2>&1
+t0=$(date +%s)
+step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
+fail=0
+check() { if "$@"; then echo "PASS: $*"; else echo "FAIL: $*"; fail=1; fi; }
+
+step "machine"
+nvidia-smi -L || { echo "no GPU visible"; exit 1; }
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())'
+
+step "carried Debian libraries"
+ROOT=/tmp/sfroot
+mkdir -p $ROOT
+if ls .gpudeps/debs/*.deb >/dev/null 2>&1; then
+  for f in .gpudeps/debs/*.deb; do dpkg -x "$f" $ROOT; done
+fi
+ML=$ROOT/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$ML:$ML/openmpi/lib:$ML/hdf5/serial:${LD_LIBRARY_PATH:-}
+export PATH=$ROOT/usr/bin:$PATH
+export OPAL_PREFIX=$ROOT/usr
+export CPATH=$ROOT/usr/include:$ROOT/usr/include/hdf5/serial:$ML/openmpi/include:${CPATH:-}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+MPIRUN=$(command -v mpirun || echo $ROOT/usr/bin/orterun)
+
+step "build"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTYLEFORGE_PYTHON="$(command -v python3)" \
+  -DCMAKE_PREFIX_PATH="$ROOT/usr" -DHDF5_ROOT="$ROOT/usr" -DHDF5_INCLUDE_DIRS="$ROOT/usr/include/hdf5/serial" \
+  -DHDF5_C_LIBRARIES="$ML/hdf5/serial/libhdf5.so" \
+  -DMPI_CXX_ADDITIONAL_INCLUDE_DIRS="$ML/openmpi/include" -DMPI_CXX_LIB_NAMES="mpi_cxx;mpi" \
+  -DMPI_mpi_LIBRARY="$ML/openmpi/lib/libmpi.so" -DMPI_mpi_cxx_LIBRARY="$ML/openmpi/lib/libmpi_cxx.so" \
+  -DMPI_CXX_HEADER_DIR="$ML/openmpi/include" -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/cfg.log 2>&1 \
+  || { tail -40 /tmp/cfg.log; echo "FAIL: configure"; exit 1; }
+grep "styleforge:" /tmp/cfg.log
+cmake --build build-gpu -j "$(nproc)" --target styleforge styleforge_tests 2>&1 | tail -3
+[ -x build-gpu/styleforge ] || { echo "FAIL: build"; exit 1; }
+SF=build-gpu/styleforge
+$SF version
+
+step "gpu label (NCCL, kernel, one iteration CUDA vs CPU)"
+check bash tests/gpu_tests.sh build-gpu/styleforge_tests
+
+step "2 ranks on one GPU over MPI, a few ticks, exact resume on CUDA"
+W=/tmp/sfgpu; rm -rf $W; mkdir -p $W
+$SF phantoms --dest $W/ph --count 256 --resolution 64 --seed 0 --force --quiet
+$SF pack --source $W/ph --dest $W/ph.h5 --force >/dev/null
+common="--data $W/ph.h5 --cbase 4096 --cmax 256 --batch 16 --tick 0.064 --snap 1 --metrics none --device cuda"
+check $MPIRUN -np 2 $SF train $common --outdir $W/mpi --kimg 0.192 --shared-gpu --comm mpi
+check $SF train $common --run-dir $W/a --kimg 0.128
+check $SF train $common --run-dir $W/a --resume latest --kimg 0.256
+check $SF train $common --run-dir $W/b --kimg 0.256
+python3 - "$W" <<'PY' && echo "PASS: resume on CUDA is exact" || { echo "FAIL: resume on CUDA"; fail=1; }
+import sys, glob, h5py, numpy as np
+w = sys.argv[1]
+a = sorted(glob.glob(w + "/a/network-snapshot-*.h5"))[-1]; b = sorted(glob.glob(w + "/b/network-snapshot-*.h5"))[-1]
+fa, fb = h5py.File(a), h5py.File(b)
+bad = []
+for net in ("G", "D", "G_ema"):
+    for k in fa[net]:
+        if not np.array_equal(fa[net][k][()], fb[net][k][()]): bad.append(net + "/" + k)
+print("compared", a, b, "differing:", bad[:5])
+sys.exit(1 if bad else 0)
+PY
+
+step "bench 256x256 --cfg auto: ours and the reference's loop on this GPU"
+$SF bench --cfg auto --resolution 256 --batch 32 --aug ada --device cuda --overlap on --iters 16 2>&1 | tail -4
+if [ -d .gpudeps/reference ] && [ -f tools/bench_reference.py ]; then
+  python3 tools/bench_reference.py --reference .gpudeps/reference --styleforge $SF --device cuda \
+    --resolution 256 --cfg auto --batch 32 --iters 16 --pairs 2 2>&1 | tail -8
+else
+  echo "no reference checkout carried (.gpudeps/reference, tests/gpu/prepare.sh --reference): reference bench skipped"
+fi
+
+step "done"
+echo "gpu check: $([ $fail = 0 ] && echo ALL PASSED || echo FAILURES) in $(( $(date +%s) - t0 )) s"
+exit $fail
