@@ -125,8 +125,10 @@ std::vector<BenchResult> bench_data(const BenchOptions& opts, std::ostream& log)
   }
   const size_t bytes = info.image_bytes();
   const int batch = opts.batch;
+  bool verify = true;
   auto hdf5 = [&](int rank, int world) {
     PackReader pack(opts.pack);
+    pack.set_verify_checksums(verify);
     std::vector<uint8_t> buf(bytes * static_cast<size_t>(batch));
     read_loop(n, rank, world, batch, 0.2, [&](int64_t i, int k) { pack.read_image(i, buf.data() + bytes * static_cast<size_t>(k)); });
     return read_loop(n, rank, world, batch, opts.seconds,
@@ -148,11 +150,21 @@ std::vector<BenchResult> bench_data(const BenchOptions& opts, std::ostream& log)
     BenchResult r;
     r.ranks = world;
     r.hdf5_images_per_s = run_ranks(world, hdf5);
+    if (opts.checksum_cost) {
+      verify = false;
+      r.hdf5_unverified_images_per_s = run_ranks(world, hdf5);
+      verify = true;
+    }
     r.png_images_per_s = run_ranks(world, png);
     log << "bench-data: " << info.resolution << "x" << info.resolution << "x" << info.channels << " batch " << batch
         << ", " << world << " reader rank" << (world > 1 ? "s" : "") << ": HDF5 " << std::fixed << std::setprecision(0)
         << r.hdf5_images_per_s << " images/s, PNG " << r.png_images_per_s << " images/s, ratio " << std::setprecision(1)
-        << r.hdf5_images_per_s / r.png_images_per_s << "x\n";
+        << r.hdf5_images_per_s / r.png_images_per_s << "x";
+    if (r.hdf5_unverified_images_per_s > 0)
+      log << "; without checksum verification " << std::setprecision(0) << r.hdf5_unverified_images_per_s
+          << " images/s (verification costs " << std::setprecision(1)
+          << 100.0 * (1.0 - r.hdf5_images_per_s / r.hdf5_unverified_images_per_s) << " %)";
+    log << "\n";
     out.push_back(r);
   }
   if (made_png) fs::remove_all(png_dir);

@@ -23,11 +23,13 @@ struct BenchOptions {
   double seconds = 2.0;           // measuring time per case
   int png_compress_level = 0;     // the reference's dataset_tool writes level-0 PNGs
   std::string png_dir;            // "" makes a temporary folder from the pack
+  bool checksum_cost = true;      // also read without verifying checksums (the verification's cost)
 };
 
 struct BenchResult {
   int ranks = 0;
   double hdf5_images_per_s = 0, png_images_per_s = 0;
+  double hdf5_unverified_images_per_s = 0;  // checksums not verified (0 when not measured)
 };
 
 std::vector<BenchResult> bench_data(const BenchOptions& opts, std::ostream& log);
