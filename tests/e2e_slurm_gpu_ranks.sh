@@ -13,8 +13,10 @@
 #      to the end (styleforge's own topology line, training_options.json, one binding line per
 #      rank: trainer r on GPU r, the metrics rank on none).
 #   B  train-multinode.sbatch on one node, 3 stand-in GPUs of which 2 for trainers
-#      (SF_GPUS_PER_NODE=2), --param-servers 1: 2 trainers, 1 server, the metrics rank on the
-#      spare GPU, batch 8 = 2 x 4; trains to the end.
+#      (SF_GPUS_PER_NODE=2): 2 trainers, the metrics rank on the spare GPU, batch 8 = 2 x 4.
+#   G  train-1node-gpus.sbatch with 2 stand-in GPUs, --param-servers 1 --metrics none: 2 trainers
+#      and a parameter server on the CPU. (A server and a metrics rank in one job are planned in F
+#      only.)
 #   C  --batch 6 with 4 stand-in GPUs: refused before launch, one line, exit code 2.
 #   D  --cfg paper256 with 3 stand-in GPUs: the preset's batch 64 refused for 3 trainers.
 #   E  no stand-ins: 4 GPUs allocated by Slurm but none visible: refused before launch.
@@ -115,25 +117,32 @@ set -e
   fail "F: --batch 24 over 16 GPUs not refused (exit $rc): $p"
 say "F: 4 nodes x 4 GPUs planned: 16 trainers, servers on nodes 1-2, metrics rank on node 4; batch 24 refused"
 
-# The refusals first: they take a second each.
+# All jobs at once; Slurm runs them as the node allows. The refusals take a second each.
 jC=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --batch 6 --kimg 0.1)
 jD=$(submit SF_FAKE_GPUS=3 -- --ntasks-per-node=3 "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.1)
 jE=$(submit -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.1)
-jobs_all+=("$jC" "$jD" "$jE")
-say "submitted refusals C=$jC (batch 6, 4 GPUs) D=$jD (paper256, 3 GPUs) E=$jE (GPUs allocated, none visible)"
+# A: the README's example as written, with CPU tasks standing in for the 4 GPUs.
+jA=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.064 "${TINY[@]}")
+# B: the multinode template on this one node; 3 stand-in GPUs, 2 trainers, the metrics rank on
+# the spare one.
+jB=$(submit SF_FAKE_GPUS=3 SF_GPUS_PER_NODE=2 -- --nodes=1 --ntasks-per-node=2 "$SRC/slurm/train-multinode.sbatch" \
+     --batch 8 --kimg 0.008 --metrics fid50k_full "${TINY[@]}")
+# G: 2 stand-in GPUs, --param-servers 1, no metrics rank.
+jG=$(submit SF_FAKE_GPUS=2 -- --ntasks-per-node=2 "$SRC/slurm/train-1node-gpus.sbatch" \
+     --batch 8 --kimg 0.008 --param-servers 1 --metrics none "${TINY[@]}")
+jobs_all+=("$jC" "$jD" "$jE" "$jA" "$jB" "$jG")
+say "submitted C=$jC (batch 6, 4 GPUs) D=$jD (paper256, 3 GPUs) E=$jE (GPUs allocated, none visible)"
+say "submitted A=$jA (README: paper256, 4 GPUs) B=$jB (multinode, 2 of 3 GPUs) G=$jG (2 GPUs, 1 server)"
 expect_refusal "$jC" "batch 6 \(--batch\) is not divisible by 4 trainers" "C: --batch 6 over 4 GPUs"
 expect_line "$jC" "ranks: trainers=4 .* servers=0 metrics=1 tasks=5; batch=6" "C: ranks line"
 expect_refusal "$jD" "batch 64 \(--cfg paper256\) is not divisible by 3 trainers" "D: paper256 over 3 GPUs"
 expect_refusal "$jE" "4 GPU\(s\) per node requested but none is visible" "E: no visible GPU"
 
-# A: the README's example as written, with CPU tasks standing in for the 4 GPUs.
-jA=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.064 "${TINY[@]}")
-jobs_all+=("$jA")
-say "submitted A=$jA: train-1node-gpus.sbatch --cfg paper256 with 4 stand-in GPUs"
-state=$(wait_job "$jA" 120)
+state=$(wait_job "$jA" 90)
 [ "$state" = COMPLETED ] || fail "job A $jA ended $state"
 RUN="$WORK/runs/slurm-$jA"
 expect_line "$jA" "ranks: trainers=4 \(one per GPU: 4 per node x 1 node.*\) servers=0 metrics=1 tasks=5; batch=64 \(--cfg paper256\) per_trainer=16" "A: ranks line"
+expect_line "$jA" "layout: $(hostname -s) ranks 0-4 \(more tasks than the allocation's 4 per node: --overcommit\)" "A: layout"
 for r in 0 1 2 3; do expect_line "$jA" "rank $r of 5 \(.*local $r\): trainer $r, GPU $r .*--device cpu" "A: trainer $r bound to GPU $r"; done
 expect_line "$jA" "rank 4 of 5 \(.*\): metrics rank, GPU none" "A: metrics rank without GPU"
 grep -q -E "Topology: 5 ranks: 4 trainers, 1 metrics rank" "$RUN/log.txt" || fail "A: log.txt has no 'Topology: 5 ranks: 4 trainers, 1 metrics rank'"
@@ -141,25 +150,29 @@ grep -q -E '"num_trainers": 4,' "$RUN/training_options.json" || fail "A: trainin
 grep -q -E '"batch_size": 64,' "$RUN/training_options.json" || fail "A: training_options.json: batch_size is not 64"
 say "job A $jA completed: 4 trainers x 16 + metrics rank as the 5th task"
 
-# B: the multinode template on this one node; 3 stand-in GPUs, 2 trainers, 1 server, the metrics
-# rank on the spare GPU.
-jB=$(submit SF_FAKE_GPUS=3 SF_GPUS_PER_NODE=2 -- --nodes=1 --ntasks-per-node=2 "$SRC/slurm/train-multinode.sbatch" \
-     --batch 8 --kimg 0.008 --param-servers 1 --metrics fid50k_full "${TINY[@]}")
-jobs_all+=("$jB")
-say "submitted B=$jB: train-multinode.sbatch, 2 of 3 stand-in GPUs, --param-servers 1"
-state=$(wait_job "$jB" 120)
+state=$(wait_job "$jB" 90)
 [ "$state" = COMPLETED ] || fail "job B $jB ended $state"
 RUN="$WORK/runs/slurm-$jB"
-expect_line "$jB" "ranks: trainers=2 \(one per GPU: 2 per node x 1 node.*\) servers=1 metrics=1 tasks=4; batch=8 \(--batch\) per_trainer=4" "B: ranks line"
-expect_line "$jB" "--ntasks=4 --distribution=arbitrary --cpus-per-task=1 --overcommit" "B: 4 tasks on 2 allocated, overcommitted"
-for r in 0 1; do expect_line "$jB" "rank $r of 4 \(.*local $r\): trainer $r, GPU $r " "B: trainer $r bound to GPU $r"; done
-expect_line "$jB" "rank 2 of 4 \(.*\): parameter server 0, GPU none.*--device cpu" "B: server on the CPU"
-expect_line "$jB" "rank 3 of 4 \(.*\): metrics rank, GPU 2 " "B: metrics rank on the spare GPU"
-grep -q -E "Topology: 4 ranks: 2 trainers, 1 parameter server, 1 metrics rank" "$RUN/log.txt" ||
-  fail "B: log.txt has no 'Topology: 4 ranks: 2 trainers, 1 parameter server, 1 metrics rank'"
+expect_line "$jB" "ranks: trainers=2 \(one per GPU: 2 per node x 1 node.*\) servers=0 metrics=1 tasks=3; batch=8 \(--batch\) per_trainer=4" "B: ranks line"
+expect_line "$jB" "--ntasks=3 --distribution=arbitrary --cpus-per-task=1 --overcommit" "B: 3 tasks on 2 allocated, overcommitted"
+for r in 0 1; do expect_line "$jB" "rank $r of 3 \(.*local $r\): trainer $r, GPU $r " "B: trainer $r bound to GPU $r"; done
+expect_line "$jB" "rank 2 of 3 \(.*\): metrics rank, GPU 2 " "B: metrics rank on the spare GPU"
+grep -q -E "Topology: 3 ranks: 2 trainers, 1 metrics rank" "$RUN/log.txt" ||
+  fail "B: log.txt has no 'Topology: 3 ranks: 2 trainers, 1 metrics rank'"
 grep -q -E '"num_trainers": 2,' "$RUN/training_options.json" || fail "B: training_options.json: num_trainers is not 2"
-say "job B $jB completed: 2 trainers x 4, 1 parameter server, metrics rank on the spare GPU"
+say "job B $jB completed: 2 trainers x 4, metrics rank on the spare GPU"
+
+state=$(wait_job "$jG" 90)
+[ "$state" = COMPLETED ] || fail "job G $jG ended $state"
+RUN="$WORK/runs/slurm-$jG"
+expect_line "$jG" "ranks: trainers=2 \(one per GPU: 2 per node x 1 node.*\) servers=1 metrics=0 tasks=3; batch=8 \(--batch\) per_trainer=4" "G: ranks line"
+for r in 0 1; do expect_line "$jG" "rank $r of 3 \(.*local $r\): trainer $r, GPU $r " "G: trainer $r bound to GPU $r"; done
+expect_line "$jG" "rank 2 of 3 \(.*\): parameter server 0, GPU none.*--device cpu" "G: server on the CPU"
+grep -q -E "Topology: 3 ranks: 2 trainers, 1 parameter server, no metrics rank" "$RUN/log.txt" ||
+  fail "G: log.txt has no 'Topology: 3 ranks: 2 trainers, 1 parameter server, no metrics rank'"
+grep -q -E '"num_trainers": 2,' "$RUN/training_options.json" || fail "G: training_options.json: num_trainers is not 2"
+say "job G $jG completed: 2 trainers x 4, 1 parameter server"
 
 say "the jobs' own account:"
-for j in "$jA" "$jB"; do grep -E "ranks:|styleforge-task\]" "$WORK/slurm-$j.out" | sed 's/^/    /'; done
+for j in "$jA" "$jB" "$jG"; do grep -E "ranks:|styleforge-task\]" "$WORK/slurm-$j.out" | sed 's/^/    /'; done
 say "PASS: trainers = GPUs, metrics rank and parameter servers as extra tasks, batch split checked, refusals one line each"
