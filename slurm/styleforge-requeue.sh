@@ -206,7 +206,8 @@ if [ "$gpn" -gt 0 ]; then
   for s in $(seq 0 $((servers - 1))); do layout+=("${hosts[$((s % nodes))]}"); done
   [ "$metrics" = 1 ] && layout+=("${hosts[$((nodes - 1))]}")
   # More tasks on a node than the allocation gave it: they share its cores (srun --overcommit).
-  per_node=${SLURM_NTASKS_PER_NODE:-${SLURM_TASKS_PER_NODE%%(*}}
+  per_node=${SLURM_TASKS_PER_NODE:-}
+  per_node=${SLURM_NTASKS_PER_NODE:-${per_node%%[(,]*}}
   is_uint "${per_node:-}" || per_node=$(( ${SLURM_NTASKS:-1} / nodes ))
   most=$(printf '%s\n' "${layout[@]}" | sort | uniq -c | sort -rn | awk 'NR==1{print $1}')
   [ "$most" -gt "$per_node" ] && overcommit=1
