@@ -229,9 +229,13 @@ if [ "$gpn" -gt 0 ]; then
   trap 'rm -f "$hostfile"' EXIT
   # What each rank needs to bind itself (slurm/styleforge-task.sh).
   export SF_TASK_TRAINERS=$trainers SF_TASK_GPUS_PER_NODE=$gpn SF_TASK_DEVICE=$device SF_TASK_STANDIN=$standin
-  export SF_TASK_METRICS_RANK=$([ "$metrics" = 1 ] && echo $((tasks - 1)) || echo -1)
-  export SF_TASK_SET_DEVICE=$(has_opt device "$@" && echo 0 || echo 1)
-  if [ "$standin" = 1 ]; then export SF_TASK_GPU_LIST=$(seq -s, 0 $((SF_FAKE_GPUS - 1))); else unset SF_TASK_GPU_LIST; fi
+  SF_TASK_METRICS_RANK=-1
+  [ "$metrics" = 1 ] && SF_TASK_METRICS_RANK=$((tasks - 1))
+  SF_TASK_SET_DEVICE=1
+  has_opt device "$@" && SF_TASK_SET_DEVICE=0
+  export SF_TASK_METRICS_RANK SF_TASK_SET_DEVICE
+  unset SF_TASK_GPU_LIST
+  if [ "$standin" = 1 ]; then SF_TASK_GPU_LIST=$(seq -s, 0 $((SF_FAKE_GPUS - 1))); export SF_TASK_GPU_LIST; fi
 fi
 if [ "${SF_PLAN_ONLY:-0}" = 1 ]; then log "SF_PLAN_ONLY=1: not starting anything"; exit 0; fi
 mkdir -p "$SF_RUN_DIR"
