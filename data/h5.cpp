@@ -23,6 +23,16 @@ const bool kNoAtExit = [] {
   return true;
 }();
 
+// Links and attributes stay in their object header (checksummed) however many there are:
+// HDF5's "dense" storage would put them in a fractal heap whose direct blocks carry no checksum,
+// and libhdf5 1.10 crashes on some damaged ones (found by tests/test_robust.cpp).
+constexpr unsigned kMaxCompact = 65535, kMinDense = 65534;
+
+void set_compact_storage(hid_t ocpl, bool links) {
+  if (links && H5Pset_link_phase_change(ocpl, kMaxCompact, kMinDense) < 0) throw Error("cannot set link storage");
+  if (H5Pset_attr_phase_change(ocpl, kMaxCompact, kMinDense) < 0) throw Error("cannot set attribute storage");
+}
+
 // Datasets up to this size are stored compact (inside their checksummed object header).
 constexpr uint64_t kCompactBytes = 16 << 10;
 // Largest chunk of a checksummed dataset (HDF5 chunks must stay below 4 GiB).
@@ -90,6 +100,7 @@ std::vector<T> read_as(const Handle& loc, const std::string& name, hid_t mem_typ
 hid_t dataset_layout(const std::vector<int64_t>& shape, size_t elem) {
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (dcpl < 0) throw Error("cannot create dataset properties");
+  set_compact_storage(dcpl, false);
   const int64_t n = numel(shape);
   if (shape.empty() || n == 0 || static_cast<uint64_t>(n) * elem <= kCompactBytes) {
     if (n > 0 || shape.empty()) H5Pset_layout(dcpl, H5D_COMPACT);
@@ -106,10 +117,17 @@ hid_t dataset_layout(const std::vector<int64_t>& shape, size_t elem) {
   return dcpl;
 }
 
+// Creates the groups above `name` ("a/b/c" -> a, a/b) with compact storage.
+void make_parents(const Handle& loc, const std::string& name) {
+  size_t slash = name.rfind('/');
+  if (slash != std::string::npos && slash > 0) require_group(loc, name.substr(0, slash));
+}
+
 void write_as(const Handle& loc, const std::string& name, hid_t file_type, hid_t mem_type, const void* data,
               const std::vector<int64_t>& shape) {
   std::string where = join(loc, name);
   if (exists(loc, name)) fail("already exists", where);
+  make_parents(loc, name);
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Tmp space{shape.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
             H5Sclose};
@@ -197,7 +215,9 @@ Handle create_file(const std::string& path, bool overwrite) {
   Tmp fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
   // Newest format: checksums on every metadata block (superblock, object headers, chunk indices).
   H5Pset_libver_bounds(fapl.id, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-  hid_t id = H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl.id);
+  Tmp fcpl{H5Pcreate(H5P_FILE_CREATE), H5Pclose};
+  set_compact_storage(fcpl.id, true);  // the root group's links and attributes
+  hid_t id = H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl.id, fapl.id);
   return check(id, overwrite ? "cannot create HDF5 file" : "cannot create HDF5 file (exists already?)", path + ":/");
 }
 
@@ -234,10 +254,22 @@ Handle open_group(const Handle& loc, const std::string& name) {
 
 Handle require_group(const Handle& loc, const std::string& name) {
   if (exists(loc, name)) return open_group(loc, name);
-  Tmp lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
-  H5Pset_create_intermediate_group(lcpl.id, 1);
-  return check(H5Gcreate2(loc.id(), name.c_str(), lcpl.id, H5P_DEFAULT, H5P_DEFAULT), "cannot create group",
-               join(loc, name));
+  // One level at a time, each with compact link and attribute storage.
+  Tmp gcpl{H5Pcreate(H5P_GROUP_CREATE), H5Pclose};
+  set_compact_storage(gcpl.id, true);
+  size_t pos = 0;
+  while (true) {
+    size_t next = name.find('/', pos);
+    std::string prefix = name.substr(0, next);
+    if (!prefix.empty() && !exists(loc, prefix)) {
+      hid_t g = H5Gcreate2(loc.id(), prefix.c_str(), H5P_DEFAULT, gcpl.id, H5P_DEFAULT);
+      if (g < 0) fail("cannot create group", join(loc, prefix));
+      H5Gclose(g);
+    }
+    if (next == std::string::npos) break;
+    pos = next + 1;
+  }
+  return open_group(loc, name);
 }
 
 bool exists(const Handle& loc, const std::string& name) {
@@ -403,6 +435,7 @@ Handle create_rows(const Handle& loc, const std::string& name, hid_t file_type, 
                    int gzip_level) {
   std::string where = join(loc, name);
   if (exists(loc, name)) fail("already exists", where);
+  make_parents(loc, name);
   std::vector<hsize_t> dims{0}, maxdims{H5S_UNLIMITED}, chunk{1};
   for (int64_t d : item_shape) {
     dims.push_back(static_cast<hsize_t>(d));
@@ -411,6 +444,7 @@ Handle create_rows(const Handle& loc, const std::string& name, hid_t file_type, 
   }
   Tmp space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxdims.data()), H5Sclose};
   Tmp dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  set_compact_storage(dcpl.id, false);
   H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
   if (gzip_level > 0) H5Pset_deflate(dcpl.id, static_cast<unsigned>(gzip_level));
   H5Pset_fletcher32(dcpl.id);  // after deflate: the checksum covers the stored bytes
@@ -577,6 +611,7 @@ void check_storage(const Handle& ds, uint64_t bytes) {
 void write_strings(const Handle& loc, const std::string& name, const std::vector<std::string>& values) {
   std::string where = join(loc, name);
   if (exists(loc, name)) fail("already exists", where);
+  make_parents(loc, name);
   // Fixed-length, NUL-padded UTF-8 of the longest value's size, chunked with Fletcher32.
   size_t width = 1;
   for (const auto& v : values) width = std::max(width, v.size());

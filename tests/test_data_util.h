@@ -41,7 +41,9 @@ struct ScratchDir {
 inline const std::string& tiny_pack(uint32_t seed) {
   struct Packs {
     std::map<uint32_t, std::string> paths;
+    pid_t owner = ::getpid();  // forked children that leave with exit() must not remove them
     ~Packs() {
+      if (::getpid() != owner) return;
       std::error_code ec;
       for (const auto& [s, p] : paths) std::filesystem::remove(p, ec);
     }
