@@ -13,7 +13,10 @@
 #include <sstream>
 
 #include "launcher/cli.h"
+#include "launcher/early_signals.h"
 #include "metrics/metrics_rank.h"
+#include "metrics/registry.h"
+#include "trainer/train_options_validate.h"
 #include "metrics/monitor.h"
 #include "sharding/communicator.h"
 #include "sharding/metrics_link.h"
@@ -139,6 +142,7 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cerr << "styleforge train: --param-servers must be >= 0\n";
     return kUsage;
   }
+  if (int rc = trainer::check_train_options(o, {req.resume, timeout_s, ranks, param_servers, !grid_text.empty(), mopts.metrics, want_metrics_rank, [](const std::string& m) { metrics::parse_metric(m); }}); rc) return rc;
 
   if (ranks > 0 && !sharding::launched_by_mpi()) {
     // Convenience: re-run this command under mpirun with one process per trainer (+ metrics).
@@ -166,6 +170,7 @@ int cmd_train(const std::vector<std::string>& args) {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
+  if (int s = take_early_signal()) g_stop.store(s);  // arrived before these handlers (launcher/early_signals.h)
   req.stop = &g_stop;
   sharding::MpiSession mpi(sharding::launched_by_mpi());
   if (!mpi.active()) {

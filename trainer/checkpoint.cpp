@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 
+#include "data/atomic_file.h"
 #include "data/h5.h"
 #include "metrics/monitor.h"
 #include "trainer/tensor_io.h"
@@ -21,14 +23,6 @@ namespace {
 constexpr const char* kFormat = "styleforge-checkpoint";
 constexpr int64_t kFormatVersion = 1;
 
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw std::runtime_error(path + ": " + what);
 }
@@ -37,9 +31,14 @@ void fsync_path(const std::string& path) {
 
 void write_checkpoint(const std::string& path, const CheckpointWrite& c) {
   std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  // Temporaries of killed writers in this folder go first; ours is DEST.tmp-PID@HOST.
+  const fs::path parent = fs::path(path).parent_path();
+  data::remove_stale_temporaries(parent.empty() ? "." : parent.string());
+  const std::string tmp = data::temp_name_for(path);
   try {
     {
+      // Every dataset is checksummed by the h5 layer (compact in a checksummed header, or chunked
+      // with Fletcher32) and HDF5 verifies it on every read.
       h5::Handle f = h5::create_file(tmp, /*overwrite=*/true);
       h5::write_string_attr(f, "format", kFormat);
       h5::write_int_attr(f, "format_version", kFormatVersion);
@@ -75,11 +74,9 @@ void write_checkpoint(const std::string& path, const CheckpointWrite& c) {
         h5::Handle r = h5::require_group(f, "state/rng");
         for (const auto& [name, state] : c.rngs) write_tensor(r, name, state);
       }
-      h5::flush(f);
+      h5::close_file(f);  // a failed flush (disk full) throws here, before anything is renamed
     }
-    fsync_path(tmp);
-    fs::rename(tmp, path);
-    fsync_path(fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string());
+    data::commit_file(tmp, path);  // fsync, rename, fsync of the folder; throws naming the file
   } catch (...) {
     std::error_code ec;
     fs::remove(tmp, ec);
@@ -93,7 +90,10 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   info.path = path;
   if (!fs::exists(path)) bad(path, "no such checkpoint");
   h5::Handle f = h5::open_file(path);
-  if (!h5::has_attr(f, "format") || h5::read_string_attr(f, "format") != kFormat)
+  // Files in the checksummed HDF5 format (superblock >= 2) never hold variable-length strings:
+  // one there is damage, and libhdf5 reads their heap unchecked.
+  const bool vlen_ok = h5::superblock_version(path) < 2;
+  if (!h5::has_attr(f, "format") || h5::read_string_attr(f, "format", vlen_ok) != kFormat)
     bad(path, "not a styleforge checkpoint (no format=\"" + std::string(kFormat) + "\" attribute)");
   const int64_t v = h5::read_int_attr(f, "format_version");
   if (v < 1 || v > kFormatVersion)
@@ -101,7 +101,7 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
                   std::to_string(kFormatVersion) + ")");
   nlohmann::json cfg;
   try {
-    cfg = nlohmann::json::parse(h5::read_string_attr(f, "config"));
+    cfg = nlohmann::json::parse(h5::read_string_attr(f, "config", vlen_ok));
     info.G = GeneratorConfig::from_json(cfg.at("G"));
     if (cfg.contains("D")) {
       info.D = DiscriminatorConfig::from_json(cfg.at("D"));
@@ -113,7 +113,7 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   if (!h5::is_group(f, "G") || !h5::is_group(f, "G_ema")) bad(path, "missing group G/ or G_ema/");
   if (h5::has_attr(f, "training_options")) {
     try {
-      info.options = TrainOptions::from_json(nlohmann::json::parse(h5::read_string_attr(f, "training_options")));
+      info.options = TrainOptions::from_json(nlohmann::json::parse(h5::read_string_attr(f, "training_options", vlen_ok)));
     } catch (const std::exception& e) {
       bad(path, std::string("bad training_options attribute: ") + e.what());
     }
@@ -127,6 +127,19 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
     k.ada_sign_count = h5::read_double_attr(f, "ada_sign_count");
     k.pl_mean = h5::read_double_attr(f, "pl_mean");
     info.has_training_state = h5::is_group(f, "G_opt") && h5::is_group(f, "D_opt") && h5::is_group(f, "state");
+    // A file with training options is a training state: missing parts are damage, not a hint to
+    // treat it as a network to transfer from (which would silently start a new run at kimg 0).
+    if (!info.has_training_state) {
+      std::string missing;
+      for (const char* g : {"D", "G_opt", "D_opt", "state"})
+        if (!h5::is_group(f, g)) missing += std::string(missing.empty() ? "" : ", ") + g + "/";
+      bad(path, "a training checkpoint (it has training_options) without " + missing +
+                    ": damaged or incomplete; resume from an intact checkpoint");
+    }
+    for (const auto& [name, v] : {std::pair<const char*, double>{"augment_p", k.augment_p}, {"pl_mean", k.pl_mean},
+                                  {"ada_sign_sum", k.ada_sign_sum}, {"ada_sign_count", k.ada_sign_count}})
+      if (!std::isfinite(v)) bad(path, std::string("attribute ") + name + " is not finite (" + std::to_string(v) + ")");
+    if (k.cur_nimg < 0 || k.cur_tick < 0 || k.batch_idx < 0) bad(path, "negative training counters (damaged file)");
   } else if (h5::exists(f, "augment_pipe/p")) {
     info.counters.augment_p = h5::read_f64(f, "augment_pipe/p").at(0);
   }
@@ -142,6 +155,16 @@ void load_networks(const std::string& path, Generator* G, Discriminator* D, Gene
     load_state(D->state(), h5::open_group(f, "D"));
   }
   if (G_ema) load_state(G_ema->state(), h5::open_group(f, "G_ema"));
+  // NaN/inf weights make black images, meaningless FIDs and a run that cannot recover: refuse
+  // them for every use (generate, metrics, --resume, transfer).
+  for (const auto& [group, store] : {std::pair<const char*, const ParamStore*>{"G", G ? &G->state() : nullptr},
+                                     {"D", D ? &D->state() : nullptr},
+                                     {"G_ema", G_ema ? &G_ema->state() : nullptr}}) {
+    if (!store) continue;
+    for (const auto& e : store->entries())
+      if (e.tensor.defined() && e.tensor.is_floating_point() && !at::isfinite(e.tensor).all().item<bool>())
+        bad(path, std::string(group) + "/" + e.name + " holds non-finite values (NaN or inf): refusing these weights");
+  }
 }
 
 void load_training_state(const std::string& path, Adam* G_opt, Adam* D_opt,
