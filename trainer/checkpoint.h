@@ -11,9 +11,12 @@
 //   cur_tick, batch_idx, tick_start_nimg, ada_sign_sum, ada_sign_count, pl_mean, augment_p
 // A file with only G/D/G_ema (an imported network) is a valid checkpoint without training state.
 //
-// write_checkpoint writes to `<path>.tmp-<pid>`, fsyncs it and renames it over the destination,
-// so a crash never leaves a partial checkpoint under the final name. Readers throw
-// std::runtime_error naming the file and what is wrong.
+// write_checkpoint writes to `<path>.tmp-<pid>@<host>` (data/atomic_file.h), checks the close
+// (a full disk fails there), fsyncs it and renames it over the destination, so a crash or a
+// failed write never leaves a partial checkpoint under the final name or replaces the previous
+// one; temporaries of killed writers in the folder are removed first. Every dataset is
+// checksummed (data/h5.h) and verified on read. Readers throw std::runtime_error naming the file
+// and what is wrong (one line): damage, a training checkpoint missing parts, NaN/inf weights.
 // Not thread-safe (serial HDF5).
 #pragma once
 

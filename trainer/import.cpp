@@ -1,5 +1,7 @@
 #include "trainer/import.h"
 
+#include "data/atomic_file.h"
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
@@ -289,7 +291,9 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
     w.counters.augment_p = r.augment_p;
     fs::path dpath(dest);
     if (dpath.has_parent_path()) fs::create_directories(dpath.parent_path());
-    const std::string tmp = dest + ".import-" + std::to_string(::getpid());
+    // DEST.tmp-PID@HOST (removed by the next writer in that folder if this process is killed),
+    // checked close, fsync and rename: a failed import never leaves a partial DEST.
+    const std::string tmp = data::temp_name_for(dest);
     try {
       write_checkpoint(tmp, w);
       {
@@ -297,9 +301,9 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
         h5::Handle f = h5::open_file(tmp, h5::Mode::ReadWrite);
         h5::write_string_attr(f, "training_set_kwargs", r.training_set_kwargs.dump());
         h5::write_string_attr(f, "imported_from", fs::path(pkl).filename().string());
-        h5::flush(f);
+        h5::close_file(f);
       }
-      fs::rename(tmp, dest);
+      data::commit_file(tmp, dest);
     } catch (...) {
       std::error_code ec;
       fs::remove(tmp, ec);
