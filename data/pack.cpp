@@ -323,9 +323,12 @@ void PackReader::read_image(int64_t i, uint8_t* out) const {
 
 void PackReader::verify_image(int64_t i, const uint8_t* img) const {
   if (!verify_ || crcs_.empty()) return;
+  if (verified_.empty()) verified_.assign(crcs_.size(), 0);
+  if (!verify_every_ && verified_[static_cast<size_t>(i)]) return;
   const uint32_t crc = static_cast<uint32_t>(::crc32(0L, img, static_cast<uInt>(info_.image_bytes())));
   if (static_cast<int64_t>(crc) != crcs_[static_cast<size_t>(i)])
     throw PackError(info_.path + ": /images: image " + std::to_string(i) + ": checksum mismatch (CRC-32 in /image_crc32; damaged file)");
+  verified_[static_cast<size_t>(i)] = 1;
 }
 
 void PackReader::read_images(const int64_t* idx, size_t n, uint8_t* out) const {

@@ -121,8 +121,10 @@ class PackReader {
   PackReader& operator=(const PackReader&) = delete;
   const PackInfo& info() const { return info_; }
   int64_t size() const { return info_.num_images; }
-  // Verify each image's Fletcher32 checksum on read (default; off only to measure its cost).
-  void set_verify_checksums(bool on) { verify_ = on; }
+  // Verify each image's CRC-32 the first time this reader returns it (default; later reads of
+  // the same image are not verified again, so an epoch after the first costs nothing extra).
+  // Off only to measure the cost; `every_read` verifies every read.
+  void set_verify_checksums(bool on, bool every_read = false) { verify_ = on, verify_every_ = every_read; }
   bool checksummed() const { return checksummed_; }
   // Copies image i ([C, R, R], info().image_bytes() bytes) into `out`.
   void read_image(int64_t i, uint8_t* out) const;
@@ -143,7 +145,8 @@ class PackReader {
   h5::Handle file_, images_;
   bool raw_chunks_ = true;    // no compression: chunks read raw (pread or H5Dread_chunk)
   bool checksummed_ = false;  // chunks carry a Fletcher32 checksum (format 2)
-  bool verify_ = true;
+  bool verify_ = true, verify_every_ = false;
+  mutable std::vector<uint8_t> verified_;  // per image: CRC checked once already
   // Fast path for unfiltered packs: each image is one contiguous chunk, read with one pread()
   // at its file offset (looked up once per image through HDF5's chunk index).
   int fd_ = -1;
