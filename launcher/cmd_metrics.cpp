@@ -64,6 +64,7 @@ int cmd_metrics(const std::vector<std::string>& args) {
       ("batch", po::value(&o.batch)->default_value(64), "images per detector call")
       ("batch-gen", po::value(&o.batch_gen)->default_value(4), "images per generator call (divides --batch)")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: library default)")
+      ("device", po::value(&o.device)->default_value("auto"), "auto | cpu | cuda | cuda:N (generator and detector)")
       ("quiet,q", po::bool_switch(&quiet), "no progress bar");
   po::variables_map vm;
   std::ostringstream usage;

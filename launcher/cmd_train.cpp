@@ -23,6 +23,7 @@
 #include "sharding/mpi_comm.h"
 #include "sharding/param_server.h"
 #include "sharding/topology.h"
+#include "trainer/build_info.h"
 #include "trainer/training_loop.h"
 
 namespace po = boost::program_options;
@@ -47,6 +48,7 @@ int cmd_train(const std::vector<std::string>& args) {
   std::string metrics_list, metrics_rank_mode, grid_text;
   double timeout_s = 600;
   int ranks = 0, param_servers = 0;
+  bool no_overlap = false, nobench = false;
   metrics::MetricsRankOptions mopts;
   po::options_description desc("options");
   desc.add_options()
@@ -88,9 +90,25 @@ int cmd_train(const std::vector<std::string>& args) {
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
       ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
       ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)")
-      ("param-servers", po::value(&param_servers)->default_value(0), "ranks after the trainers that only sum gradients (sum-only parameter servers; 0: trainers allreduce among themselves)");
+      ("param-servers", po::value(&param_servers)->default_value(0), "ranks after the trainers that only sum gradients (sum-only parameter servers; 0: trainers allreduce among themselves)")
+      ("device", po::value(&o.device)->default_value("auto"), "auto (a GPU when one is visible: trainer i of a host on its GPU i) | cpu | cuda | cuda:N")
+      ("comm", po::value(&o.comm)->default_value("auto"), "gradient communicator: auto (NCCL for GPU tensors, MPI on CPUs) | nccl | mpi")
+      ("shared-gpu", po::bool_switch(&o.shared_gpu), "allow several trainers on one GPU (otherwise an error)")
+      ("no-overlap", po::bool_switch(&no_overlap), "reduce gradients after backward instead of while it runs")
+      ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)")
+      ("nobench", po::bool_switch(&nobench), "turn cuDNN benchmark mode off (the reference's --nobench)")
+      ("allow-tf32", po::bool_switch(&o.allow_tf32), "allow TF32 in matmuls and convolutions (the reference's --allow-tf32)")
+      ("fp32", po::value(&o.fp32)->default_value(true)->implicit_value(true), "float32 everywhere (the reference's --fp32; today the only mode: mixed precision is not implemented yet)")
+      ("nhwc", po::value(&o.nhwc)->default_value(false)->implicit_value(true), "channels_last with float16 (the reference's --nhwc; needs mixed precision, not implemented yet)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
+  o.overlap = !no_overlap;
+  o.cudnn_benchmark = !nobench;
+  if (!o.fp32 || o.nhwc) {
+    std::cerr << "styleforge train: --fp32 false / --nhwc: mixed precision is not implemented yet; training runs in "
+                 "float32 (--fp32)\n";
+    return kUsage;
+  }
   set_opt(vm, "gamma", o.gamma_override);
   set_opt(vm, "kimg", o.kimg_override);
   set_opt(vm, "batch", o.batch_override);
@@ -200,9 +218,25 @@ int cmd_train(const std::vector<std::string>& args) {
     req.metrics_timeout_s = timeout_s;
     int rc = 0;
     if (topo.role == sharding::Role::Metrics) {
+      // A GPU of its own when there is one: the first visible GPU after this host's trainers (or
+      // the single GPU a launcher bound to this task with --device cuda); else the CPU.
+      int local_trainers = 0;
+      for (int r = 0; r < topo.num_trainers; ++r) local_trainers += topo.hosts[r] == topo.hosts[topo.world_rank];
+      const int gpus = trainer::gpu_count();
+      if (o.device == "cpu" || gpus == 0)
+        mopts.device = "cpu";
+      else if (gpus > local_trainers)
+        mopts.device = "cuda:" + std::to_string(local_trainers);
+      else
+        mopts.device = (o.device != "auto" && gpus == 1) ? "cuda:0" : "cpu";
+      std::printf("[metrics rank %d] computing on %s\n", topo.world_rank, mopts.device.c_str());
       sharding::MetricsLink link(0, topo.metrics_rank);
       rc = metrics::run_metrics_rank(link, mopts, &g_stop);
     } else if (topo.role == sharding::Role::Server) {
+      // The link's communicator is duplicated from MPI_COMM_WORLD, a collective of every rank:
+      // servers take part (and never use it), or trainers and the metrics rank would wait forever.
+      std::unique_ptr<sharding::MetricsLink> link;
+      if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
       rc = sharding::run_parameter_server(scomm, topo.num_trainers, timeout_s, &g_stop);
       std::printf("[parameter server rank %d] training finished (exit code %d)\n", topo.world_rank, rc);
       MPI_Comm_free(&scomm);
@@ -245,7 +279,8 @@ int cmd_generate(const std::vector<std::string>& args) {
       ("class", po::value(&r.class_idx)->default_value(-1), "class label of a conditional network")
       ("noise-mode", po::value(&r.noise_mode)->default_value("const"), "const | random | none")
       ("outdir", po::value(&r.outdir)->required(), "where seedNNNN.png and grid.png are written")
-      ("threads", po::value(&r.threads)->default_value(0), "LibTorch threads (0: all cores)");
+      ("threads", po::value(&r.threads)->default_value(0), "LibTorch threads (0: all cores)")
+      ("device", po::value(&r.device)->default_value("auto"), "auto | cpu | cuda | cuda:N");
   po::variables_map vm;
   if (int rc = parse_options("generate", "--network CKPT --seeds 0-31 --outdir DIR [options]", args, desc, vm); rc >= 0)
     return rc;
@@ -271,12 +306,25 @@ int cmd_bench(const std::vector<std::string>& args) {
       ("aug", po::value(&r.aug)->default_value("noaug"), "noaug | ada | fixed (p = 0.5)")
       ("threads", po::value(&r.threads)->default_value(1), "LibTorch threads")
       ("iters", po::value(&r.iters)->default_value(16), "timed iterations (16 covers every phase of the lazy schedule)")
-      ("seed", po::value(&r.seed)->default_value(0), "random seed");
+      ("seed", po::value(&r.seed)->default_value(0), "random seed")
+      ("cfg", po::value(&r.cfg), "a training preset (auto, paper256, ...) instead of --cbase/--cmax")
+      ("device", po::value(&r.device)->default_value("cpu"), "auto | cpu | cuda | cuda:N (rank i of a host on GPU i)")
+      ("overlap", po::value(&r.overlap)->default_value("both"), "gradient sync while backward runs: on | off | both (alternating blocks, both reported)")
+      ("pairs", po::value(&r.pairs)->default_value(1), "blocks of --iters iterations per overlap mode")
+      ("bucket-mb", po::value(&r.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)");
   po::variables_map vm;
   if (int rc = parse_options("bench", "[--resolution 32 --cbase 4096 --cmax 128 --batch 8 --aug noaug --threads 1 --iters 16]",
                              args, desc, vm);
       rc >= 0)
     return rc;
+  if (r.overlap != "on" && r.overlap != "off" && r.overlap != "both") {
+    std::cerr << "styleforge bench: --overlap must be on, off or both\n";
+    return kUsage;
+  }
+  if (!(r.bucket_mb > 0)) {
+    std::cerr << "styleforge bench: --bucket-mb must be positive\n";
+    return kUsage;
+  }
   if (r.iters < 1 || r.batch < 1) {
     std::cerr << "styleforge bench: --iters and --batch must be positive\n";
     return kUsage;

@@ -44,15 +44,17 @@ DetectorLocation locate_detector(const std::string& explicit_path, const std::st
 
 struct Detector::Impl {
   std::string path, name, hash;
+  c10::Device device = c10::Device(c10::kCPU);
   torch::jit::Module module;
   std::mutex mu;
 };
 
-Detector::Detector(const std::string& path) : impl_(std::make_unique<Impl>()) {
+Detector::Detector(const std::string& path, c10::Device device) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
+  impl_->device = device;
   impl_->name = fs::path(path).stem().string();
   try {
-    impl_->module = torch::jit::load(path, c10::Device(c10::kCPU));
+    impl_->module = torch::jit::load(path, device);
   } catch (const std::exception& e) {
     std::string what = e.what();
     if (size_t nl = what.find('\n'); nl != std::string::npos) what = what.substr(0, nl);
@@ -90,13 +92,13 @@ at::Tensor Detector::features(const at::Tensor& images) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   c10::NoGradGuard no_grad;
   torch::jit::Kwargs kw{{"return_features", true}};
-  c10::IValue out = impl_->module.forward({x.contiguous()}, kw);
+  c10::IValue out = impl_->module.forward({x.to(impl_->device).contiguous()}, kw);
   if (!out.isTensor()) throw std::runtime_error("detector " + impl_->path + ": forward did not return a tensor");
   at::Tensor f = out.toTensor();
   if (f.dim() != 2 || f.size(0) != images.size(0))
     throw std::runtime_error("detector " + impl_->path + ": features of shape " + c10::str(f.sizes()) +
                              ", expected [" + std::to_string(images.size(0)) + ", F]");
-  return f.to(at::kFloat).clone();
+  return f.to(at::kFloat).cpu().clone();
 }
 
 at::Tensor to_uint8_images(const at::Tensor& img) {

@@ -11,6 +11,8 @@
 // but not parallel; use one Detector per thread for parallel evaluation. It owns its module.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <ATen/core/Tensor.h>
 
 #include <memory>
@@ -34,7 +36,8 @@ DetectorLocation locate_detector(const std::string& explicit_path, const std::st
 class Detector {
  public:
   // Loads the TorchScript file; throws std::runtime_error naming it when it cannot.
-  explicit Detector(const std::string& path);
+  // Loads the module onto `device` (features() takes host or device images, returns host features).
+  explicit Detector(const std::string& path, c10::Device device = c10::Device(c10::kCPU));
   ~Detector();
   Detector(const Detector&) = delete;
   Detector& operator=(const Detector&) = delete;

@@ -25,6 +25,7 @@
 #include "metrics/registry.h"
 #include "metrics/stats.h"
 #include "sharding/sampler.h"
+#include "trainer/device.h"
 #include "trainer/checkpoint.h"
 #include "trainer/networks.h"
 #include "trainer/transfer.h"
@@ -73,6 +74,7 @@ struct MetricsEvaluator::Impl {
   std::unique_ptr<data::PackReader> pack;
   std::map<std::string, std::shared_ptr<FeatureStats>> reals;  // by cache key
   std::unique_ptr<trainer::Generator> G;
+  c10::Device dev = c10::Device(c10::kCPU);
   std::string G_config;  // JSON of the generator built
 
   void log(const std::string& line) const {
@@ -178,6 +180,7 @@ struct MetricsEvaluator::Impl {
     if (!G || j != G_config) {
       check_generator(c);
       G = std::make_unique<trainer::Generator>(c);
+      G->state().to(dev);
       G_config = j;
     }
     G->train(false);
@@ -240,7 +243,8 @@ struct MetricsEvaluator::Impl {
     for (auto& [n, _] : gens) total = std::max(total, n);
     const auto& cfg = g.config();
     at::Generator zgen = at::detail::createCPUGenerator(o.seed);
-    at::Generator noise_gen = at::detail::createCPUGenerator((uint64_t{1} << 32) + o.seed);
+    // Synthesis noise from a generator on the device (the CPU's keeps the reference's stream).
+    at::Generator noise_gen = trainer::make_device_generator(dev, (uint64_t{1} << 32) + o.seed);
     sharding::NumpyRandomState labels(o.seed);
     const int64_t n_pack = pack->size();
     c10::NoGradGuard no_grad;
@@ -258,9 +262,9 @@ struct MetricsEvaluator::Impl {
           const int64_t idx = static_cast<int64_t>(labels.interval(static_cast<uint64_t>(n_pack - 1)));
           if (cfg.c_dim > 0) pack->label_as_float(idx, c.data_ptr<float>() + k * cfg.c_dim);
         }
-        at::Tensor ws = g.mapping(at::cat(zs, 0), c, 1, -1);
+        at::Tensor ws = g.mapping(at::cat(zs, 0).to(dev), c.to(dev), 1, -1);
         at::Tensor img = g.synthesis(ws, trainer::NoiseMode::Random, std::nullopt, noise_gen);
-        imgs.push_back(to_uint8_images(img));
+        imgs.push_back(to_uint8_images(img).cpu());
       }
       at::Tensor f = det->features(at::cat(imgs, 0));
       for (auto& [_, s] : gens) s->append(f);
@@ -285,10 +289,11 @@ MetricsEvaluator::MetricsEvaluator(MetricsOptions opts) : impl_(std::make_unique
   d.pack = std::make_unique<data::PackReader>(d.o.pack);
   if (d.pack->size() < 1) throw std::runtime_error(d.o.pack + ": no images");
   if (d.o.threads > 0) at::set_num_threads(d.o.threads);
+  d.dev = trainer::resolve_device(d.o.device, 0, 1, /*shared_ok=*/true);
   DetectorLocation loc = locate_detector(d.o.detector, d.o.cache_dir);
   if (loc.found) {
     try {
-      d.det = std::make_unique<Detector>(loc.path);
+      d.det = std::make_unique<Detector>(loc.path, d.dev);
       d.detector_path = loc.path;
       if (!d.det->is_standard()) d.suffix = "@" + d.det->name();
     } catch (const std::exception& e) {
@@ -415,6 +420,7 @@ int run_metrics_command(const MetricsCommandOptions& c) {
   o.batch = c.batch;
   o.batch_gen = c.batch_gen;
   o.threads = c.threads;
+  o.device = c.device;
   o.use_cache = c.use_cache;
   o.log = c.log;
   o.progress = c.progress;

@@ -46,6 +46,7 @@ struct MetricsOptions {
   std::string detector;              // detector file; empty: $STYLEFORGE_DETECTOR, then <cache_dir>/inception-2015-12-05.pt
   std::string cache_dir;             // empty: trainer::default_cache_dir()
   int threads = 0;                   // LibTorch intra-op threads (0: leave as is)
+  std::string device = "cpu";        // auto | cpu | cuda | cuda:N: where the generator and detector run
   int batch = 64;                    // images per detector call
   int batch_gen = 4;                 // images per generator call (the reference's batch_gen)
   uint32_t seed = 0;                 // z, labels, synthesis noise and KID subsets
@@ -111,6 +112,7 @@ struct MetricsCommandOptions {
   int64_t num_gen = 0;
   uint32_t seed = 0;
   int batch = 64, batch_gen = 4, threads = 0;
+  std::string device = "auto";      // auto | cpu | cuda | cuda:N
   bool use_cache = true;
   std::function<void(const std::string& line)> log;
   std::function<void(const std::string& stage, int64_t done, int64_t total)> progress;

@@ -57,6 +57,7 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
       mo.metrics = opts.metrics;
       mo.detector = opts.detector;
       mo.threads = opts.threads;
+      mo.device = opts.device;
       mo.batch = opts.batch;
       mo.num_gen = opts.num_gen;
       mo.seed = static_cast<uint32_t>(h.value("seed", 0));

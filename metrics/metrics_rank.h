@@ -27,6 +27,7 @@ struct MetricsRankOptions {
   int batch = 64;
   int64_t num_gen = 0;  // > 0: generated images per metric (renames it, e.g. fid1k_full)
   int nice = 19;        // scheduling niceness of the metrics rank: trainers sharing its cores come first
+  std::string device = "cpu";  // a GPU of its own when there is one (launcher decides), else the CPU
 };
 
 int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts, const std::atomic<int>* stop);

@@ -21,7 +21,9 @@ namespace sf::trainer {
 namespace {
 
 constexpr const char* kFormat = "styleforge-checkpoint";
-constexpr int64_t kFormatVersion = 1;
+// 2: random states of device streams are saved as "<kind>.<name>" (e.g. cuda.local.rank0) beside the
+// CPU ones; version 1 files (CPU streams only) read as before.
+constexpr int64_t kFormatVersion = 2;
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw std::runtime_error(path + ": " + what);

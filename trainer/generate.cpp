@@ -1,6 +1,7 @@
 // `styleforge generate` and `styleforge bench` (see training_loop.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
@@ -9,15 +10,21 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
 #include "data/image.h"
 #include "sharding/sampler.h"
+#include "sharding/mpi_comm.h"
 #include "trainer/checkpoint.h"
+#include "trainer/device.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_loop.h"
 #include "trainer/training_step.h"
+#ifdef STYLEFORGE_WITH_NCCL
+#include "sharding/nccl_comm.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -99,11 +106,13 @@ int run_generate(const GenerateRequest& req) {
   CheckpointInfo info = read_checkpoint_info(req.network);
   Generator G(info.G);
   load_networks(req.network, nullptr, nullptr, &G);
+  const c10::Device dev = resolve_device(req.device, 0, 1, true);
+  G.state().to(dev);
   G.train(false);
   set_trainable(G.state(), false);
   at::NoGradGuard no_grad;
   const int c_dim = info.G.c_dim;
-  at::Tensor c = at::zeros({1, c_dim});
+  at::Tensor c = at::zeros({1, c_dim}, at::TensorOptions().device(dev));
   if (c_dim > 0) {
     if (req.class_idx < 0 || req.class_idx >= c_dim)
       throw std::invalid_argument("--class: the network is conditional; give a class in [0, " + std::to_string(c_dim) +
@@ -117,9 +126,9 @@ int run_generate(const GenerateRequest& req) {
   std::vector<at::Tensor> all;
   for (int64_t seed : req.seeds) {
     auto zv = numpy_randn(static_cast<uint32_t>(seed), info.G.z_dim);
-    at::Tensor z = at::tensor(zv, at::kDouble).to(at::kFloat).reshape({1, info.G.z_dim});
+    at::Tensor z = at::tensor(zv, at::kDouble).to(at::kFloat).reshape({1, info.G.z_dim}).to(dev);
     at::Tensor img = G.forward(z, c, req.truncation_psi, -1, mode);
-    at::Tensor u8 = (img * 127.5 + 128).clamp(0, 255).to(at::kByte).contiguous();  // [1, C, H, W]
+    at::Tensor u8 = (img * 127.5 + 128).clamp(0, 255).to(at::kByte).cpu().contiguous();  // [1, C, H, W]
     all.push_back(u8);
     char name[64];
     std::snprintf(name, sizeof name, "seed%04lld.png", static_cast<long long>(seed));
@@ -140,18 +149,31 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
   TrainOptions o;
   o.data = "(in memory)";
   o.dataset_name = "bench";
-  o.cfg = "auto";
+  o.cfg = r.cfg.empty() ? "auto" : r.cfg;
   o.aug = r.aug;
   o.seed = r.seed;
   o.batch_override = r.batch;
-  o.gamma_override = 0.0002 * r.resolution * r.resolution / r.batch;
-  o.cbase_override = r.cbase;
-  o.cmax_override = r.cmax;
-  o.map_override = 2;
-  o.mbstd_override = 4;
+  if (r.cfg.empty()) {  // a small CPU network unless a preset is named
+    o.gamma_override = 0.0002 * r.resolution * r.resolution / r.batch;
+    o.cbase_override = r.cbase;
+    o.cmax_override = r.cmax;
+    o.map_override = 2;
+    o.mbstd_override = 4;
+  }
   if (r.aug == "fixed") o.p_override = 0.5;
   o.resolve(r.resolution, r.channels, 0, r.batch, comm.size());
-  TrainingStep step(o, comm, {});
+  const c10::Device dev = resolve_device(r.device, comm.rank(), comm.size(), false);
+  if (dev.is_cuda()) apply_backend_flags(true, false);
+  std::unique_ptr<sharding::Communicator> device_comm;
+#ifdef STYLEFORGE_WITH_NCCL
+  if (dev.is_cuda() && comm.size() > 1) {
+    auto* mpi = dynamic_cast<sharding::MpiCommunicator*>(&comm);
+    if (!mpi) throw std::invalid_argument("bench: GPU ranks need the MPI communicator for NCCL's bootstrap");
+    device_comm = std::make_unique<sharding::NcclCommunicator>(*mpi, dev.index(), mpi->timeout_s());
+  }
+#endif
+  TrainingStep step(o, comm, {}, dev, device_comm.get());
+  step.set_bucket_bytes(static_cast<int64_t>(r.bucket_mb * (1 << 20)));
   at::Generator gen = make_cpu_generator(r.seed);
   at::Tensor all = at::randint(0, 256, {r.batch, r.channels, r.resolution, r.resolution}, gen, at::kByte);
   const int64_t bpr = o.batch_per_trainer();
@@ -159,34 +181,67 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
   const bool rank0 = comm.rank() == 0;
   if (rank0)
     std::printf("bench: resolution %d, channels %d, cbase %d, cmax %d, batch %d (%d ranks x %lld), aug %s, threads %d, "
-                "iters %d\n",
-                r.resolution, r.channels, r.cbase, r.cmax, r.batch, comm.size(), static_cast<long long>(bpr),
-                r.aug.c_str(), at::get_num_threads(), r.iters);
+                "iters %d, device %s\n",
+                r.resolution, r.channels, o.G.channel_base, o.G.channel_max, o.batch_size, comm.size(),
+                static_cast<long long>(bpr), r.aug.c_str(), at::get_num_threads(), r.iters,
+                describe_device(dev).c_str());
   if (rank0) {
     std::printf("phases:");
     for (const auto& ph : step.phases()) std::printf(" %s(every %d)", ph.name.c_str(), ph.interval);
     std::printf("; style mixing %.1f, R1 gamma %.4g, pl weight %.0f\n", o.style_mixing_prob, o.r1_gamma, o.pl_weight);
   }
-  double total = 0;
-  std::vector<double> per;
-  for (int i = 0; i < r.iters; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    step.iteration(reals, at::Tensor());
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    per.push_back(s);
-    total += s;
+  auto sync_device = [&] {
+    if (dev.is_cuda()) (void)step.G().state().entries().front().tensor.sum().item<double>();  // drain the queue
+  };
+  step.iteration(reals, at::Tensor());  // warm-up (allocations, cuDNN autotuning), not timed
+  sync_device();
+  // Blocks of `iters` iterations per mode; with --overlap both the modes alternate in pairs.
+  std::vector<bool> modes;
+  if (r.overlap == "both") {
+    for (int p = 0; p < std::max(1, r.pairs); ++p) modes.insert(modes.end(), {false, true});
+  } else {
+    modes.assign(static_cast<size_t>(std::max(1, r.pairs)), r.overlap != "off");
   }
-  std::sort(per.begin(), per.end());
-  double sync[1] = {step.sync_seconds()};
-  comm.allreduce_sum(sync, 1);
-  if (rank0) {
-    std::printf("sec/iter mean %.3f  median %.3f  min %.3f  max %.3f\n", total / r.iters, per[per.size() / 2],
-                per.front(), per.back());
-    if (comm.size() > 1)
-      std::printf("gradient sync: %.3f s per iteration per rank, %.1f%% of the step\n", sync[0] / comm.size() / r.iters,
-                  100.0 * sync[0] / comm.size() / total);
-    std::printf("sec/kimg %.2f\n", total / (static_cast<double>(r.iters) * r.batch) * 1000);
+  struct Acc { std::vector<double> per; double total = 0, sync = 0; };
+  Acc acc[2];
+  for (bool mode : modes) {
+    step.set_overlap(mode);
+    comm.barrier();
+    const double sync0 = step.sync_seconds();
+    for (int i = 0; i < r.iters; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step.iteration(reals, at::Tensor());
+      sync_device();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      acc[mode].per.push_back(s);
+      acc[mode].total += s;
+    }
+    acc[mode].sync += step.sync_seconds() - sync0;
   }
+  double sums[4] = {acc[0].sync, acc[1].sync, acc[0].total, acc[1].total};
+  comm.allreduce_sum(sums, 4);  // averaged over ranks below
+  double last_sec_per_kimg = 0;
+  for (int m = 0; m < 2; ++m) {
+    if (acc[m].per.empty()) continue;
+    std::vector<double> per = acc[m].per;
+    std::sort(per.begin(), per.end());
+    const double n_it = static_cast<double>(per.size());
+    const double sync_it = sums[m] / comm.size() / n_it, step_it = sums[2 + m] / comm.size() / n_it;
+    last_sec_per_kimg = acc[m].total / (n_it * o.batch_size) * 1000;
+    if (rank0) {
+      std::printf("overlap %-3s: sec/iter mean %.4f  median %.4f  min %.4f  max %.4f", m ? "on" : "off",
+                  acc[m].total / n_it, per[per.size() / 2], per.front(), per.back());
+      if (comm.size() > 1)
+        std::printf("  sync wait %.4f s/iter (%.1f%% of the step)", sync_it, 100.0 * sync_it / step_it);
+      std::printf("  sec/kimg %.2f\n", last_sec_per_kimg);
+    }
+  }
+  if (rank0 && comm.size() > 1 && !acc[0].per.empty() && !acc[1].per.empty() && sums[0] > 0) {
+    const double before = sums[0] / acc[0].per.size(), after = sums[1] / acc[1].per.size();
+    std::printf("exposed gradient sync with overlap / without: %.3f (%.4f vs %.4f s/iter per rank)\n", after / before,
+                after / comm.size(), before / comm.size());
+  }
+  if (rank0) std::printf("sec/kimg %.2f\n", last_sec_per_kimg);
   return 0;
 }
 

@@ -52,6 +52,7 @@ struct TrainOptions {
   std::string comm = "auto";        // gradient communicator: auto (NCCL for GPU tensors) | nccl | mpi
   bool shared_gpu = false;          // allow several trainers on one GPU
   bool overlap = true;              // reduce gradient buckets while backward runs
+  double bucket_mb = 25;            // gradient bucket size (the first bucket is at most 1 MiB)
   bool cudnn_benchmark = true;      // --nobench turns it off
   bool allow_tf32 = false;          // --allow-tf32
   bool fp32 = true;                 // --fp32: the only mode until mixed precision lands

@@ -173,6 +173,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (o.kimg_override) saved.total_kimg = *o.kimg_override;
     saved.threads = o.threads > 0 ? o.threads : saved.threads;
     saved.device = o.device, saved.comm = o.comm, saved.shared_gpu = o.shared_gpu, saved.overlap = o.overlap;
+    saved.bucket_mb = o.bucket_mb;
     saved.cudnn_benchmark = o.cudnn_benchmark, saved.allow_tf32 = o.allow_tf32, saved.fp32 = o.fp32, saved.nhwc = o.nhwc;
     const double total_kimg = saved.total_kimg;
     o = saved;
@@ -285,6 +286,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
 
   // Gradient communicator: NCCL for GPU tensors (host-side collectives stay on `comm`, MPI); with
   // --comm mpi or parameter servers, GPU gradients are staged through host memory.
+  if (!(o.bucket_mb > 0)) throw std::invalid_argument("--bucket-mb must be positive");
   if (o.comm != "auto" && o.comm != "nccl" && o.comm != "mpi")
     throw std::invalid_argument("--comm must be auto, nccl or mpi, got '" + o.comm + "'");
   std::unique_ptr<sharding::Communicator> device_comm;
@@ -304,6 +306,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
 
   log.line("Constructing networks on " + describe_device(device) + "...");
   TrainingStep step(o, comm, labels, device, device_comm.get());
+  step.set_bucket_bytes(static_cast<int64_t>(o.bucket_mb * (1 << 20)));
   step.set_overlap(o.overlap);
   if (comm.size() > 1) log.line("Gradient sync: " + step.reducer_description());
   if (!resume_path.empty()) {

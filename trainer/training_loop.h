@@ -71,6 +71,7 @@ struct BenchRequest {
   std::string device = "cpu";    // auto | cpu | cuda | cuda:N (one GPU per rank on a host)
   std::string overlap = "both";  // on | off | both (alternating blocks of iterations, both reported)
   int pairs = 1;                 // blocks per overlap mode when both
+  double bucket_mb = 25;         // gradient bucket size (the first bucket is at most 1 MiB)
   std::string cfg;               // a preset (e.g. auto, paper256) instead of --cbase/--cmax/--map/--mbstd
 };
 // Times `iters` training iterations on reals held in memory; prints sec/kimg last. With a

@@ -395,9 +395,12 @@ void GradientSync::attach(const std::vector<at::Tensor>& params) {
     // Buckets in reverse order (as backward produces gradients), buffers allocated once.
     s.plan.assign(1, {});
     s.flats.clear();
+    // As PyTorch DDP: the first bucket (the last layers, whose gradients come first) is at most
+    // 1 MiB so that communication starts early; the others hold about bucket_bytes.
     int64_t bytes = 0;
     for (int64_t i = static_cast<int64_t>(numels.size()) - 1; i >= 0; --i) {
-      if (bytes >= s.bucket_bytes && !s.plan.back().empty()) {
+      const int64_t cap = s.plan.size() == 1 ? std::min<int64_t>(s.bucket_bytes, 1 << 20) : s.bucket_bytes;
+      if (bytes >= cap && !s.plan.back().empty()) {
         s.plan.emplace_back();
         bytes = 0;
       }

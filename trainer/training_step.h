@@ -38,8 +38,8 @@
 namespace sf::trainer {
 
 // Gradient buckets for one list of parameters: every parameter's gradient is a view into a flat
-// bucket buffer (about `bucket_bytes`, filled from the last parameter to the first, the order
-// backward produces them), so backward accumulates straight into the buffers that are reduced.
+// bucket buffer (about `bucket_bytes`, the first one at most 1 MiB, filled from the last parameter
+// to the first, the order backward produces them), so backward accumulates straight into the buffers that are reduced.
 // A post-accumulate hook per parameter (PyTorch DDP's reducer design) counts the gradients of the
 // armed backward pass (the last one of a phase): a bucket whose gradients are all there is
 // launched on the BucketReducer at once, in bucket order, while backward goes on; finish()
