@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -320,12 +321,14 @@ TEST(DataRobust, DamagedPackLoadsIdenticalOrFailsWithOneLine) {
     else if (c.exited && c.code == 1 && one_line(c.msg) && c.msg.find(bad) != std::string::npos) ++errors;
     else failures.push_back(what + ": " + c.describe());
   };
-  for (size_t off = 0; off < bytes.size(); off += 29) {  // one flipped bit
+  // STYLEFORGE_DAMAGE_DENSITY=N multiplies the number of damaged copies (longer sweeps by hand).
+  const size_t density = std::max(1, std::getenv("STYLEFORGE_DAMAGE_DENSITY") ? std::atoi(std::getenv("STYLEFORGE_DAMAGE_DENSITY")) : 1);
+  for (size_t off = 0; off < bytes.size(); off += std::max<size_t>(1, 29 / density)) {  // one flipped bit
     auto b = bytes;
     b[off] ^= static_cast<uint8_t>(1u << (off % 8));
     run(b, "flip at " + std::to_string(off));
   }
-  for (size_t off = 0; off < bytes.size(); off += 97) {  // a zeroed block
+  for (size_t off = 0; off < bytes.size(); off += std::max<size_t>(1, 97 / density)) {  // a zeroed block
     auto b = bytes;
     std::fill(b.begin() + static_cast<std::ptrdiff_t>(off), b.begin() + static_cast<std::ptrdiff_t>(std::min(bytes.size(), off + 48)), 0);
     run(b, "zero block at " + std::to_string(off));

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -359,13 +360,15 @@ TEST(RobustCheckpoint, DamagedCheckpointLoadsIdenticalOrFailsWithOneLine) {
       failures.push_back(what + ": " + c.describe() + " (input kept as " + keep + ")");
     }
   };
-  const size_t flip_step = std::max<size_t>(1, bytes.size() / 220) | 1;
+  // STYLEFORGE_DAMAGE_DENSITY=N multiplies the number of damaged copies (longer sweeps by hand).
+  const size_t density = std::max(1, std::getenv("STYLEFORGE_DAMAGE_DENSITY") ? std::atoi(std::getenv("STYLEFORGE_DAMAGE_DENSITY")) : 1);
+  const size_t flip_step = std::max<size_t>(1, bytes.size() / (220 * density)) | 1;
   for (size_t off = 0; off < bytes.size(); off += flip_step) {
     auto b = bytes;
     b[off] ^= static_cast<uint8_t>(1u << (off % 8));
     run(b, "flip at " + std::to_string(off));
   }
-  for (size_t off = 0; off < bytes.size(); off += bytes.size() / 60 + 1) {
+  for (size_t off = 0; off < bytes.size(); off += bytes.size() / (60 * density) + 1) {
     auto b = bytes;
     std::fill(b.begin() + static_cast<std::ptrdiff_t>(off), b.begin() + static_cast<std::ptrdiff_t>(std::min(bytes.size(), off + 64)), 0);
     run(b, "zero block at " + std::to_string(off));
