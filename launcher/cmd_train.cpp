@@ -48,7 +48,7 @@ int cmd_train(const std::vector<std::string>& args) {
   std::string metrics_list, metrics_rank_mode, grid_text;
   double timeout_s = 600;
   int ranks = 0, param_servers = 0;
-  bool no_overlap = false, nobench = false;
+  bool nobench = false;
   metrics::MetricsRankOptions mopts;
   po::options_description desc("options");
   desc.add_options()
@@ -94,7 +94,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("device", po::value(&o.device)->default_value("auto"), "auto (a GPU when one is visible: trainer i of a host on its GPU i) | cpu | cuda | cuda:N")
       ("comm", po::value(&o.comm)->default_value("auto"), "gradient communicator: auto (NCCL for GPU tensors, MPI on CPUs) | nccl | mpi")
       ("shared-gpu", po::bool_switch(&o.shared_gpu), "allow several trainers on one GPU (otherwise an error)")
-      ("no-overlap", po::bool_switch(&no_overlap), "reduce gradients after backward instead of while it runs")
+      ("overlap", po::value(&o.overlap)->default_value("auto"), "reduce gradients while backward runs: auto (on for GPU tensors, off on CPUs) | on | off")
       ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)")
       ("nobench", po::bool_switch(&nobench), "turn cuDNN benchmark mode off (the reference's --nobench)")
       ("allow-tf32", po::bool_switch(&o.allow_tf32), "allow TF32 in matmuls and convolutions (the reference's --allow-tf32)")
@@ -102,7 +102,10 @@ int cmd_train(const std::vector<std::string>& args) {
       ("nhwc", po::value(&o.nhwc)->default_value(false)->implicit_value(true), "channels_last with float16 (the reference's --nhwc; needs mixed precision, not implemented yet)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
-  o.overlap = !no_overlap;
+  if (o.overlap != "auto" && o.overlap != "on" && o.overlap != "off") {
+    std::cerr << "styleforge train: --overlap must be auto, on or off\n";
+    return kUsage;
+  }
   o.cudnn_benchmark = !nobench;
   if (!o.fp32 || o.nhwc) {
     std::cerr << "styleforge train: --fp32 false / --nhwc: mixed precision is not implemented yet; training runs in "

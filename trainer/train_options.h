@@ -51,7 +51,10 @@ struct TrainOptions {
   std::string device = "auto";      // auto | cpu | cuda | cuda:N
   std::string comm = "auto";        // gradient communicator: auto (NCCL for GPU tensors) | nccl | mpi
   bool shared_gpu = false;          // allow several trainers on one GPU
-  bool overlap = true;              // reduce gradient buckets while backward runs
+  // Reduce gradient buckets while backward runs: auto = on for GPU tensors (NCCL, or staged), off
+  // for CPU tensors, where the reduction's own CPU work competes with backward for the cores
+  // (measured: README "GPUs"); on | off force it.
+  std::string overlap = "auto";
   double bucket_mb = 25;            // gradient bucket size (the first bucket is at most 1 MiB)
   bool cudnn_benchmark = true;      // --nobench turns it off
   bool allow_tf32 = false;          // --allow-tf32

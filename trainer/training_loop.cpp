@@ -307,7 +307,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   log.line("Constructing networks on " + describe_device(device) + "...");
   TrainingStep step(o, comm, labels, device, device_comm.get());
   step.set_bucket_bytes(static_cast<int64_t>(o.bucket_mb * (1 << 20)));
-  step.set_overlap(o.overlap);
+  step.set_overlap(o.overlap == "on" || (o.overlap == "auto" && device.is_cuda()));
   if (comm.size() > 1) log.line("Gradient sync: " + step.reducer_description());
   if (!resume_path.empty()) {
     load_networks(resume_path, &step.G(), &step.D(), &step.G_ema());

@@ -107,7 +107,7 @@ TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, 
     local_dev_ = make_device_generator(device_, derive_seed(o_.seed, comm_.rank(), "device.local"));
     augment_dev_ = make_device_generator(device_, derive_seed(o_.seed, comm_.rank(), "device.augment"));
   }
-  make_reducer(true);
+  make_reducer(/*overlap=*/!device_.is_cpu());  // as --overlap auto; set_overlap() changes it
   verify_devices();
 }
 
