@@ -36,8 +36,11 @@ int launcher_world_size() {
     int v = env_int(n, 0);
     if (v > 0) return v;
   }
-  if (std::getenv("SLURM_STEP_ID") && env_int("SLURM_NTASKS", 0) > 0 && std::getenv("PMI_RANK"))
-    return env_int("SLURM_NTASKS", 1);
+  // srun --mpi=pmix exports PMIX_RANK but no size: the step's task count is Slurm's.
+  if (std::getenv("SLURM_STEP_ID") && (std::getenv("PMIX_RANK") || std::getenv("PMI_RANK"))) {
+    if (int v = env_int("SLURM_STEP_NUM_TASKS", 0); v > 0) return v;
+    if (int v = env_int("SLURM_NTASKS", 0); v > 0) return v;
+  }
   return 1;
 }
 int launcher_rank() {
