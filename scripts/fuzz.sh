@@ -3,12 +3,13 @@
 #   bash scripts/fuzz.sh                 # short run: 30 s per target (what CI does: ctest -L fuzz)
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh            # the documented long run: >= 10 min per target
 #   FUZZ_SECONDS=600 FUZZ_TARGETS="nifti pack" bash scripts/fuzz.sh
+#   FUZZ_SKIP_DEPS=1 ...                 # do not run scripts/install-deps.sh first
 # Installs clang and libclang-rt-14-dev (libFuzzer, sanitizer runtimes) when missing; the default
 # build does not need them. Prints one line per target with its executions; exits 1 on a finding
 # (the reproducer is build-fuzz/fuzz/crash-<target>-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+[ -n "${FUZZ_SKIP_DEPS:-}" ] || bash scripts/install-deps.sh
 need=()
 for p in clang libclang-rt-14-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
