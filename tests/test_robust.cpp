@@ -498,3 +498,53 @@ TEST(RobustSignals, Usr1AsSoonAsItCanBeCaughtCheckpointsAndExits3) {
   std::printf("[ signal ] SIGUSR1 sent %.1f ms after start, exit %d, %zu checkpoint(s)\n", at_ms, WEXITSTATUS(status), snaps.size());
 }
 #endif
+
+// ---- `styleforge pack` on a full file system, through the real CLI (exit code, not a crash) ----
+
+#ifdef STYLEFORGE_BINARY
+#include "data/image.h"
+
+TEST(RobustCli, PackOnAFullDiskExits1AndKeepsTheIntactPack) {
+  test::ScratchDir src("fullpack_src");
+  for (int i = 0; i < 300; ++i) {  // ~1.2 MB of incompressible 64x64 images
+    data::Image img;
+    img.width = img.height = 64;
+    img.channels = 1;
+    img.pixels.resize(64 * 64);
+    uint32_t x = 77u + static_cast<uint32_t>(i);
+    for (auto& v : img.pixels) v = static_cast<uint8_t>((x = x * 1664525u + 1013904223u) >> 24);
+    char name[32];
+    std::snprintf(name, sizeof name, "img%04d.png", i);
+    data::write_png_file(src / name, img, 0);
+  }
+  fs::create_directories(src / "small");
+  for (int i = 0; i < 4; ++i) fs::copy_file(src / ("img000" + std::to_string(i) + ".png"), src / ("small/img" + std::to_string(i) + ".png"));
+  const std::string mnt = (fs::temp_directory_path() / ("sf_tmpfs_cli_" + std::to_string(getpid()))).string();
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=512k") != 0) {
+    fs::remove_all(mnt);
+    GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << std::strerror(errno) << ")";
+  }
+  const std::string dest = mnt + "/ph.h5";
+  auto big = test::run_styleforge("pack --quiet --source " + src.path.string() + " --dest " + dest);
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename().string());
+  auto small = test::run_styleforge("pack --quiet --source " + (src / "small") + " --dest " + dest);
+  const auto before = file_bytes(dest);
+  auto forced = test::run_styleforge("pack --quiet --force --source " + src.path.string() + " --dest " + dest);
+  std::vector<std::string> left2;
+  for (const auto& e : fs::directory_iterator(mnt)) left2.push_back(e.path().filename().string());
+  const auto after = file_bytes(dest);
+  ::umount2(mnt.c_str(), MNT_DETACH);
+  fs::remove_all(mnt);
+  EXPECT_EQ(big.rc, 1) << big.out;
+  EXPECT_TRUE(one_line(big.out)) << big.out;
+  EXPECT_NE(big.out.find("ph.h5"), std::string::npos) << big.out;
+  EXPECT_TRUE(left.empty()) << "left behind: " << (left.empty() ? "" : left[0]);
+  EXPECT_EQ(small.rc, 0) << small.out;
+  EXPECT_EQ(forced.rc, 1) << forced.out;
+  EXPECT_TRUE(one_line(forced.out)) << forced.out;
+  EXPECT_EQ(after, before) << "--force replaced the intact pack after a failed write";
+  EXPECT_EQ(left2, std::vector<std::string>{"ph.h5"});
+}
+#endif
