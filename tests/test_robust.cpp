@@ -455,6 +455,27 @@ TEST(RobustPickle, TwoHundredThousandLevelsAreNoCrash) {
   }
 }
 
+TEST(RobustPickle, CopiesOfCopiesAreBoundedByTheInputSize) {
+  // Found by fuzz_pickle: 177 bytes of DUP/BUILD that double a dict per opcode (asked for 1.6 GB).
+  const std::string hex =
+      "888888800580027d327d7d7d7d7d7d7d7d7d7d7d7d30307d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d32323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232327d7d7d6262626262626262626262737373626262626262626262626262626262626262626262627d627d627d736289736289627d73628973626262626262626262626262893162";
+  std::string data;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) data.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  Child c = in_child([&](std::string& msg) {
+    try {
+      pickle::load(std::make_shared<const std::string>(data), {"dup.pkl"});
+      return 0;
+    } catch (const pickle::Error& e) {
+      msg = e.what();
+      return 1;
+    }
+  });
+  EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
+  EXPECT_TRUE(one_line(c.msg)) << c.msg;
+  EXPECT_NE(c.msg.find("dup.pkl"), std::string::npos) << c.msg;
+  EXPECT_NE(c.msg.find("more values than a pickle of this size"), std::string::npos) << c.msg;
+}
+
 // ---- signals ----
 
 #ifdef STYLEFORGE_BINARY

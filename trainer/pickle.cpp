@@ -267,7 +267,15 @@ class Reader {
   }
   std::string text_string(const std::string& quoted);
   static std::string raw_unicode_escape(const std::string& s);
+  // Copies of existing containers (BUILD of a dict, OrderedDict(d), set(x)) can double a value
+  // per opcode; their total is bounded by the input's size (a 177-byte pickle asked for 1.6 GB).
+  void spend(size_t n) {
+    copies_ += n;
+    if (copies_ > 16 * static_cast<uint64_t>(buf_->size()) + (uint64_t(1) << 20))
+      fail("builds more values than a pickle of this size can hold (copies of copies?)");
+  }
 
+  uint64_t copies_ = 0;
   std::shared_ptr<const std::string> buf_;
   size_t pos_, end_;
   const LoadOptions& opts_;
@@ -663,8 +671,10 @@ ValuePtr Reader::call(const Value& fn, const std::vector<ValuePtr>& a) {
       auto d = Value::make(Kind::Dict);
       if (!a.empty()) {
         if (a[0]->is(Kind::Dict)) {
+          spend(a[0]->entries.size());
           d->entries = a[0]->entries;
         } else if (a[0]->is(Kind::List) || a[0]->is(Kind::Tuple)) {
+          spend(a[0]->items.size());
           for (const auto& kv : a[0]->items) {
             if ((!kv->is(Kind::List) && !kv->is(Kind::Tuple)) || kv->items.size() != 2) fail(full + ": bad item list");
             d->entries.emplace_back(kv->items[0], kv->items[1]);
@@ -681,6 +691,7 @@ ValuePtr Reader::call(const Value& fn, const std::vector<ValuePtr>& a) {
       auto s = Value::make(Kind::Set);
       if (!a.empty()) {
         if (!a[0]->is(Kind::List) && !a[0]->is(Kind::Tuple) && !a[0]->is(Kind::Set)) fail(full + ": bad argument");
+        spend(a[0]->items.size());
         s->items = a[0]->items;
       }
       return s;
@@ -750,6 +761,7 @@ ValuePtr Reader::call(const Value& fn, const std::vector<ValuePtr>& a) {
       nargs(1, 1);
       auto t = Value::make(Kind::Tuple);
       int_tuple(a[0], what);
+      spend(a[0]->items.size());
       t->items = a[0]->items;
       return t;
     }
@@ -848,6 +860,7 @@ void Reader::build(Value& obj, const ValuePtr& state) {
       if (s->is(Kind::Tuple) && s->items.size() == 2) s = s->items[0]->is(Kind::None) ? s->items[1] : s->items[0];
       if (s->is(Kind::None)) return;
       if (!s->is(Kind::Dict)) fail("bad state for a dict");
+      spend(s->entries.size());
       obj.entries.insert(obj.entries.end(), s->entries.begin(), s->entries.end());
       return;
     }
