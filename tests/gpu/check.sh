@@ -6,8 +6,8 @@
 #      arithmetic, and one training iteration on CUDA float32 against the CPU (relative error
 #      <= 1e-4 on every parameter);
 #   3. trains 2 ranks on that one GPU over MPI (--shared-gpu, gradients staged through host memory)
-#      for a few ticks, then resumes the run on CUDA and checks that 2+2 ticks equal 4 ticks bit for
-#      bit (one-rank NCCL-free path, the same on a one-GPU machine);
+#      for a few ticks, then resumes a run on CUDA and compares 2+2 ticks with 4 ticks (counters
+#      exact, weights within float32 rounding: CUDA's atomic-add kernels are not bitwise reproducible);
 #   4. runs `styleforge bench --cfg auto --resolution 256 --device cuda` and, when a checkout of the
 #      reference was carried in .gpudeps/reference, tools/bench_reference.py beside it on the same GPU,
 #      printing both sec/kimg.
@@ -61,7 +61,8 @@ step "2 ranks on one GPU over MPI, a few ticks, exact resume on CUDA"
 W=/tmp/sfgpu; rm -rf $W; mkdir -p $W
 $SF phantoms --dest $W/ph --count 256 --resolution 64 --seed 0 --force --quiet
 $SF pack --source $W/ph --dest $W/ph.h5 --force >/dev/null
-common="--data $W/ph.h5 --cbase 4096 --cmax 256 --batch 16 --tick 0.064 --snap 1 --metrics none --device cuda"
+# --nobench: the same convolution algorithms in every process (benchmark mode may pick others).
+common="--data $W/ph.h5 --cbase 4096 --cmax 256 --batch 16 --tick 0.064 --snap 1 --metrics none --device cuda --nobench"
 check $MPIRUN -np 2 $SF train $common --outdir $W/mpi --kimg 0.192 --shared-gpu --comm mpi
 check $SF train $common --run-dir $W/a --kimg 0.128
 check $SF train $common --run-dir $W/a --resume latest --kimg 0.256
@@ -71,11 +72,19 @@ import sys, glob, h5py, numpy as np
 w = sys.argv[1]
 a = sorted(glob.glob(w + "/a/network-snapshot-*.h5"))[-1]; b = sorted(glob.glob(w + "/b/network-snapshot-*.h5"))[-1]
 fa, fb = h5py.File(a), h5py.File(b)
-bad = []
+# Counters and random streams continue exactly; weights agree to float32 rounding (CUDA kernels
+# that accumulate with atomics, e.g. grid_sample's backward, are not bitwise reproducible run to run).
+bad, worst, exact = [], 0.0, 0
 for net in ("G", "D", "G_ema"):
     for k in fa[net]:
-        if not np.array_equal(fa[net][k][()], fb[net][k][()]): bad.append(net + "/" + k)
-print("compared", a, b, "differing:", bad[:5])
+        x, y = fa[net][k][()].astype(np.float64), fb[net][k][()].astype(np.float64)
+        exact += np.array_equal(x, y)
+        rel = np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-12)
+        worst = max(worst, rel)
+        if rel > 1e-3: bad.append(net + "/" + k)
+for attr in ("cur_nimg", "batch_idx", "cur_tick"):
+    if fa.attrs[attr] != fb.attrs[attr]: bad.append(attr)
+print("compared", a, b, "bitwise equal tensors:", exact, "largest relative difference: %.3g" % worst, "bad:", bad[:5])
 sys.exit(1 if bad else 0)
 PY
 
