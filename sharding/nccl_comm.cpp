@@ -68,35 +68,17 @@ std::string NcclCommunicator::describe() const {
 }
 
 void NcclCommunicator::wait(const char* what) {
-  const auto start = std::chrono::steady_clock::now();
-  while (true) {
-    const cudaError_t q = cudaStreamQuery(stream_);
-    if (q == cudaSuccess) return;
-    if (q != cudaErrorNotReady) SF_CUDA_CHECK(q);
-    ncclResult_t async = ncclSuccess;
-    SF_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
-    if (async != ncclSuccess && async != ncclInProgress) {
-      ncclCommAbort(comm_);
-      aborted_ = true;
-      fail(rank_, std::string(what) + " on GPU " + std::to_string(device_) + ": NCCL error " +
-                      ncclGetErrorString(async) + "; communicator aborted");
-    }
-    if (timeout_s_ > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s_) {
-      ncclCommAbort(comm_);
-      aborted_ = true;
-      std::ostringstream s;
-      s << what << " did not complete within " << timeout_s_ << " s; communicator aborted";
-      fail(rank_, s.str());
-    }
-    std::this_thread::yield();
-  }
+  poll(what, [this] { return cudaStreamQuery(stream_); });
 }
 
 void NcclCommunicator::wait_event(cudaEvent_t event, const char* what) {
+  poll(what, [event] { return cudaEventQuery(event); });
+}
+
+void NcclCommunicator::poll(const char* what, const std::function<cudaError_t()>& query) {
   const auto start = std::chrono::steady_clock::now();
   while (true) {
-    const cudaError_t q = cudaEventQuery(event);
+    const cudaError_t q = query();
     if (q == cudaSuccess) return;
     if (q != cudaErrorNotReady) SF_CUDA_CHECK(q);
     ncclResult_t async = ncclSuccess;

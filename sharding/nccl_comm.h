@@ -58,6 +58,8 @@ class NcclCommunicator final : public Communicator {
   void wait(const char* what);
   // Polls `event` until it completes, with the deadline and NCCL's async error check.
   void wait_event(cudaEvent_t event, const char* what);
+  // Polls `query` until cudaSuccess; aborts the communicator on an NCCL error or the deadline.
+  void poll(const char* what, const std::function<cudaError_t()>& query);
   void allreduce_many(const std::vector<std::pair<float*, size_t>>& buffers, ncclRedOp_t op);
   void after_compute();  // orders stream_ after the compute stream
   std::function<void*()> compute_;
