@@ -314,6 +314,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     std::map<std::string, at::Tensor> rng_states;
     load_training_state(resume_path, &step.G_opt(), &step.D_opt(), &rng_states);
     step.restore(resume_info.counters);
+    step.verify_devices();  // the loaded optimizer states too
     if (!step.restore_rng_states(rng_states))
       log.line("Note: the checkpoint's noise and augmentation streams were drawn on another device kind; they were "
                "re-seeded for " + device.str() + " (training continues, not bit for bit as on the original device)");

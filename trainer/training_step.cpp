@@ -108,7 +108,7 @@ TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, 
     augment_dev_ = make_device_generator(device_, derive_seed(o_.seed, comm_.rank(), "device.augment"));
   }
   make_reducer(/*overlap=*/!device_.is_cpu());  // as --overlap auto; set_overlap() changes it
-  verify_devices();
+  verify_devices(/*with_optimizer=*/true);
 }
 
 namespace {
@@ -188,14 +188,16 @@ void TrainingStep::set_overlap(bool on) {
   extra_sync_s_ = before - (reducer_ ? reducer_->exposed_seconds() : 0);
 }
 
-void TrainingStep::verify_devices() const {
+void TrainingStep::verify_devices(bool with_optimizer) const {
   require_device(G_->state(), "G", device_);
   require_device(D_->state(), "D", device_);
   require_device(G_ema_->state(), "G_ema", device_);
-  for (const Adam* a : {G_opt_.get(), D_opt_.get()})
-    for (const auto& [name, t] : a->state_tensors())
-      if (t.dim() > 0) require_device(t, std::string(a == G_opt_.get() ? "G_opt." : "D_opt.") + name, device_);
   require_device(pl_mean_, "pl_mean", device_);
+  // Adam creates its states like the parameters; they are checked after loads, not every step.
+  if (with_optimizer)
+    for (const Adam* a : {G_opt_.get(), D_opt_.get()})
+      for (const auto& [name, t] : a->state_tensors())
+        if (t.dim() > 0) require_device(t, std::string(a == G_opt_.get() ? "G_opt." : "D_opt.") + name, device_);
 }
 
 at::Tensor TrainingStep::mean_over_ranks(const at::Tensor& scalar) {
@@ -527,7 +529,7 @@ void TrainingStep::iteration(const at::Tensor& real_img_u8, const at::Tensor& re
     if (t->defined() && !t->device().is_cpu() && t->device() != device_)
       throw std::runtime_error(std::string("training: the real ") + (t == &real_img_u8 ? "images" : "labels") +
                                " are on " + t->device().str() + ", the step runs on " + device_.str());
-  verify_devices();
+  verify_devices(/*with_optimizer=*/false);
   const at::TensorOptions fopt = at::TensorOptions().dtype(at::kFloat).device(device_);
   // Host batches in pinned memory are copied without blocking (they overlap the previous step).
   at::Tensor real = real_img_u8.to(device_, /*non_blocking=*/true).to(at::kFloat) / 127.5 - 1;

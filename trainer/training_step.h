@@ -133,8 +133,8 @@ class TrainingStep {
   double sync_seconds() const { return reducer_ ? reducer_->exposed_seconds() + extra_sync_s_ : extra_sync_s_; }
   c10::Device device() const { return device_; }
   std::string reducer_description() const { return reducer_ ? reducer_->describe() : "none (one trainer)"; }
-  // Throws naming the first parameter, buffer, gradient or optimizer state not on device().
-  void verify_devices() const;
+  // Throws naming the first parameter, buffer, gradient (or optimizer state) not on device().
+  void verify_devices(bool with_optimizer = true) const;
 
  private:
   void run_phase(Phase& ph, const std::vector<at::Tensor>& reals, const std::vector<at::Tensor>& real_cs,
