@@ -197,9 +197,8 @@ TEST(Pickle, MalformedInputsFailWithErrorsNotCrashes) {
   EXPECT_NE(load_error("\x80\x02\xfe.").find("unknown pickle opcode 0xfe"), std::string::npos);
   EXPECT_NE(load_error("\x80\x02Q.").find("stack underflow"), std::string::npos);
   EXPECT_NE(load_error("\x80\x02N\x85Q.").find("persistent id outside a torch storage blob"), std::string::npos);
-  // A list that contains itself parses, but converting it to JSON stops.
-  auto cyclic = load(bytes(S("\x80\x02]q\x00h\x00\x61.")));
-  EXPECT_THROW(pickle::to_json(*cyclic, "cyclic"), pickle::Error);
+  // A list that contains itself is refused (it would be a shared_ptr cycle, never freed).
+  EXPECT_NE(load_error(S("\x80\x02]q\x00h\x00\x61.")).find("contains itself"), std::string::npos);
   // Shared references that expand to 2^60 values: parsing is cheap, conversion stops at a budget.
   std::string laughs = S("\x80\x02]q\x00");
   for (int k = 1; k <= 60; ++k) {

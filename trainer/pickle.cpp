@@ -6,6 +6,7 @@
 #include <locale>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -169,6 +170,24 @@ class Reader {
 
   ValuePtr run();
   size_t pos() const { return pos_; }
+  // Values that contain themselves (through DUP, memo references, BUILD) would be shared_ptr
+  // cycles that are never freed: refused after a successful parse, and broken when a parse fails.
+  void check_acyclic() {
+    std::vector<ValuePtr> keep;
+    if (reachable(keep)) fail("a value contains itself (cyclic structures are not supported)");
+    ok_ = true;
+  }
+  ~Reader() {
+    if (ok_ || std::uncaught_exceptions() == 0) return;
+    std::vector<ValuePtr> keep;
+    if (!reachable(keep)) return;
+    for (auto& n : keep) {  // we are failing anyway: empty every container, which frees the cycles
+      n->items.clear();
+      n->entries.clear();
+      n->storage.reset();
+      n->state.reset();
+    }
+  }
 
  private:
   [[noreturn]] void fail(const std::string& msg) const {
@@ -275,6 +294,54 @@ class Reader {
       fail("builds more values than a pickle of this size can hold (copies of copies?)");
   }
 
+  // Every value reachable from the stack and the memo (strong references in `keep`); true when
+  // one of them can reach itself. Iterative depth-first search (no recursion).
+  bool reachable(std::vector<ValuePtr>& keep) const {
+    std::unordered_map<const Value*, int> color;  // 1: on the current path, 2: done
+    bool cycle = false;
+    struct Frame {
+      ValuePtr v;
+      size_t next;
+    };
+    auto child = [](const Value& v, size_t i) -> const ValuePtr* {
+      if (i < v.items.size()) return &v.items[i];
+      i -= v.items.size();
+      if (i < 2 * v.entries.size()) return i % 2 ? &v.entries[i / 2].second : &v.entries[i / 2].first;
+      i -= 2 * v.entries.size();
+      if (i == 0) return &v.storage;
+      if (i == 1) return &v.state;
+      return nullptr;
+    };
+    std::vector<ValuePtr> roots(stack_.begin(), stack_.end());
+    for (const auto& [k, v] : memo_) roots.push_back(v);
+    std::vector<Frame> st;
+    for (const auto& r : roots) {
+      if (!r || color.count(r.get())) continue;
+      color[r.get()] = 1;
+      st.push_back({r, 0});
+      while (!st.empty()) {
+        Frame& f = st.back();
+        const ValuePtr* c = child(*f.v, f.next++);
+        if (!c) {
+          color[f.v.get()] = 2;
+          keep.push_back(std::move(f.v));
+          st.pop_back();
+          continue;
+        }
+        if (!*c) continue;
+        auto it = color.find(c->get());
+        if (it == color.end()) {
+          color[c->get()] = 1;
+          st.push_back({*c, 0});
+        } else if (it->second == 1) {
+          cycle = true;
+        }
+      }
+    }
+    return cycle;
+  }
+
+  bool ok_ = false;
   uint64_t copies_ = 0;
   std::shared_ptr<const std::string> buf_;
   size_t pos_, end_;
@@ -1048,7 +1115,9 @@ ValuePtr load(std::shared_ptr<const std::string> data, const LoadOptions& opts) 
   const uint16_t probe = 1;
   if (*reinterpret_cast<const uint8_t*>(&probe) != 1) throw Error(opts.what + ": big-endian hosts are not supported");
   Reader r(data, 0, data->size(), opts, 0, nullptr);
-  return r.run();
+  ValuePtr v = r.run();
+  r.check_acyclic();
+  return v;
 }
 
 ValuePtr load_file(const std::string& path) {
