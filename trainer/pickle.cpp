@@ -161,12 +161,18 @@ struct LegacyStorages {
 
 ValuePtr load_legacy_blob(const Bytes& blob, const LoadOptions& opts, int nest);
 
+// Values made while a load runs on this thread (weak references; see Value::make).
+thread_local std::vector<std::weak_ptr<Value>>* t_made = nullptr;
+
 // ---- the opcode interpreter ------------------------------------------------------------------
 class Reader {
  public:
   Reader(std::shared_ptr<const std::string> buf, size_t begin, size_t end, const LoadOptions& opts, int nest,
          LegacyStorages* legacy)
-      : buf_(std::move(buf)), pos_(begin), end_(end), opts_(opts), nest_(nest), legacy_(legacy) {}
+      : buf_(std::move(buf)), pos_(begin), end_(end), opts_(opts), nest_(nest), legacy_(legacy) {
+    outer_made_ = t_made;
+    t_made = &made_;
+  }
 
   ValuePtr run();
   size_t pos() const { return pos_; }
@@ -178,7 +184,9 @@ class Reader {
     ok_ = true;
   }
   ~Reader() {
-    if (ok_ || std::uncaught_exceptions() == 0) return;
+    t_made = outer_made_;
+    if (outer_made_) outer_made_->insert(outer_made_->end(), made_.begin(), made_.end());  // nested blob: the outer load owns them
+    if (ok_ || std::uncaught_exceptions() == 0 || outer_made_) return;
     std::vector<ValuePtr> keep;
     if (!reachable(keep)) return;
     for (auto& n : keep) {  // we are failing anyway: empty every container, which frees the cycles
@@ -314,6 +322,8 @@ class Reader {
     };
     std::vector<ValuePtr> roots(stack_.begin(), stack_.end());
     for (const auto& [k, v] : memo_) roots.push_back(v);
+    for (const auto& w : made_)  // also values only the unwinding C++ stack held
+      if (ValuePtr v = w.lock()) roots.push_back(std::move(v));
     std::vector<Frame> st;
     for (const auto& r : roots) {
       if (!r || color.count(r.get())) continue;
@@ -342,6 +352,8 @@ class Reader {
   }
 
   bool ok_ = false;
+  std::vector<std::weak_ptr<Value>> made_;
+  std::vector<std::weak_ptr<Value>>* outer_made_ = nullptr;
   uint64_t copies_ = 0;
   std::shared_ptr<const std::string> buf_;
   size_t pos_, end_;
@@ -1055,6 +1067,13 @@ size_t dtype_size(const std::string& d) {
   if (d == "float16" || d == "bfloat16" || d == "int16" || d == "uint16") return 2;
   if (d == "int8" || d == "uint8" || d == "bool") return 1;
   throw Error("unknown dtype '" + d + "'");
+}
+
+ValuePtr Value::make(Kind k) {
+  auto v = std::make_shared<Value>();
+  v->kind = k;
+  if (t_made) t_made->push_back(v);
+  return v;
 }
 
 Value::~Value() {

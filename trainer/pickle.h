@@ -82,11 +82,9 @@ struct Value {
   // Releases nested children without recursion (see the header comment).
   ~Value();
 
-  static ValuePtr make(Kind k) {
-    auto v = std::make_shared<Value>();
-    v->kind = k;
-    return v;
-  }
+  // A new value; while a load runs, it is also registered with that load (so that cyclic values
+  // of a failed parse can be taken apart and freed).
+  static ValuePtr make(Kind k);
   bool is(Kind k) const { return kind == k; }
   // Dict lookup by string key; null when absent (or not a Dict).
   ValuePtr get(const std::string& key) const;
