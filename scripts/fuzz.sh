@@ -23,7 +23,6 @@ fi
 BUILD="${STYLEFORGE_FUZZ_BUILD:-build-fuzz}"
 SECONDS_PER="${FUZZ_SECONDS:-30}"
 TARGETS="${FUZZ_TARGETS:-image zip npy tfrecord nifti dicom pack pickle}"
-JOBS="${FUZZ_JOBS:-1}"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DSTYLEFORGE_DATA_ONLY=ON -DSTYLEFORGE_FUZZ=ON >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target fuzz_make_seeds $(for t in $TARGETS; do echo "fuzz_$t"; done)
@@ -37,11 +36,11 @@ for t in $TARGETS; do
   log="$BUILD/fuzz/$t.log"
   set +e
   "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$SECONDS_PER" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-    -jobs="$JOBS" -workers="$JOBS" -print_final_stats=1 -artifact_prefix="$BUILD/fuzz/crash-$t-" \
+    -print_final_stats=1 -artifact_prefix="$BUILD/fuzz/crash-$t-" \
     "$BUILD/fuzz/corpus/$t" "$BUILD/fuzz/seeds/$t" >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -h "stat::number_of_executed_units" "$log" fuzz-*.log 2>/dev/null | awk '{s += $2} END {print s + 0}')
+  execs=$(grep -h "stat::number_of_executed_units" "$log" 2>/dev/null | awk '{s += $2} END {print s + 0}')
   echo "fuzz_$t: ${SECONDS_PER} s, ${execs} executions, exit ${rc} (log $log)"
   [ "$rc" -eq 0 ] || status=1
 done
