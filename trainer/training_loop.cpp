@@ -383,8 +383,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       }
     }
     bool done = k.cur_nimg >= total_nimg || stop_now;
-    if (!done && k.cur_tick != 0 && static_cast<double>(k.cur_nimg) < k.tick_start_nimg + o.kimg_per_tick * 1000)
-      continue;
+    if (!done && !at_tick) continue;
 
     // ---- tick ----
     const auto tick_end_time = std::chrono::steady_clock::now();
