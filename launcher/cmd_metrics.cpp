@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -86,6 +87,10 @@ int cmd_metrics(const std::vector<std::string>& args) {
   }
   if (o.num_gen < 0 || o.batch < 1 || o.batch_gen < 1 || o.batch % o.batch_gen != 0) {
     std::cerr << "styleforge metrics: --num-gen must be >= 0 and --batch a positive multiple of --batch-gen\n";
+    return kUsage;
+  }
+  if (!o.run_dir.empty() && !std::filesystem::is_directory(o.run_dir)) {
+    std::cerr << "styleforge metrics: --run-dir " << o.run_dir << ": not a directory\n";
     return kUsage;
   }
   auto bar = std::make_shared<ProgressBar>(!quiet);

@@ -47,7 +47,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, double timeout_s) : timeout_s_(t
   SF_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   SF_MPI_CHECK(MPI_Comm_size(comm_, &size_));
   last_sent_ = std::chrono::steady_clock::now();
-  if (rank_ == 0) last_heard_.assign(static_cast<size_t>(size_), std::chrono::steady_clock::now());
+  last_heard_.assign(static_cast<size_t>(size_), std::chrono::steady_clock::now());
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -55,8 +55,8 @@ MpiCommunicator::~MpiCommunicator() {
   MPI_Finalized(&finalized);
   if (finalized) return;
   if (hb_comm_ != MPI_COMM_NULL) {
-    // Drain heartbeats still queued for rank 0 before freeing the communicator.
-    if (rank_ == 0) {
+    // Drain heartbeats still queued for this rank before freeing the communicator.
+    {
       int flag = 1;
       while (flag) {
         MPI_Status st;
@@ -75,15 +75,16 @@ MpiCommunicator::~MpiCommunicator() {
 std::string MpiCommunicator::describe() const { return "mpi x" + std::to_string(size_); }
 
 void MpiCommunicator::heartbeat_tick() {
+  // Every rank tells rank 0 it is alive, and rank 0 tells every rank: a timeout can then name
+  // the silent ranks on either side, rank 0 included.
   const auto now = std::chrono::steady_clock::now();
-  if (rank_ != 0) {
-    if (std::chrono::duration<double>(now - last_sent_).count() >= kHeartbeatPeriodS) {
+  if (std::chrono::duration<double>(now - last_sent_).count() >= kHeartbeatPeriodS) {
+    hb_payload_ = rank_;
+    for (int dest = (rank_ == 0 ? 1 : 0); dest < (rank_ == 0 ? size_ : 1); ++dest) {
       MPI_Request r;
-      hb_payload_ = rank_;
-      if (MPI_Isend(&hb_payload_, 1, MPI_INT, 0, kHeartbeatTag, hb_comm_, &r) == MPI_SUCCESS) MPI_Request_free(&r);
-      last_sent_ = now;
+      if (MPI_Isend(&hb_payload_, 1, MPI_INT, dest, kHeartbeatTag, hb_comm_, &r) == MPI_SUCCESS) MPI_Request_free(&r);
     }
-    return;
+    last_sent_ = now;
   }
   int flag = 1;
   while (flag) {
@@ -118,10 +119,11 @@ void MpiCommunicator::wait_all(std::vector<MPI_Request>& reqs, const char* what)
     if (timeout_s_ > 0 && waited > timeout_s_) {
       std::ostringstream s;
       s << "rank " << rank_ << " (" << host_ << "): " << what << " did not complete within " << timeout_s_ << " s";
-      if (rank_ == 0) {
+      {
+        // Rank 0 hears from every rank, the others hear from rank 0.
         std::vector<int> silent;
         const auto now = std::chrono::steady_clock::now();
-        for (int r = 1; r < size_; ++r)
+        for (int r = (rank_ == 0 ? 1 : 0); r < (rank_ == 0 ? size_ : 1); ++r)
           if (std::chrono::duration<double>(now - last_heard_[static_cast<size_t>(r)]).count() >
               std::max(3 * kHeartbeatPeriodS, 0.5 * timeout_s_))
             silent.push_back(r);

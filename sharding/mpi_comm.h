@@ -79,7 +79,7 @@ class MpiCommunicator final : public Communicator {
   double timeout_s_;
   std::string host_;
   std::chrono::steady_clock::time_point last_sent_;
-  std::vector<std::chrono::steady_clock::time_point> last_heard_;  // rank 0 only
+  std::vector<std::chrono::steady_clock::time_point> last_heard_;  // rank 0: every rank; others: rank 0
   int hb_payload_ = 0;
   std::vector<float> ring_tmp_;  // two receive segments
 };

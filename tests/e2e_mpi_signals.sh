@@ -5,6 +5,7 @@
 #     rank, and the last checkpoint still loads.
 #  3. Two trainers and a sum-only parameter server (--param-servers 1): SIGUSR1 to the server
 #     reaches the trainers, which checkpoint; every rank exits with code 3.
+#  4. SIGSTOP of rank 0: the other ranks time out, name rank 0 as silent, and the job ends.
 # Usage: e2e_mpi_signals.sh STYLEFORGE_BINARY
 set -u
 BIN=${1:?usage: e2e_mpi_signals.sh STYLEFORGE_BINARY}
@@ -30,13 +31,13 @@ start_run() {  # $1: output dir, then extra options (default: a metrics rank)
   shift
   [ $# -eq 0 ] && set -- --metrics fid50k_full
   mpirun --oversubscribe -np 3 "$BIN" train --data "$W/ph.h5" --outdir "$out" --cbase 256 --cmax 32 --batch 4 \
-    --kimg 50 --tick 0.02 --snap 2 --threads 1 --timeout 30 "$@" > "$out.log" 2>&1 &
+    --kimg 50 --tick 0.02 --snap 2 --threads 1 --timeout "${TIMEOUT:-30}" "$@" > "$out.log" 2>&1 &
   MPIRUN=$!
   for _ in $(seq 1 120); do  # wait for the first checkpoint
     ls "$out"/*/network-snapshot-*.h5 >/dev/null 2>&1 && break
     sleep 0.5
   done
-  ls "$out"/*/network-snapshot-*.h5 >/dev/null 2>&1 || fail "no checkpoint appeared ($out.log)"
+  ls "$out"/*/network-snapshot-*.h5 >/dev/null 2>&1 || { head -5 "$out.log"; fail "no checkpoint appeared ($out.log)"; }
   sleep 2
 }
 
@@ -75,4 +76,16 @@ grep -q "Stop requested" "$W/out3.log" || fail "the server's stop did not reach 
 grep -q "parameter server rank 2\] training finished (exit code 3)" "$W/out3.log" || fail "server did not get exit code 3"
 [ $rc -eq 3 ] || fail "mpirun exit code $rc, expected 3 (requeue)"
 echo "ok: 2 trainers + parameter server trained to a checkpoint; SIGUSR1 to the server -> exit code 3 on every rank"
-echo "3 passed, 0 failed"
+# ---- 4. stopped rank 0 ----
+TIMEOUT=8 start_run "$W/out4"
+P=$(pid_of_rank 0); [ -n "$P" ] || fail "rank 0 not found"
+kill -STOP "$P"
+t0=$(date +%s)
+for _ in $(seq 1 120); do kill -0 $MPIRUN 2>/dev/null || break; sleep 0.5; done
+t1=$(date +%s)
+kill -0 $MPIRUN 2>/dev/null && { kill -KILL "$P"; fail "ranks still running 60 s after rank 0 was stopped"; }
+wait $MPIRUN; rc=$?
+[ $rc -ne 0 ] || fail "mpirun exit code 0 after rank 0 was stopped"
+grep -q "no heartbeat from rank 0" "$W/out4.log" || fail "the log does not name rank 0 ($(tail -5 "$W/out4.log"))"
+echo "ok: SIGSTOP of rank 0 -> job ended in $((t1 - t0)) s (exit $rc), rank 0 named as silent"
+echo "4 passed, 0 failed"

@@ -223,6 +223,15 @@ TEST(RobustOptions, EachBadFlagIsAOneLineErrorBeforeAnythingStarts) {
   }
 }
 
+TEST(RobustOptions, MetricsRunDirThatDoesNotExistIsRefused) {
+  test::ScratchDir dir("badrundir");
+  auto r = test::run_styleforge("metrics --network " + (dir / "none.h5") + " --run-dir " + (dir / "NONEXISTENT"));
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(one_line(r.out)) << r.out;
+  EXPECT_NE(r.out.find("NONEXISTENT"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "NONEXISTENT"));
+}
+
 TEST(RobustOptions, ResumeConflictsNameBothValues) {
   const std::string ckpt = tiny_checkpoint();
   ASSERT_FALSE(ckpt.empty());
