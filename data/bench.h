@@ -30,6 +30,10 @@ struct BenchResult {
   int ranks = 0;
   double hdf5_images_per_s = 0, png_images_per_s = 0;
   double hdf5_unverified_images_per_s = 0;  // checksums not verified (0 when not measured)
+  // Median over alternated pairs of (1 - verified / unverified), every read verified (the worst
+  // case: training verifies an image on its first read only).
+  double checksum_cost = 0;
+  std::vector<double> checksum_cost_pairs;
 };
 
 std::vector<BenchResult> bench_data(const BenchOptions& opts, std::ostream& log);

@@ -1,10 +1,18 @@
 #include "data/hash.h"
 
+#include <isa-l/crc.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
 
 namespace sf::data {
+
+uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc) {
+  // An empty buffer leaves the value as it is (as zlib does), whatever the pointer.
+  return n == 0 ? crc : crc32_gzip_refl(crc, static_cast<const unsigned char*>(data), static_cast<uint64_t>(n));
+}
+
 namespace {
 
 std::array<uint32_t, 256> make_crc32c_table() {

@@ -12,6 +12,10 @@
 
 namespace sf::data {
 
+// CRC-32 with zlib's polynomial and conventions (equal to zlib's crc32(crc, data, n)), computed by
+// ISA-L's carry-less-multiply implementation: the per-image checksum of packs.
+uint32_t crc32_zlib(const void* data, size_t n, uint32_t crc = 0);
+
 // CRC-32C (Castagnoli), as used by TFRecord; `crc` continues a previous value.
 uint32_t crc32c(const void* data, size_t n, uint32_t crc = 0);
 // The masked form TFRecord stores: rotate right by 15 and add 0xa282ead8.

@@ -1,5 +1,7 @@
 #include "data/pack.h"
 
+#include "data/hash.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -106,7 +108,7 @@ void PackWriter::add(const uint8_t* chw, int channels, int resolution, const std
   if (label.kind == LabelKind::Vector) vectors_.insert(vectors_.end(), label.vec.begin(), label.vec.end());
   size_t bytes = static_cast<size_t>(channels) * resolution * resolution;
   image_hash_.update(chw, bytes);
-  crcs_.push_back(static_cast<int64_t>(::crc32(0L, chw, static_cast<uInt>(bytes))));
+  crcs_.push_back(static_cast<int64_t>(crc32_zlib(chw, bytes)));
   pending_.insert(pending_.end(), chw, chw + bytes);
   ++pending_n_;
   names_.push_back(name);
@@ -325,7 +327,7 @@ void PackReader::verify_image(int64_t i, const uint8_t* img) const {
   if (!verify_ || crcs_.empty()) return;
   if (verified_.empty()) verified_.assign(crcs_.size(), 0);
   if (!verify_every_ && verified_[static_cast<size_t>(i)]) return;
-  const uint32_t crc = static_cast<uint32_t>(::crc32(0L, img, static_cast<uInt>(info_.image_bytes())));
+  const uint32_t crc = crc32_zlib(img, info_.image_bytes());
   if (static_cast<int64_t>(crc) != crcs_[static_cast<size_t>(i)])
     throw PackError(info_.path + ": /images: image " + std::to_string(i) + ": checksum mismatch (CRC-32 in /image_crc32; damaged file)");
   verified_[static_cast<size_t>(i)] = 1;

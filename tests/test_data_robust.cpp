@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 
 #include "data/atomic_file.h"
 #include "data/dicom.h"
@@ -750,3 +751,21 @@ TEST(DataRobust, FilesHoldNoUncheckedHeaps) {
   EXPECT_EQ(sf::h5::read_string_attr(f, "attr39", false), std::string(100, 'x'));
   EXPECT_EQ(sf::h5::read_f32(f, "opt/exp_avg/k49").size(), 300u);
 }
+
+namespace sf::data {
+TEST(DataRobust, PackCrcEqualsZlibCrc32) {
+  // The image checksums of existing packs were written with zlib's crc32: the faster
+  // implementation must give the same value for every length and alignment.
+  std::mt19937 rng(11);
+  std::vector<uint8_t> buf(70000);
+  for (auto& b : buf) b = static_cast<uint8_t>(rng());
+  for (size_t n : {size_t(0), size_t(1), size_t(3), size_t(15), size_t(16), size_t(63), size_t(64), size_t(255),
+                   size_t(4096), size_t(65536), size_t(69993)})
+    for (size_t off : {size_t(0), size_t(1), size_t(7)}) {
+      const uint32_t ours = crc32_zlib(buf.data() + off, n);
+      const uint32_t zl = static_cast<uint32_t>(::crc32(0L, buf.data() + off, static_cast<uInt>(n)));
+      EXPECT_EQ(ours, zl) << "n=" << n << " off=" << off;
+      EXPECT_EQ(crc32_zlib(buf.data() + off + n / 2, n - n / 2, crc32_zlib(buf.data() + off, n / 2)), zl) << "continued, n=" << n;
+    }
+}
+}  // namespace sf::data
