@@ -7,11 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# ccache hits across clones in other folders (CI builds a fresh clone): paths relative to here.
-export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 BUILD="${STYLEFORGE_BUILD_DIR:-build}"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target styleforge
+bash scripts/build.sh styleforge
 SF="$BUILD/styleforge"
 "$SF" version
 
