@@ -51,8 +51,39 @@ MetricFamily kid_family() {
   return f;
 }
 
+// Precision and recall (Kynkäänniemi et al.), as the reference's pr50k3_full: k = 3 nearest
+// neighbours, up to 200k reals without x-flips (pr<N>: at most N reals of the training set as
+// trained), any detector (the reference uses VGG16 features). Names: pr<count>[k<nhood>][_full]
+// with a count in thousands (pr50k3_full), or plain digits and k = 3 (pr500_full).
+MetricFamily pr_family() {
+  MetricFamily f;
+  f.family = "pr";
+  f.help = "pr<count>[<k>][_full]  precision and recall, k nearest neighbours (default 3; e.g. pr50k3_full)";
+  f.parse = [](const std::string& name) -> std::optional<MetricSpec> {
+    static const std::regex re(R"(pr([0-9]+)(k?)([0-9]*)(_full)?)");
+    std::smatch m;
+    if (!std::regex_match(name, m, re)) return std::nullopt;
+    if (m[3].length() && !m[2].length()) return std::nullopt;  // a neighbourhood size needs a count in thousands
+    MetricSpec s;
+    s.family = "pr";
+    s.num_gen = std::stoll(m[1]) * (m[2].length() ? 1000 : 1);
+    const int k = m[3].length() ? std::stoi(m[3]) : 3;
+    if (s.num_gen <= 0 || k < 1 || k > 100) return std::nullopt;
+    s.full = m[4].length() > 0;
+    s.max_real = s.full ? 200000 : s.num_gen;
+    s.needs_features = true;
+    s.params = {{"nhood_size", k}};
+    return s;
+  };
+  f.compute = [](const MetricSpec& s, const MetricInputs& in) {
+    auto [precision, recall] = precision_recall(in.real.all(), in.gen.all(), s.params.at("nhood_size").get<int>());
+    return nlohmann::json{{s.name + "_precision", precision}, {s.name + "_recall", recall}};
+  };
+  return f;
+}
+
 std::vector<MetricFamily>& registry() {
-  static std::vector<MetricFamily> r = {fid_family(), kid_family()};
+  static std::vector<MetricFamily> r = {fid_family(), kid_family(), pr_family()};
   return r;
 }
 

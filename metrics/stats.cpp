@@ -155,4 +155,45 @@ double kid(const at::Tensor& gen_features, const at::Tensor& real_features, int 
   return t / num_subsets / static_cast<double>(m);
 }
 
+namespace {
+
+// Squared Euclidean distances [rows, cols] in float64: |a|² + |b|² − 2 a·b through a matrix
+// product (float32 features in float64 arithmetic: the cancellation error, ~1e-16 |a|², is far
+// below the features' own precision), clamped at 0.
+at::Tensor squared_distances(const at::Tensor& rows, const at::Tensor& cols) {
+  const at::Tensor rn = rows.square().sum(1, /*keepdim=*/true), cn = cols.square().sum(1).unsqueeze(0);
+  return (rn + cn - 2.0 * at::mm(rows, cols.t())).clamp_min(0.0);
+}
+
+// Fraction of probes within the k-NN radius of at least one manifold point.
+double coverage(const at::Tensor& manifold, const at::Tensor& probes, int k) {
+  const int64_t n = manifold.size(0);
+  // Row batches whose distance block stays near 64 MB.
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(10000, (int64_t{8} << 20) / std::max<int64_t>(1, n)));
+  std::vector<at::Tensor> radius;
+  for (int64_t r = 0; r < n; r += rows) {
+    at::Tensor d = squared_distances(manifold.slice(0, r, std::min(n, r + rows)), manifold);
+    radius.push_back(std::get<0>(d.kthvalue(k + 1, 1)));
+  }
+  const at::Tensor kth = at::cat(radius);  // squared radii [n]
+  int64_t inside = 0;
+  for (int64_t r = 0; r < probes.size(0); r += rows) {
+    at::Tensor d = squared_distances(probes.slice(0, r, std::min(probes.size(0), r + rows)), manifold);
+    inside += d.le(kth.unsqueeze(0)).any(1).sum().item<int64_t>();
+  }
+  return probes.size(0) ? static_cast<double>(inside) / static_cast<double>(probes.size(0)) : std::nan("");
+}
+
+}  // namespace
+
+std::pair<double, double> precision_recall(const at::Tensor& real_features, const at::Tensor& gen_features, int k) {
+  if (real_features.dim() != 2 || gen_features.dim() != 2 || real_features.size(1) != gen_features.size(1))
+    throw std::invalid_argument("precision_recall: features must be [N, F] with the same F");
+  if (k < 1 || real_features.size(0) <= k || gen_features.size(0) <= k)
+    throw std::invalid_argument("precision_recall: needs more than k = " + std::to_string(k) + " real and generated images (have " +
+                                std::to_string(real_features.size(0)) + " and " + std::to_string(gen_features.size(0)) + ")");
+  const at::Tensor real = real_features.to(at::kDouble).contiguous(), gen = gen_features.to(at::kDouble).contiguous();
+  return {coverage(real, gen, k), coverage(gen, real, k)};
+}
+
 }  // namespace sf::metrics

@@ -1,4 +1,4 @@
-// Feature statistics and the distances computed from them: FID and KID.
+// Feature statistics and the distances computed from them: FID, KID, precision/recall.
 //
 // FeatureStats accumulates detector features as the reference's FeatureStats does: the sum and the
 // sum of outer products in float64 (population covariance: cov = E[x xᵀ] − μ μᵀ) and, when asked,
@@ -68,5 +68,14 @@ double fid(const at::Tensor& mu1, const at::Tensor& sigma1, const at::Tensor& mu
 // gen_features [Ng, F], real_features [Nr, F]; subsets of size min(Ng, Nr, max_subset_size).
 double kid(const at::Tensor& gen_features, const at::Tensor& real_features, int num_subsets, int64_t max_subset_size,
            uint32_t seed);
+
+// Improved precision and recall (Kynkäänniemi et al. 2019), the reference's pr<N>k3 definition:
+// the k-NN radius of a manifold point is its distance to the k-th nearest other point of the same
+// set (the (k+1)-th smallest distance, the point itself included); a probe is inside the manifold
+// when its distance to at least one manifold point is at most that point's radius. precision =
+// fraction of generated probes inside the real manifold, recall = fraction of real probes inside
+// the generated manifold. Euclidean distances in float64 (the reference uses float16 on GPUs), in
+// row batches on the features' device. Returns {precision, recall}.
+std::pair<double, double> precision_recall(const at::Tensor& real_features, const at::Tensor& gen_features, int k);
 
 }  // namespace sf::metrics
