@@ -175,6 +175,12 @@ void TrainOptions::resolve(int res, int ch, int ldim, int64_t n, int trainers) {
   D.validate();
 }
 
+int64_t topk_count(double gamma, double min_fraction, int64_t batch, int64_t epoch) {
+  const double annealed = std::floor(std::pow(gamma, static_cast<double>(std::max<int64_t>(0, epoch))) * static_cast<double>(batch));
+  const double floor_k = std::floor(min_fraction * static_cast<double>(batch));
+  return std::clamp<int64_t>(static_cast<int64_t>(std::max(annealed, floor_k)), 1, std::max<int64_t>(1, batch));
+}
+
 nlohmann::json TrainOptions::to_json() const {
   nlohmann::json j;
   j["data"] = data;
@@ -206,6 +212,7 @@ nlohmann::json TrainOptions::to_json() const {
   j["loss_kwargs"] = {{"r1_gamma", r1_gamma},           {"pl_weight", pl_weight},
                       {"pl_decay", pl_decay},           {"pl_batch_shrink", pl_batch_shrink},
                       {"style_mixing_prob", style_mixing_prob}};
+  if (topk) j["loss_kwargs"]["topk"] = {{"gamma", topk_gamma}, {"min_fraction", topk_min}};
   j["ema_kimg"] = ema_kimg;
   j["ema_rampup"] = ema_rampup ? nlohmann::json(*ema_rampup) : nlohmann::json(nullptr);
   j["G_reg_interval"] = G_reg_interval;
@@ -264,6 +271,11 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
     o.pl_decay = l.at("pl_decay");
     o.pl_batch_shrink = l.at("pl_batch_shrink");
     o.style_mixing_prob = l.at("style_mixing_prob");
+    if (l.contains("topk")) {
+      o.topk = true;
+      o.topk_gamma = l.at("topk").at("gamma");
+      o.topk_min = l.at("topk").at("min_fraction");
+    }
     o.ema_kimg = j.at("ema_kimg");
     if (!j.at("ema_rampup").is_null()) o.ema_rampup = j.at("ema_rampup").get<double>();
     o.G_reg_interval = j.at("G_reg_interval");

@@ -75,6 +75,11 @@ struct TrainOptions {
   double ema_kimg = 0;
   std::optional<double> ema_rampup;
   double pl_weight = 2, pl_decay = 0.01, style_mixing_prob = 0.9;
+  // Top-k generator training (Sinha et al. 2020): the generator's loss keeps only the k fakes of
+  // the global batch that D scores highest; k = max(floor(topk_gamma^epoch * B), floor(topk_min * B)),
+  // at least 1, epoch = floor(cur_nimg / dataset_size) (see topk_count()).
+  bool topk = false;
+  double topk_gamma = 0.99, topk_min = 0.5;
   int pl_batch_shrink = 2;
   int G_reg_interval = 4, D_reg_interval = 16;  // 0: no lazy regularisation (Gboth/Dboth)
   double augment_p = 0;
@@ -98,6 +103,9 @@ struct TrainOptions {
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);
 };
+
+// k of top-k training for a global batch of `batch` fakes in the given epoch (>= 1, <= batch).
+int64_t topk_count(double gamma, double min_fraction, int64_t batch, int64_t epoch);
 
 // The presets' names, in the order --help lists them.
 const char* train_presets_help();

@@ -77,6 +77,10 @@ std::string latest_checkpoint(const TrainOptions& o) {
 std::string validate_options(const TrainOptions& o, const TrainLaunch& l, int world_size, std::string* note) {
   auto finite = [](double v) { return std::isfinite(v); };
   // Ranges and NaN: optional overrides first.
+  if (!(finite(o.topk_gamma) && o.topk_gamma > 0 && o.topk_gamma <= 1))
+    return "--topk-gamma " + num(o.topk_gamma) + ": must be in (0, 1]";
+  if (!(finite(o.topk_min) && o.topk_min > 0 && o.topk_min <= 1))
+    return "--topk-min " + num(o.topk_min) + ": must be in (0, 1] (a fraction of the batch)";
   if (o.gamma_override && !(finite(*o.gamma_override) && *o.gamma_override >= 0))
     return "--gamma " + num(*o.gamma_override) + ": must be a finite number >= 0";
   if (o.kimg_override && !(finite(*o.kimg_override) && *o.kimg_override > 0 && *o.kimg_override <= 1e8))

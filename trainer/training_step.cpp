@@ -208,6 +208,28 @@ at::Tensor TrainingStep::mean_over_ranks(const at::Tensor& scalar) {
   return buf.reshape({});
 }
 
+at::Tensor TrainingStep::topk_weights(const at::Tensor& local_logits, int64_t k) {
+  const int world = comm_.size(), rank = comm_.rank();
+  const int64_t n = local_logits.size(0);
+  // Every rank's logits in rank order: each rank fills its slice of a zero buffer, and the mean
+  // over the ranks times their number restores the values (one exact addition of each value to
+  // zeros; all ranks receive the same bits, so all select the same fakes).
+  at::Tensor all = at::zeros({n * world}, local_logits.options().dtype(at::kFloat));
+  all.narrow(0, n * rank, n).copy_(local_logits);
+  if (world > 1 && reducer_) {
+    reducer_->launch(all.data_ptr<float>(), static_cast<size_t>(all.numel()));
+    reducer_->finish();
+    all.mul_(static_cast<double>(world));
+  }
+  // The k highest scores; equal scores are taken in rank-and-index order (a stable sort).
+  at::Tensor order = std::get<1>(at::sort(all, /*stable=*/true, /*dim=*/0, /*descending=*/true));
+  at::Tensor selected = at::zeros({n * world}, all.options());
+  selected.index_fill_(0, order.narrow(0, 0, k), 1.0);
+  // Weight world / k per selected fake: after the gradient mean over the ranks, G's loss is the
+  // mean of softplus(-logit) over the k selected fakes of the global batch.
+  return selected.narrow(0, n * rank, n).mul(static_cast<double>(world) / static_cast<double>(k)).to(local_logits.scalar_type());
+}
+
 TrainingStep::~TrainingStep() = default;
 
 void TrainingStep::set_augment_p(double p) {
@@ -256,7 +278,19 @@ void TrainingStep::accumulate(const Phase& ph, const at::Tensor& real_img, const
     stats_.report("Loss/signs/fake", gen_logits.sign());
     at::Tensor loss = at::softplus(-gen_logits);
     stats_.report("Loss/G/loss", loss);
-    backward(loss.mean().mul(gain), /*last_pass=*/!do_Gpl);
+    if (o_.topk) {
+      // Top-k over this round's fakes of all ranks (the global batch when batch_gpu is the
+      // per-trainer batch): every rank sees every logit and selects the same k.
+      const int world = comm_.size();
+      const int64_t n = gen_logits.size(0);
+      const int64_t epoch = o_.dataset_size > 0 ? counters_.cur_nimg / o_.dataset_size : 0;
+      const int64_t k = topk_count(o_.topk_gamma, o_.topk_min, n * world, epoch);
+      at::Tensor weights = topk_weights(gen_logits.detach().reshape({-1}), k);
+      stats_.report0("Loss/G/topk", static_cast<double>(k));
+      backward((loss.reshape({-1}) * weights).sum().mul(gain), /*last_pass=*/!do_Gpl);
+    } else {
+      backward(loss.mean().mul(gain), /*last_pass=*/!do_Gpl);
+    }
   }
 
   if (do_Gpl) {

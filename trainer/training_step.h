@@ -159,6 +159,11 @@ class TrainingStep {
   at::Tensor pl_mean_;
   NoiseMode noise_mode_ = NoiseMode::Random;
   void make_reducer(bool overlap);
+ public:
+  // Top-k training: per-fake loss weights of this rank's fakes ([n], world / k for the fakes
+  // among the k highest logits of all ranks' fakes, else 0). Collective over the trainers.
+  at::Tensor topk_weights(const at::Tensor& local_logits, int64_t k);
+ private:
   at::Tensor mean_over_ranks(const at::Tensor& scalar);  // a device scalar averaged over the trainers
   void broadcast_tensor(at::Tensor& t);                    // from rank 0, through host memory if needed
   c10::Device device_;
