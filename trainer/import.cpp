@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -313,6 +314,37 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
     throw std::runtime_error(e.what());
   }
   return r;
+}
+
+bool looks_like_pickle(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[2] = {0, 0};
+  if (!in.read(head, 2)) return false;
+  return static_cast<uint8_t>(head[0]) == 0x80 && head[1] >= 2 && head[1] <= 5;  // PROTO n
+}
+
+NetworkFile::NetworkFile(const std::string& path) : checkpoint_(path) {
+  if (!looks_like_pickle(path)) return;
+  const fs::path dir = fs::temp_directory_path() /
+                       ("styleforge-pkl-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(reinterpret_cast<uintptr_t>(this) & 0xffffff));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  temp_dir_ = dir.string();
+  try {
+    checkpoint_ = (dir / (fs::path(path).stem().string() + ".h5")).string();
+    result_ = import_network_pickle(path, checkpoint_, /*overwrite=*/true);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    throw;
+  }
+}
+
+NetworkFile::~NetworkFile() {
+  if (temp_dir_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(temp_dir_, ec);
 }
 
 }  // namespace sf::trainer
