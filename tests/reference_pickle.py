@@ -21,7 +21,8 @@ import sys
 def module_info(m):
     if m is None:
         return None
-    cls = type(m)
+    # Persistent classes are subclasses made by torch_utils.persistence: name the decorated class.
+    cls = next(c for c in type(m).__mro__ if c.__module__ != 'torch_utils.persistence')
     return {
         'class': f'{cls.__module__}.{cls.__name__}',
         'training': m.training,

@@ -71,6 +71,8 @@ std::string random_checkpoint(const std::string& path) {
   return path;
 }
 
+int info_fp16(const std::string& ckpt) { return trainer::read_checkpoint_info(ckpt).G.num_fp16_res; }
+
 std::string reference_dir() {
   const char* r = std::getenv("STYLEFORGE_REFERENCE");
   return r ? r : "";
@@ -283,8 +285,13 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
   EXPECT_EQ(loaded[1]["training_set_kwargs"]["resolution"], 16);
 
   // Images: the reference's generate.py on the pickle against ours on the checkpoint, same seeds.
-  // Both compute in float32 with different operation orders; a pixel value lands on the other
-  // side of a rounding boundary now and then, so values may differ by 1 (uint8), never more.
+  // The random network (num_fp16_res 0) is float32 on both sides, with different operation
+  // orders: a value may land on the other side of a rounding boundary (at most 1 of 255, in under
+  // 1% of the values; measured: none). The trained run keeps the presets' num_fp16_res = 4 for GPU
+  // runs: the reference computes those blocks in float16 even on the CPU (ours stays float32
+  // there), which moves more values by 1 (measured 1.7-2.5%); still never by more.
+  ASSERT_EQ(info_fp16(rnd), 0);
+  ASSERT_GT(info_fp16(trained), 0);
   for (size_t k = 0; k < 2; ++k) {
     const std::string tag = k == 0 ? "random" : "trained";
     for (const char* trunc : {"1", "0.7"}) {
@@ -308,7 +315,9 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
                   trunc, static_cast<long long>(total.differing), static_cast<long long>(total.values), total.max_diff);
       EXPECT_GT(total.values, 0);
       EXPECT_LE(total.max_diff, 1) << tag << " trunc " << trunc;
-      EXPECT_LE(total.differing * 100, total.values) << tag << " trunc " << trunc << ": over 1% of values differ";
+      const int percent = k == 0 ? 1 : 5;
+      EXPECT_LE(total.differing * 100, total.values * percent) << tag << " trunc " << trunc << ": over " << percent
+                                                               << "% of values differ";
     }
   }
 }
