@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "data/bench.h"
@@ -329,6 +330,13 @@ TEST(Export, GenerateAndMetricsTakeAReferencePickle) {
   const std::string pkl = test::fixture("snapshot_res32.pkl");
   ASSERT_TRUE(fs::exists(pkl)) << pkl;
   trainer::import_network_pickle(pkl, dir / "imported.h5");
+  auto temporaries = [] {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(fs::temp_directory_path()))
+      if (e.path().filename().string().rfind("styleforge-pkl-", 0) == 0) out.insert(e.path().string());
+    return out;
+  };
+  const std::set<std::string> before = temporaries();
   auto a = test::run_styleforge("generate --network " + pkl + " --seeds 3,5 --threads 1 --device cpu --outdir " +
                                 (dir / "from_pkl"));
   ASSERT_EQ(a.rc, 0) << a.out;
@@ -341,9 +349,7 @@ TEST(Export, GenerateAndMetricsTakeAReferencePickle) {
     EXPECT_EQ(d.differing, 0) << n;  // the same tensors: the same pixels
     EXPECT_GT(d.values, 0);
   }
-  // The temporary import is gone afterwards.
-  for (const auto& e : fs::directory_iterator(fs::temp_directory_path()))
-    EXPECT_EQ(e.path().filename().string().rfind("styleforge-pkl-", 0), std::string::npos) << e.path();
+  EXPECT_EQ(temporaries(), before);  // the temporary import is gone afterwards
 
   const auto info = trainer::read_checkpoint_info(dir / "imported.h5");
   const std::string reals = dir / "reals.h5";
