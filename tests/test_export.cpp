@@ -192,6 +192,11 @@ TEST(Export, RefusesANetworkWithoutDAndLeavesNothing) {
     EXPECT_NE(std::string(e.what()).find("no discriminator"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir / "g.pkl"));
+  auto missing = test::run_styleforge("export " + (dir / "none.h5") + " --dest " + (dir / "none.pkl"));
+  EXPECT_EQ(missing.rc, 1) << missing.out;
+  EXPECT_EQ(std::count(missing.out.begin(), missing.out.end(), '\n'), 1) << missing.out;
+  EXPECT_NE(missing.out.find("none.h5"), std::string::npos) << missing.out;
+  EXPECT_FALSE(fs::exists(dir / "none.pkl"));
   for (const auto& e : fs::directory_iterator(dir.path)) EXPECT_EQ(e.path().extension(), ".h5") << e.path();
 }
 
@@ -238,6 +243,10 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
   ASSERT_EQ(ex.rc, 0) << ex.out;
   ex = test::run_styleforge("export " + trained + " --dest " + (dir / "trained.pkl"));
   ASSERT_EQ(ex.rc, 0) << ex.out;
+  // Our own reader does not run the reference's classes: it says where the networks are.
+  auto back = test::run_styleforge("generate --network " + (dir / "trained.pkl") + " --seeds 0 --outdir " + (dir / "x"));
+  EXPECT_EQ(back.rc, 1) << back.out;
+  EXPECT_NE(back.out.find("written by `styleforge export`"), std::string::npos) << back.out;
   auto again = test::run_styleforge("export " + trained + " --dest " + (dir / "trained.pkl"));
   EXPECT_EQ(again.rc, 1) << again.out;  // no silent replacement
   EXPECT_NE(again.out.find("--force"), std::string::npos) << again.out;

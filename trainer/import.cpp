@@ -244,6 +244,13 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
   try {
     root = pickle::load_file(pkl);
   } catch (const pickle::Error& e) {
+    // `styleforge export` pickles call the reference's classes, which this reader never runs.
+    std::ifstream in(pkl, std::ios::binary);
+    const std::string marker("\x80\x04" "cfunctools\npartial\n");
+    std::string head(marker.size(), '\0');
+    if (in.read(&head[0], static_cast<std::streamsize>(head.size())) && head == marker)
+      throw std::runtime_error(pkl + ": written by `styleforge export` for the reference's tools; use the checkpoint "
+                                     "it was exported from");
     throw std::runtime_error(e.what());
   }
   if (!root->is(Kind::Dict))
