@@ -324,7 +324,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   std::string seeds;
   po::options_description desc("options");
   desc.add_options()
-      ("network", po::value(&r.network)->required(), "checkpoint (network-snapshot-*.h5)")
+      ("network", po::value(&r.network)->required(), "checkpoint (network-snapshot-*.h5) or a reference network pickle (.pkl, imported on the fly)")
       ("seeds", po::value(&seeds)->default_value("0-31"), "seeds, e.g. 0-31 or 1,5,7-9 (z as numpy RandomState(seed).randn)")
       ("trunc", po::value(&r.truncation_psi)->default_value(1.0), "truncation psi")
       ("class", po::value(&r.class_idx)->default_value(-1), "class label of a conditional network")
