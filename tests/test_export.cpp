@@ -239,7 +239,13 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
   ASSERT_FALSE(snaps.empty());
   const std::string trained = snaps.back();
 
-  auto ex = test::run_styleforge("export " + rnd + " --dest " + (dir / "random.pkl"));
+  // 3. The reference fixture snapshot imported: its training_set_kwargs and augment pipeline go
+  // back out.
+  const std::string imp = dir / "imported.h5";
+  const trainer::ImportResult imported = trainer::import_network_pickle(test::fixture("snapshot_res32.pkl"), imp);
+  auto ex = test::run_styleforge("export " + imp + " --dest " + (dir / "imported.pkl"));
+  ASSERT_EQ(ex.rc, 0) << ex.out;
+  ex = test::run_styleforge("export " + rnd + " --dest " + (dir / "random.pkl"));
   ASSERT_EQ(ex.rc, 0) << ex.out;
   ex = test::run_styleforge("export " + trained + " --dest " + (dir / "trained.pkl"));
   ASSERT_EQ(ex.rc, 0) << ex.out;
@@ -253,7 +259,7 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
 
   const std::string helper = STYLEFORGE_SOURCE_DIR "/tests/reference_pickle.py";
   auto desc = test::run_shell(python() + " " + helper + " " + ref + " describe " + (dir / "random.pkl") + " " +
-                              (dir / "trained.pkl") + " 2>/dev/null");
+                              (dir / "trained.pkl") + " " + (dir / "imported.pkl") + " 2>/dev/null");
   ASSERT_EQ(desc.rc, 0) << desc.out;
   std::vector<nlohmann::json> loaded;
   {
@@ -261,11 +267,11 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
     for (std::string line; std::getline(in, line);)
       if (!line.empty() && line[0] == '{') loaded.push_back(nlohmann::json::parse(line));
   }
-  ASSERT_EQ(loaded.size(), 2u) << desc.out;
+  ASSERT_EQ(loaded.size(), 3u) << desc.out;
 
   // Every tensor of G, D and G_ema bitwise, the modules as the reference's snapshots hold them.
-  const std::vector<std::string> ckpts = {rnd, trained};
-  for (size_t k = 0; k < 2; ++k) {
+  const std::vector<std::string> ckpts = {rnd, trained, imp};
+  for (size_t k = 0; k < 3; ++k) {
     const nlohmann::json& j = loaded[k];
     const auto info = trainer::read_checkpoint_info(ckpts[k]);
     trainer::Generator G(info.G), G_ema(info.G);
@@ -293,6 +299,10 @@ TEST(Export, ReferenceLoadsTheExportAndDrawsTheSameImages) {
   EXPECT_EQ(loaded[1]["training_set_kwargs"]["xflip"], true);
   EXPECT_EQ(loaded[1]["training_set_kwargs"]["max_size"], 16);
   EXPECT_EQ(loaded[1]["training_set_kwargs"]["resolution"], 16);
+  EXPECT_EQ(loaded[2]["training_set_kwargs"], imported.training_set_kwargs);
+  ASSERT_TRUE(loaded[2]["augment_pipe"].is_object());
+  EXPECT_FLOAT_EQ(loaded[2]["augment_pipe"]["p"].get<double>(), imported.augment_p);
+  EXPECT_GT(imported.augment_p, 0);
 
   // Images: the reference's generate.py on the pickle against ours on the checkpoint, same seeds.
   // The random network (num_fp16_res 0) is float32 on both sides, with different operation

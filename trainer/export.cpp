@@ -170,6 +170,7 @@ ExportResult export_network_pickle(const std::string& checkpoint, const std::str
   // What the checkpoint knows beyond the networks.
   double augment_p = info.counters.augment_p;
   nlohmann::json training_set_kwargs;  // null: None
+  std::optional<AugmentConfig> augment;
   {
     std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
     h5::Handle f = h5::open_file(checkpoint);
@@ -190,8 +191,14 @@ ExportResult export_network_pickle(const std::string& checkpoint, const std::str
       if (!training_set_kwargs.is_null() && !training_set_kwargs.is_object())
         throw std::runtime_error(checkpoint + ": training_set_kwargs attribute is not a dict");
     }
+    if (!info.options && h5::has_attr(f, "augment_kwargs")) {  // an imported network's pipeline
+      try {
+        augment = AugmentConfig::from_json(nlohmann::json::parse(h5::read_string_attr(f, "augment_kwargs", vlen_ok)));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(checkpoint + ": bad augment_kwargs attribute: " + e.what());
+      }
+    }
   }
-  std::optional<AugmentConfig> augment;
   if (info.options) {
     const TrainOptions& o = *info.options;
     training_set_kwargs = {{"class_name", "training.dataset.ImageFolderDataset"},

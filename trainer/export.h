@@ -16,7 +16,8 @@
 //
 // training_set_kwargs: the run's dataset (the pack path, labels, x-flips, size, resolution) for
 // trained checkpoints, the original pickle's for imported ones, None otherwise. augment_pipe: the
-// run's pipeline with its current p when the run augments, else None.
+// run's pipeline with its current p when the run augments (an imported network: the original
+// pipeline's settings and p), else None.
 //
 // Torch-free header; blocking; errors throw std::runtime_error naming the file. The destination
 // is written to a temporary name and renamed (data/atomic_file.h): a failure leaves nothing.

@@ -18,6 +18,7 @@
 #include <stdexcept>
 
 #include "data/h5.h"
+#include "trainer/augment.h"
 #include "trainer/checkpoint.h"
 #include "trainer/networks.h"
 #include "trainer/pickle.h"
@@ -262,6 +263,7 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
 
   ImportResult r;
   r.dest = dest;
+  nlohmann::json augment_kwargs;  // the pickle's AugmentPipe settings (null: none or unknown)
   try {
     const Value& g_ema_obj = persistent(g_ema_v, "G_ema", "Generator", what);
     const Value& g_obj = persistent(g_v, "G", "Generator", what);
@@ -288,6 +290,14 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
       for (auto& [k, v] : pickle::module_state_dict(aug, what + " augment_pipe"))
         if (k == "p" && v->numel() == 1)
           r.augment_p = to_tensor(*v, what + " augment_pipe.p").to(at::kDouble).item<double>();
+      // Its settings, checked as ours, so that `styleforge export` can rebuild the pipeline.
+      try {
+        nlohmann::json kw = init_kwargs(aug, {}, what);
+        AugmentConfig::from_json(kw);
+        augment_kwargs = kw;
+      } catch (const std::exception&) {
+        augment_kwargs = nullptr;  // settings we do not know: p alone is kept
+      }
     }
     if (ValuePtr t = root->get("training_set_kwargs"); t && !t->is(Kind::None))
       r.training_set_kwargs = pickle::to_json(*t, what + " training_set_kwargs");
@@ -308,6 +318,7 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
         std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
         h5::Handle f = h5::open_file(tmp, h5::Mode::ReadWrite);
         h5::write_string_attr(f, "training_set_kwargs", r.training_set_kwargs.dump());
+        if (!augment_kwargs.is_null()) h5::write_string_attr(f, "augment_kwargs", augment_kwargs.dump());
         h5::write_string_attr(f, "imported_from", fs::path(pkl).filename().string());
         h5::close_file(f);
       }

@@ -8,7 +8,8 @@
 // copied into them by its state_dict key, so the configuration is checked against the tensor
 // shapes: any missing, unexpected or mis-shaped key fails with one message naming all of them.
 // The result is a network-only checkpoint (trainer/checkpoint.h: G/, D/, G_ema/, augment_pipe/p,
-// config) with the pickle's training_set_kwargs as a JSON attribute. Float32 tensors are copied
+// config) with the pickle's training_set_kwargs (and its AugmentPipe's settings, augment_kwargs,
+// when they are ones styleforge knows) as JSON attributes. Float32 tensors are copied
 // bit for bit.
 //
 // Torch-free header (launcher/ calls it); blocking; errors throw std::runtime_error naming the file.
