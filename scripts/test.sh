@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/test-python-deps.sh  # click, Pillow for the reference-format export test
+bash scripts/test-python-deps.sh  # click, Pillow, requests, scipy: the reference checkout in the export test
 # ccache hits across clones in other folders (CI builds a fresh clone): paths relative to here.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 BUILD="${STYLEFORGE_BUILD_DIR:-build}"
