@@ -18,6 +18,7 @@ const std::vector<Subcommand>& subcommands() {
       {"status", "one line per run: state, kimg, speed, ETA, p, FID/KID, slowest rank, last checkpoint", cmd_status},
       {"report", "PNG plots (losses, p and r_t, FID/KID, sec/kimg) and report.html of a run", cmd_report},
       {"import", "convert a reference network pickle (.pkl) to a checkpoint, executing nothing", cmd_import},
+      {"export", "write a checkpoint as a reference network pickle (.pkl) for stylegan2-ada-pytorch's tools", cmd_export},
       {"pack", "pack images, TFRecords, NIfTI or DICOM into an HDF5 dataset pack", cmd_pack},
       {"phantoms", "write a folder of MRI-like head phantoms (labels: lesion or not)", cmd_phantoms},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},

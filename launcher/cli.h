@@ -55,5 +55,6 @@ int cmd_metrics(const std::vector<std::string>& args);
 int cmd_status(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_import(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);
 
 }  // namespace sf::cli

@@ -50,7 +50,7 @@ int cmd_metrics(const std::vector<std::string>& args) {
   bool mirror = false;
   po::options_description desc("options");
   desc.add_options()
-      ("network", po::value(&o.network)->required(), "styleforge checkpoint (its G_ema is evaluated)")
+      ("network", po::value(&o.network)->required(), "styleforge checkpoint, or a reference network pickle (.pkl, imported on the fly); its G_ema is evaluated")
       ("data", po::value(&o.data), "dataset pack of the reals (default: the run's, from the checkpoint)")
       ("metrics", po::value(&names)->default_value("fid50k_full"), "comma-separated metric names")
       ("detector", po::value(&o.detector),

@@ -12,6 +12,10 @@
 #include <cstdio>
 #include <sstream>
 
+#include <filesystem>
+
+#include "data/import.h"
+#include "data/pack_path.h"
 #include "launcher/cli.h"
 #include "launcher/early_signals.h"
 #include "metrics/metrics_rank.h"
@@ -48,11 +52,12 @@ int cmd_train(const std::vector<std::string>& args) {
   std::string metrics_list, metrics_rank_mode, grid_text;
   double timeout_s = 600;
   int ranks = 0, param_servers = 0;
-  bool nobench = false;
+  bool nobench = false, pack_if_needed = false;
   metrics::MetricsRankOptions mopts;
   po::options_description desc("options");
   desc.add_options()
-      ("data", po::value(&o.data), "training data: a styleforge pack (.h5, see `styleforge pack`)")
+      ("data", po::value(&o.data), "training data: a styleforge pack (.h5, see `styleforge pack`); with --pack-if-needed also an image folder or a reference dataset zip")
+      ("pack-if-needed", po::bool_switch(&pack_if_needed), "--data is a folder or zip: pack it first to <outdir>/<name>.h5, beside the runs (reused while it is newer than every source file; under mpirun/srun it must exist already)")
       ("outdir", po::value(&o.outdir), "where run directories NNNNN-<desc>/ are created")
       ("run-dir", po::value(&o.run_dir), "use exactly this run directory instead of a numbered one")
       ("cfg", po::value(&o.cfg)->default_value("auto"), trainer::train_presets_help())
@@ -143,6 +148,49 @@ int cmd_train(const std::vector<std::string>& args) {
     }
     metrics::set_metrics_http_bind(vm["prometheus"].as<std::string>());
   }
+  std::vector<std::string> run_args = args;  // what a --gpus re-run gets (--data may become the pack)
+  if (!o.data.empty()) {
+    if (std::string err = data::not_a_pack_error(o.data); !err.empty()) {
+      if (!pack_if_needed) {
+        std::cerr << "styleforge train: " << err << "\n";
+        return kUsage;
+      }
+      namespace fs = std::filesystem;
+      std::string dir = !o.outdir.empty() ? o.outdir : !o.run_dir.empty() ? fs::path(o.run_dir).parent_path().string() : "";
+      if (dir.empty()) dir = ".";
+      const std::string pack = data::pack_if_needed_path(o.data, dir);
+      if (data::pack_is_current(o.data, pack)) {
+        std::cout << "--pack-if-needed: " << pack << " is up to date with " << o.data << "\n";
+      } else if (sharding::launched_by_mpi()) {
+        std::cerr << "styleforge train: --pack-if-needed: " << pack << " is missing or older than " << o.data
+                  << ", and ranks started by mpirun/srun do not pack: run `styleforge pack --source " << o.data
+                  << " --dest " << pack << "` first (or start with --gpus N, which packs before the ranks start)\n";
+        return kUsage;
+      } else if (!req.dry_run) {
+        std::cout << "--pack-if-needed: packing " << o.data << " to " << pack << "\n";
+        fs::create_directories(dir);
+        data::ImportOptions io;
+        io.source = o.data;
+        io.dest = pack;
+        io.force = true;
+        io.progress = ::isatty(STDERR_FILENO) != 0;
+        try {
+          std::cout << data::pack_dataset(io, &std::cerr).line() << "\n";
+        } catch (const std::exception& e) {
+          std::cerr << "styleforge train: --pack-if-needed: " << e.what() << " (pack it with `styleforge pack`, which takes --resolution, --channels, ...)\n";
+          return kFailure;
+        }
+      } else {
+        std::cout << "--pack-if-needed: would pack " << o.data << " to " << pack << " (dry run)\n";
+        return kOk;
+      }
+      for (size_t i = 0; i < run_args.size(); ++i) {
+        if (run_args[i] == "--data" && i + 1 < run_args.size()) run_args[i + 1] = pack;
+        else if (run_args[i].rfind("--data=", 0) == 0) run_args[i] = "--data=" + pack;
+      }
+      o.data = pack;
+    }
+  }
   if (o.data.empty() && req.resume.empty()) {
     std::cerr << "styleforge train: --data is required (see styleforge train --help)\n";
     return kUsage;
@@ -172,13 +220,13 @@ int cmd_train(const std::vector<std::string>& args) {
     // Convenience: re-run this command under mpirun with one process per trainer (+ metrics).
     const int np = ranks + param_servers + (want_metrics_rank ? 1 : 0);
     std::vector<std::string> argv_s = {"mpirun", "--oversubscribe", "-np", std::to_string(np), "/proc/self/exe", "train"};
-    for (size_t i = 0; i < args.size(); ++i) {
-      if (args[i] == "--gpus") {
+    for (size_t i = 0; i < run_args.size(); ++i) {
+      if (run_args[i] == "--gpus") {
         ++i;
         continue;
       }
-      if (args[i].rfind("--gpus=", 0) == 0) continue;
-      argv_s.push_back(args[i]);
+      if (run_args[i].rfind("--gpus=", 0) == 0) continue;
+      argv_s.push_back(run_args[i]);
     }
     char self[4096] = {0};
     if (::readlink("/proc/self/exe", self, sizeof self - 1) > 0) argv_s[4] = self;
@@ -279,7 +327,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   std::string seeds;
   po::options_description desc("options");
   desc.add_options()
-      ("network", po::value(&r.network)->required(), "checkpoint (network-snapshot-*.h5)")
+      ("network", po::value(&r.network)->required(), "checkpoint (network-snapshot-*.h5) or a reference network pickle (.pkl, imported on the fly)")
       ("seeds", po::value(&seeds)->default_value("0-31"), "seeds, e.g. 0-31 or 1,5,7-9 (z as numpy RandomState(seed).randn)")
       ("trunc", po::value(&r.truncation_psi)->default_value(1.0), "truncation psi")
       ("class", po::value(&r.class_idx)->default_value(-1), "class label of a conditional network")

@@ -21,12 +21,14 @@
 
 #include "data/hash.h"
 #include "data/pack.h"
+#include "data/pack_path.h"
 #include "metrics/detector.h"
 #include "metrics/registry.h"
 #include "metrics/stats.h"
 #include "sharding/sampler.h"
 #include "trainer/device.h"
 #include "trainer/checkpoint.h"
+#include "trainer/import.h"
 #include "trainer/networks.h"
 #include "trainer/transfer.h"
 
@@ -403,13 +405,16 @@ std::vector<std::string> describe_metrics() {
 }
 
 int run_metrics_command(const MetricsCommandOptions& c) {
-  trainer::CheckpointInfo info = trainer::read_checkpoint_info(c.network);
+  const trainer::NetworkFile net(c.network);  // a reference .pkl is imported on the fly
+  if (net.imported() && c.log) c.log(c.network + ": reference network pickle, imported (" + net.import_result().summary() + ")");
+  trainer::CheckpointInfo info = trainer::read_checkpoint_info(net.checkpoint());
   MetricsOptions o;
   o.pack = c.data;
   if (o.pack.empty()) {
     if (!info.options || info.options->data.empty())
       throw std::invalid_argument(c.network + " holds no training options: name the dataset pack with --data");
-    o.pack = info.options->data;
+    // Stored as typed when training started: found again from here or relative to the run.
+    o.pack = data::resolve_stored_pack(info.options->data, c.network, info.options->dataset_hash);
   }
   o.mirror = c.mirror.value_or(info.options ? info.options->mirror : false);
   o.metrics = c.metrics;
@@ -433,7 +438,7 @@ int run_metrics_command(const MetricsCommandOptions& c) {
   MetricsEvaluator ev(o);
   if (!ev.enabled()) return 1;  // the evaluator has said why and where to put the detector
   if (c.log) c.log(ev.status());
-  for (const auto& r : ev.evaluate(c.network)) std::cout << report_metric(r, run_dir, c.network) << std::endl;
+  for (const auto& r : ev.evaluate(net.checkpoint())) std::cout << report_metric(r, run_dir, c.network) << std::endl;
   return 0;
 }
 

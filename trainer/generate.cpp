@@ -19,6 +19,7 @@
 #include "sharding/mpi_comm.h"
 #include "trainer/checkpoint.h"
 #include "trainer/device.h"
+#include "trainer/import.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_loop.h"
 #include "trainer/training_step.h"
@@ -103,9 +104,11 @@ std::vector<int64_t> parse_seed_list(const std::string& text) {
 int run_generate(const GenerateRequest& req) {
   set_threads(req.threads);
   if (req.seeds.empty()) throw std::invalid_argument("--seeds: no seeds");
-  CheckpointInfo info = read_checkpoint_info(req.network);
+  const NetworkFile net(req.network);  // a reference .pkl is imported on the fly
+  if (net.imported()) std::cout << req.network << ": reference network pickle, imported (" << net.import_result().summary() << ")\n";
+  CheckpointInfo info = read_checkpoint_info(net.checkpoint());
   Generator G(info.G);
-  load_networks(req.network, nullptr, nullptr, &G);
+  load_networks(net.checkpoint(), nullptr, nullptr, &G);
   const c10::Device dev = resolve_device(req.device, 0, 1, true);
   G.state().to(dev);
   G.train(false);

@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
 #include "data/h5.h"
+#include "trainer/augment.h"
 #include "trainer/checkpoint.h"
 #include "trainer/networks.h"
 #include "trainer/pickle.h"
@@ -243,6 +245,13 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
   try {
     root = pickle::load_file(pkl);
   } catch (const pickle::Error& e) {
+    // `styleforge export` pickles call the reference's classes, which this reader never runs.
+    std::ifstream in(pkl, std::ios::binary);
+    const std::string marker("\x80\x04" "cfunctools\npartial\n");
+    std::string head(marker.size(), '\0');
+    if (in.read(&head[0], static_cast<std::streamsize>(head.size())) && head == marker)
+      throw std::runtime_error(pkl + ": written by `styleforge export` for the reference's tools; use the checkpoint "
+                                     "it was exported from");
     throw std::runtime_error(e.what());
   }
   if (!root->is(Kind::Dict))
@@ -254,6 +263,7 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
 
   ImportResult r;
   r.dest = dest;
+  nlohmann::json augment_kwargs;  // the pickle's AugmentPipe settings (null: none or unknown)
   try {
     const Value& g_ema_obj = persistent(g_ema_v, "G_ema", "Generator", what);
     const Value& g_obj = persistent(g_v, "G", "Generator", what);
@@ -280,6 +290,14 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
       for (auto& [k, v] : pickle::module_state_dict(aug, what + " augment_pipe"))
         if (k == "p" && v->numel() == 1)
           r.augment_p = to_tensor(*v, what + " augment_pipe.p").to(at::kDouble).item<double>();
+      // Its settings, checked as ours, so that `styleforge export` can rebuild the pipeline.
+      try {
+        nlohmann::json kw = init_kwargs(aug, {}, what);
+        AugmentConfig::from_json(kw);
+        augment_kwargs = kw;
+      } catch (const std::exception&) {
+        augment_kwargs = nullptr;  // settings we do not know: p alone is kept
+      }
     }
     if (ValuePtr t = root->get("training_set_kwargs"); t && !t->is(Kind::None))
       r.training_set_kwargs = pickle::to_json(*t, what + " training_set_kwargs");
@@ -300,6 +318,7 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
         std::lock_guard<std::recursive_mutex> lock(h5::global_mutex());
         h5::Handle f = h5::open_file(tmp, h5::Mode::ReadWrite);
         h5::write_string_attr(f, "training_set_kwargs", r.training_set_kwargs.dump());
+        if (!augment_kwargs.is_null()) h5::write_string_attr(f, "augment_kwargs", augment_kwargs.dump());
         h5::write_string_attr(f, "imported_from", fs::path(pkl).filename().string());
         h5::close_file(f);
       }
@@ -313,6 +332,37 @@ ImportResult import_network_pickle(const std::string& pkl, const std::string& de
     throw std::runtime_error(e.what());
   }
   return r;
+}
+
+bool looks_like_pickle(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[2] = {0, 0};
+  if (!in.read(head, 2)) return false;
+  return static_cast<uint8_t>(head[0]) == 0x80 && head[1] >= 2 && head[1] <= 5;  // PROTO n
+}
+
+NetworkFile::NetworkFile(const std::string& path) : checkpoint_(path) {
+  if (!looks_like_pickle(path)) return;
+  const fs::path dir = fs::temp_directory_path() /
+                       ("styleforge-pkl-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(reinterpret_cast<uintptr_t>(this) & 0xffffff));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  temp_dir_ = dir.string();
+  try {
+    checkpoint_ = (dir / (fs::path(path).stem().string() + ".h5")).string();
+    result_ = import_network_pickle(path, checkpoint_, /*overwrite=*/true);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    throw;
+  }
+}
+
+NetworkFile::~NetworkFile() {
+  if (temp_dir_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(temp_dir_, ec);
 }
 
 }  // namespace sf::trainer

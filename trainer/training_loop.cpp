@@ -18,6 +18,7 @@
 
 #include "data/loader.h"
 #include "data/pack.h"
+#include "data/pack_path.h"
 #include "metrics/monitor.h"
 #include "sharding/metrics_link.h"
 #include "sharding/mpi_comm.h"
@@ -169,7 +170,10 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (!resume_info.has_training_state || !resume_info.options)
       throw std::invalid_argument(resume_path + ": has no training state to continue (only networks)");
     TrainOptions saved = *resume_info.options;
-    if (!o.data.empty() && o.data != saved.data) saved.data = o.data;  // the pack may have moved
+    if (!o.data.empty() && o.data != saved.data)
+      saved.data = o.data;  // the pack may have moved
+    else if (!saved.data.empty())  // stored as typed at the start: found again from here or the run
+      saved.data = data::resolve_stored_pack(saved.data, resume_path, saved.dataset_hash);
     if (o.kimg_override) saved.total_kimg = *o.kimg_override;
     saved.threads = o.threads > 0 ? o.threads : saved.threads;
     saved.device = o.device, saved.comm = o.comm, saved.shared_gpu = o.shared_gpu, saved.overlap = o.overlap;

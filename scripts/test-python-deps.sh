@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the pinned Python packages that tests need beside torch and numpy into the torch
+# virtual environment (scripts/torch-env.sh): what a stylegan2-ada-pytorch checkout imports to load
+# network pickles and run its generate.py (click, Pillow, requests, scipy), for the tests that use
+# one ($STYLEFORGE_REFERENCE). Idempotent and quiet: nothing is fetched when the pinned versions
+# are there already.
+set -euo pipefail
+py="$(bash "$(dirname "$0")/torch-env.sh")"
+pins=(click==8.1.8 pillow==11.3.0 requests==2.32.3 scipy==1.15.3)
+missing=()
+for p in "${pins[@]}"; do
+  name="${p%%==*}" want="${p##*==}"
+  have="$("$py" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)"
+  [ "$have" = "$want" ] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test-python-deps: installing ${missing[*]} into $("$py" -c 'import sys; print(sys.prefix)')" >&2
+  "$py" -m pip install --quiet --no-cache-dir --disable-pip-version-check "${missing[@]}" >&2
+fi
