@@ -11,8 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "sharding/metrics_link.h"
+#include "data/tb_events.h"
 #include "metrics/metrics.h"
+#include "sharding/metrics_link.h"
 
 namespace sf::metrics {
 namespace {
@@ -39,6 +40,10 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
   };
   // The evaluator is built at the first snapshot, whose header names the pack and the run.
   std::unique_ptr<MetricsEvaluator> evaluator;
+  // TensorBoard: results as `Metrics/<name>` scalars (the reference's tags) at the step and wall
+  // time of the snapshot's tick, in an event file of this process next to the trainers' ones. The
+  // reference repeats its latest results at every later tick; here each evaluation is one point.
+  std::unique_ptr<data::TbEventWriter> tb;
   while (true) {
     sharding::MetricsMessage m = link.next(forward_stop);
     for (const auto& s : m.skipped) {
@@ -72,9 +77,18 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
     const std::string run_dir = h.at("run_dir").get<std::string>();
     log("evaluating " + ckpt);
     std::vector<std::string> keys = h.at("keys").get<std::vector<std::string>>();
+    std::vector<std::pair<std::string, double>> scalars;
     for (const auto& result : evaluator->evaluate_flat(h.at("G"), keys, m.data.data(), m.data.size())) {
       report_metric(result, run_dir, ckpt);
       log(result.dump());
+      if (result.contains("results"))
+        for (const auto& [name, v] : result.at("results").items())
+          if (v.is_number()) scalars.emplace_back("Metrics/" + name, v.get<double>());
+    }
+    if (h.value("tensorboard", false) && !scalars.empty()) {
+      if (!tb) tb = std::make_unique<data::TbEventWriter>(run_dir);
+      tb->add_scalars(scalars, h.value("tb_step", int64_t{0}), h.value("tb_wall_time", 0.0));
+      tb->flush();
     }
   }
 }
