@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/test-python-deps.sh  # tensorboard for tests/tb_check.py
 # ccache hits across clones in other folders (CI builds a fresh clone): paths relative to here.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 BUILD="${STYLEFORGE_BUILD_DIR:-build}"
