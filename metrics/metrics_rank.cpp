@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -41,8 +42,10 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
   // The evaluator is built at the first snapshot, whose header names the pack and the run.
   std::unique_ptr<MetricsEvaluator> evaluator;
   // TensorBoard: results as `Metrics/<name>` scalars (the reference's tags) at the step and wall
-  // time of the snapshot's tick, in an event file of this process next to the trainers' ones. The
-  // reference repeats its latest results at every later tick; here each evaluation is one point.
+  // time of the snapshot's tick, in an event file of this process under <run>/metrics/ (TensorBoard
+  // run "<run>/metrics"): a second growing file in the run directory itself would stop a live
+  // TensorBoard from following the trainer's file, as it reads only the newest file of a directory.
+  // The reference repeats its latest results at every later tick; here each evaluation is one point.
   std::unique_ptr<data::TbEventWriter> tb;
   while (true) {
     sharding::MetricsMessage m = link.next(forward_stop);
@@ -86,7 +89,11 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
           if (v.is_number()) scalars.emplace_back("Metrics/" + name, v.get<double>());
     }
     if (h.value("tensorboard", false) && !scalars.empty()) {
-      if (!tb) tb = std::make_unique<data::TbEventWriter>(run_dir);
+      if (!tb) {
+        const std::filesystem::path dir = std::filesystem::path(run_dir) / "metrics";
+        std::filesystem::create_directories(dir);
+        tb = std::make_unique<data::TbEventWriter>(dir.string());
+      }
       tb->add_scalars(scalars, h.value("tb_step", int64_t{0}), h.value("tb_wall_time", 0.0));
       tb->flush();
     }

@@ -3,7 +3,8 @@
 #  1. A tiny run on two ranks (one trainer, one metrics rank with the stand-in detector) to 1.2
 #     kimg, then resumed (--resume latest) to 2.2 kimg: tests/tb_check.py reads the run directory
 #     with TensorBoard's EventAccumulator and compares every stats.jsonl statistic, the snapshot
-#     fakes grids and the metric results; two trainer files whose curves continue.
+#     fakes grids and the metric results (the metrics rank's files in run/metrics/); two trainer
+#     files whose curves continue.
 #  2. --tensorboard off writes no event file; --tensorboard with another value is refused.
 # Usage: e2e_tensorboard.sh STYLEFORGE_BINARY [FIXTURES_DIR]
 # Needs the PyPI `tensorboard` in the torch venv (bash scripts/test-python-deps.sh); exits 77
@@ -42,6 +43,7 @@ sleep 1  # the resumed segment's file name has a later second
 "$PY" "$SRC/tests/tb_check.py" "$W/run" --segments 2 --min-last-step 2 || fail "tb_check.py"
 if [ "${launch[0]}" = mpirun ]; then
   ls "$W/run"/metric-*.jsonl >/dev/null 2>&1 || fail "the metrics rank wrote no results"
+  ls "$W/run"/metrics/events.out.tfevents.* >/dev/null 2>&1 || fail "the metrics rank wrote no event file"
 fi
 
 # ---- 2. --tensorboard off / bad values ----

@@ -11,7 +11,8 @@ Checks, with tensorboard.backend.event_processing.event_accumulator.EventAccumul
     them (Progress/kimg keeps growing across the files);
   * every fakes grid of a snapshot is an image whose PNG bytes equal the file's, whose decoded
     size equals the recorded one and whose step is the snapshot's;
-  * every metric-*.jsonl result is a `Metrics/<name>` scalar at its snapshot's step.
+  * every metric-*.jsonl result is a `Metrics/<name>` scalar at its snapshot's step, in the
+    metrics rank's files under <run>/metrics/ (TensorBoard run "<run>/metrics").
 Prints one line per check group; exits 1 with the first mismatch.
 """
 import argparse
@@ -86,22 +87,22 @@ def main():
 
     # ---- files: one per trainer segment, each opening with the file version ----
     files = sorted(glob.glob(os.path.join(run, "events.out.tfevents.*")))
-    trainer_files, kimg_per_file = [], []
-    for path in files:
+    metric_files = sorted(glob.glob(os.path.join(run, "metrics", "events.out.tfevents.*")))
+    kimg_per_file = []
+    for path in files + metric_files:
         # The raw records, parsed as TensorBoard's Event message (no migration to tensors).
         events = [event_pb2.Event.FromString(r) for r in event_file_loader.RawEventFileLoader(path).Load()]
         if not events or events[0].file_version != "brain.Event:2":
             fail(f"{path}: the first record is not file_version brain.Event:2")
-        kimg = [v.simple_value for e in events for v in e.summary.value if v.tag == "Progress/kimg"]
-        if kimg:
-            trainer_files.append(path)
-            kimg_per_file.append(kimg)
-    if len(trainer_files) != args.segments:
-        fail(f"{len(trainer_files)} trainer event files, expected {args.segments}: {trainer_files}")
+        if path in files:
+            kimg_per_file.append([v.simple_value for e in events for v in e.summary.value if v.tag == "Progress/kimg"])
+    if len(files) != args.segments or not all(kimg_per_file):
+        fail(f"{len(files)} event files with Progress/kimg {[len(k) for k in kimg_per_file]} ticks, "
+             f"expected {args.segments} trainer segments")
     for a, b in zip(kimg_per_file, kimg_per_file[1:]):
         if not b[0] > a[-1]:
             fail(f"the next segment starts at kimg {b[0]}, not after {a[-1]}: the curves do not continue")
-    print(f"ok: {len(files)} event files, {len(trainer_files)} trainer segments with "
+    print(f"ok: {len(files)} trainer event files (+{len(metric_files)} of the metrics rank), segments with "
           f"{[len(k) for k in kimg_per_file]} ticks, kimg continues across them")
 
     # ---- scalars: every stats.jsonl mean, same name, value, step and wall time ----
@@ -150,13 +151,18 @@ def main():
 
     # ---- metrics ----
     n_metrics = 0
+    macc, mtags = None, []
+    if os.path.isdir(os.path.join(run, "metrics")):
+        macc = event_accumulator.EventAccumulator(os.path.join(run, "metrics"), size_guidance={"scalars": 0})
+        macc.Reload()
+        mtags = macc.Tags()["scalars"]
     for path in sorted(glob.glob(os.path.join(run, "metric-*.jsonl"))):
         results = [json.loads(line) for line in open(path)]
         for key in sorted({k for r in results for k in r["results"]}):
             tag = "Metrics/" + key
-            if tag not in tags["scalars"]:
-                fail(f"{tag}: in {os.path.basename(path)} but not in TensorBoard")
-            got = acc.Scalars(tag)
+            if tag not in mtags:
+                fail(f"{tag}: in {os.path.basename(path)} but not in TensorBoard's run {run}/metrics")
+            got = macc.Scalars(tag)
             want = [r for r in results if key in r["results"]]
             if len(got) != len(want):
                 fail(f"{tag}: {len(got)} points, {len(want)} results")

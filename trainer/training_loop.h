@@ -40,7 +40,7 @@ struct TrainRequest {
   double metrics_timeout_s = 600;
   // Rank 0 writes TensorBoard event files into the run directory (a new one per start or resume):
   // every stats.jsonl mean at each tick, the fakes grid at each snapshot; the metrics rank adds
-  // its results to a file of its own (`train --tensorboard off` turns all of it off).
+  // its results to a file of its own under <run>/metrics/ (`train --tensorboard off`: none).
   bool tensorboard = true;
 };
 
