@@ -54,7 +54,9 @@ void put_bytes(std::string& out, int field, const std::string& v) {
 }
 
 // Field numbers (tensorflow/core/util/event.proto, tensorflow/core/framework/summary.proto):
-//   Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
+//   Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5;
+//             SessionLog session_log = 7; }
+//   SessionLog { SessionStatus status = 1 (START = 1); string checkpoint_path = 2; }
 //   Summary { repeated Value value = 1; }
 //   Value   { string tag = 1; float simple_value = 2; Image image = 4; }
 //   Image   { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }
@@ -113,6 +115,17 @@ std::string tb_scalars_event(const std::vector<std::pair<std::string, double>>& 
   return event_with_summary(summary, step, wall_time);
 }
 
+std::string tb_session_start_event(int64_t step, double wall_time, const std::string& checkpoint_path) {
+  std::string log;
+  put_int(log, 1, 1);  // START
+  put_bytes(log, 2, checkpoint_path);
+  std::string e;
+  put_double(e, 1, wall_time);
+  put_int(e, 2, step);
+  put_bytes(e, 7, log);
+  return e;
+}
+
 std::string tb_image_event(const std::string& tag, const std::string& png, const PngSize& size, int64_t step,
                            double wall_time) {
   std::string image;
@@ -168,6 +181,10 @@ void TbEventWriter::add_scalars(const std::vector<std::pair<std::string, double>
                                 double wall_time) {
   if (values.empty()) return;
   write_record(tb_scalars_event(values, step, wall_time));
+}
+
+void TbEventWriter::add_session_start(int64_t step, double wall_time, const std::string& checkpoint_path) {
+  write_record(tb_session_start_event(step, wall_time, checkpoint_path));
 }
 
 void TbEventWriter::add_png(const std::string& tag, const std::string& png, int64_t step, double wall_time) {

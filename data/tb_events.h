@@ -4,7 +4,9 @@
 // An event file is a TFRecord file (the framing of data/tfrecord.h: length, masked CRC-32C of the
 // length, payload, masked CRC-32C of the payload) whose records are serialized `Event` protocol
 // buffers. The first record carries file_version "brain.Event:2"; every later one a `Summary` of
-// scalar (simple_value) or image (PNG) values at a step and a wall time.
+// scalar (simple_value) or image (PNG) values at a step and a wall time. A resumed run's file may
+// start with a SessionLog START event: TensorBoard then drops what earlier files recorded at that
+// step and later (points a crashed run wrote after the checkpoint the run continues from).
 //
 // The messages are encoded by hand (see tb_events.cpp for the field numbers): they are three tiny
 // messages whose wire format has been stable for years, and writing them directly spares the
@@ -39,6 +41,7 @@ PngSize png_size(const std::string& png, const std::string& where);
 std::string tb_file_version_event(double wall_time);
 std::string tb_scalars_event(const std::vector<std::pair<std::string, double>>& values, int64_t step,
                              double wall_time);
+std::string tb_session_start_event(int64_t step, double wall_time, const std::string& checkpoint_path);
 std::string tb_image_event(const std::string& tag, const std::string& png, const PngSize& size, int64_t step,
                            double wall_time);
 // One TFRecord record around `payload`.
@@ -64,6 +67,8 @@ class TbEventWriter {
   // An image summary of encoded PNG bytes (stored as given; size and channels from the header).
   void add_png(const std::string& tag, const std::string& png, int64_t step, double wall_time);
   void add_png_file(const std::string& tag, const std::string& path, int64_t step, double wall_time);
+  // A SessionLog START at `step`: TensorBoard discards the points of earlier files at steps >= step.
+  void add_session_start(int64_t step, double wall_time, const std::string& checkpoint_path);
   // Hands everything written so far to the operating system (TensorBoard sees it).
   void flush();
   const std::string& path() const { return path_; }

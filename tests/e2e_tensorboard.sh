@@ -5,7 +5,9 @@
 #     with TensorBoard's EventAccumulator and compares every stats.jsonl statistic, the snapshot
 #     fakes grids and the metric results (the metrics rank's files in run/metrics/); two trainer
 #     files whose curves continue.
-#  2. --tensorboard off writes no event file; --tensorboard with another value is refused.
+#  2. As after a crash: resumed from the older checkpoint of kimg 1.2 to 1.3; the points at kimg
+#     2 and later disappear from TensorBoard (SessionLog START), the new tick follows kimg 1.2.
+#  3. --tensorboard off writes no event file; --tensorboard with another value is refused.
 # Usage: e2e_tensorboard.sh STYLEFORGE_BINARY [FIXTURES_DIR]
 # Needs the PyPI `tensorboard` in the torch venv (bash scripts/test-python-deps.sh); exits 77
 # (ctest: skipped) with a message when it is missing.
@@ -46,7 +48,14 @@ if [ "${launch[0]}" = mpirun ]; then
   ls "$W/run"/metrics/events.out.tfevents.* >/dev/null 2>&1 || fail "the metrics rank wrote no event file"
 fi
 
-# ---- 2. --tensorboard off / bad values ----
+# ---- 2. resumed from an older checkpoint ----
+[ -f "$W/run/network-snapshot-000001.h5" ] || fail "no checkpoint of kimg 1 to resume from"
+sleep 1
+"${launch[@]}" train "${common[@]}" --resume "$W/run/network-snapshot-000001.h5" --kimg 1.3 \
+  > "$W/seg3.log" 2>&1 || { tail -5 "$W/seg3.log"; fail "segment resumed from kimg 1.2"; }
+"$PY" "$SRC/tests/tb_check.py" "$W/run" --segments 3 --min-last-step 1 || fail "tb_check.py after the older resume"
+
+# ---- 3. --tensorboard off / bad values ----
 "$BIN" train --data "$W/ph.h5" --run-dir "$W/off" --threads 1 --cbase 256 --cmax 32 --batch 4 --kimg 0.004 \
   --tick 0.004 --tensorboard off > "$W/off.log" 2>&1 || fail "run with --tensorboard off"
 ls "$W/off"/events.out.tfevents.* >/dev/null 2>&1 && fail "--tensorboard off wrote an event file"

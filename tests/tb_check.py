@@ -7,8 +7,9 @@ Checks, with tensorboard.backend.event_processing.event_accumulator.EventAccumul
     means (rounded to float32) in line order, at step cur_nimg // 1000 and a wall time that is the
     line's Timing/total_sec (seconds since that segment started, as the reference writes);
   * one trainer event file per run segment (--segments), each starting with file_version
-    "brain.Event:2"; together they hold the curves in stats.jsonl order, so a resumed run continues
-    them (Progress/kimg keeps growing across the files);
+    "brain.Event:2"; together they hold the curves in stats.jsonl order; a resumed segment's file
+    has a SessionLog START at its checkpoint's step + 1 (log.txt names the checkpoint), so
+    TensorBoard shows the earlier points below that step followed by the new segment's;
   * every fakes grid of a snapshot is an image whose PNG bytes equal the file's, whose decoded
     size equals the recorded one and whose step is the snapshot's;
   * every metric-*.jsonl result is a `Metrics/<name>` scalar at its snapshot's step, in the
@@ -88,22 +89,49 @@ def main():
     # ---- files: one per trainer segment, each opening with the file version ----
     files = sorted(glob.glob(os.path.join(run, "events.out.tfevents.*")))
     metric_files = sorted(glob.glob(os.path.join(run, "metrics", "events.out.tfevents.*")))
-    kimg_per_file = []
+    per_file = []  # the raw records, parsed as TensorBoard's Event message (no migration to tensors)
     for path in files + metric_files:
-        # The raw records, parsed as TensorBoard's Event message (no migration to tensors).
         events = [event_pb2.Event.FromString(r) for r in event_file_loader.RawEventFileLoader(path).Load()]
         if not events or events[0].file_version != "brain.Event:2":
             fail(f"{path}: the first record is not file_version brain.Event:2")
         if path in files:
-            kimg_per_file.append([v.simple_value for e in events for v in e.summary.value if v.tag == "Progress/kimg"])
+            per_file.append(events)
+    kimg_per_file = [[v.simple_value for e in ev for v in e.summary.value if v.tag == "Progress/kimg"] for ev in per_file]
     if len(files) != args.segments or not all(kimg_per_file):
-        fail(f"{len(files)} event files with Progress/kimg {[len(k) for k in kimg_per_file]} ticks, "
+        fail(f"{len(files)} event files with {[len(k) for k in kimg_per_file]} ticks of Progress/kimg, "
              f"expected {args.segments} trainer segments")
-    for a, b in zip(kimg_per_file, kimg_per_file[1:]):
-        if not b[0] > a[-1]:
-            fail(f"the next segment starts at kimg {b[0]}, not after {a[-1]}: the curves do not continue")
+    if sum(len(k) for k in kimg_per_file) != len(lines):
+        fail(f"{[len(k) for k in kimg_per_file]} ticks in the event files, {len(lines)} lines in stats.jsonl")
+    segments, pos = [], 0
+    for k in kimg_per_file:
+        segments.append(lines[pos:pos + len(k)])
+        pos += len(k)
+        if [f32(line["Progress/kimg"]["mean"]) for line in segments[-1]] != k:
+            fail(f"segment {len(segments)}: Progress/kimg {k} differs from its stats.jsonl lines")
+
+    # Each resumed segment starts with SessionLog START at its checkpoint's step + 1 (log.txt names
+    # the checkpoints): TensorBoard drops earlier points from that step on, the segment continues.
+    resumes = re.findall(r'^Resuming from "(.*)"$', open(os.path.join(run, "log.txt")).read(), re.M)
+    if len(resumes) != args.segments - 1:
+        fail(f"log.txt names {len(resumes)} resumes, expected {args.segments - 1}")
+    purge = [None] + [snapshot_nimg(os.path.basename(p)) // 1000 + 1 for p in resumes]
+    for i in range(1, len(per_file)):
+        starts = [e for e in per_file[i] if e.HasField("session_log")]
+        if len(starts) != 1 or starts[0].session_log.status != event_pb2.SessionLog.START or starts[0].step != purge[i]:
+            fail(f"{files[i]}: expected one SessionLog START at step {purge[i]}, found {starts}")
+        if not round(kimg_per_file[i][0] * 1000) > snapshot_nimg(os.path.basename(resumes[i - 1])):
+            fail(f"segment {i + 1} starts at kimg {kimg_per_file[i][0]}, not after its checkpoint {resumes[i - 1]}")
+
+    def step_of(line):
+        return round(line["Progress/kimg"]["mean"] * 1000) // 1000
+
+    visible = []  # the ticks TensorBoard shows: earlier segments cut at each resume's START step
+    for i, seg in enumerate(segments):
+        if i:
+            visible = [line for line in visible if step_of(line) < purge[i]]
+        visible += seg
     print(f"ok: {len(files)} trainer event files (+{len(metric_files)} of the metrics rank), segments with "
-          f"{[len(k) for k in kimg_per_file]} ticks, kimg continues across them")
+          f"{[len(k) for k in kimg_per_file]} ticks, resumed at START steps {purge[1:]}, {len(visible)} ticks shown")
 
     # ---- scalars: every stats.jsonl mean, same name, value, step and wall time ----
     acc = event_accumulator.EventAccumulator(run, size_guidance={"scalars": 0, "images": 0})
@@ -113,41 +141,49 @@ def main():
         if name not in tags["scalars"]:
             fail(f"{name}: in stats.jsonl but not in TensorBoard")
         got = acc.Scalars(name)
-        want = [line for line in lines if name in line]
+        want = [line for line in visible if name in line]
         if len(got) != len(want):
-            fail(f"{name}: {len(got)} points in TensorBoard, {len(want)} lines in stats.jsonl")
+            fail(f"{name}: {len(got)} points in TensorBoard, {len(want)} lines of stats.jsonl expected")
         for i, (e, line) in enumerate(zip(got, want)):
             if not same(e.value, f32(line[name]["mean"])):
                 fail(f"{name} point {i}: {e.value} != {line[name]['mean']}")
-            step = round(line["Progress/kimg"]["mean"] * 1000) // 1000
-            if e.step != step:
-                fail(f"{name} point {i}: step {e.step}, expected {step}")
+            if e.step != step_of(line):
+                fail(f"{name} point {i}: step {e.step}, expected {step_of(line)}")
             # The wall time is taken just after Timing/total_sec, in the same clock.
             if not 0 <= e.wall_time - line["Timing/total_sec"]["mean"] < 5:
                 fail(f"{name} point {i}: wall time {e.wall_time} vs Timing/total_sec {line['Timing/total_sec']['mean']}")
     steps = [e.step for e in acc.Scalars("Progress/kimg")]
     if steps != sorted(steps) or steps[-1] < args.min_last_step:
         fail(f"Progress/kimg steps {steps}: not increasing up to at least {args.min_last_step}")
-    print(f"ok: {len(names)} statistics x {len(lines)} ticks equal stats.jsonl (float32), steps {steps[0]}..{steps[-1]}")
+    print(f"ok: {len(names)} statistics x {len(visible)} ticks equal stats.jsonl (float32), steps {steps}")
 
     # ---- images: the snapshot fakes grids ----
     fakes = {os.path.basename(p): open(p, "rb").read()
              for p in glob.glob(os.path.join(run, "fakes*.png")) if snapshot_nimg(os.path.basename(p)) is not None}
-    images = acc.Images("Images/fakes") if "Images/fakes" in tags["images"] else []
-    if len(images) != len(fakes) or not fakes:
-        fail(f"{len(images)} images in TensorBoard, {len(fakes)} snapshot fakes grids in the run directory")
+    written = [[(e.step, v.image) for e in ev for v in e.summary.value if v.tag == "Images/fakes"] for ev in per_file]
+    if sum(len(w) for w in written) != len(fakes) or not fakes:
+        fail(f"{sum(len(w) for w in written)} images in the event files, {len(fakes)} snapshot fakes grids on disk")
     unmatched = dict(fakes)
-    for e in images:
-        name = next((n for n, b in unmatched.items() if b == e.encoded_image_string), None)
+    for step, img in (x for w in written for x in w):
+        name = next((n for n, b in unmatched.items() if b == img.encoded_image_string), None)
         if name is None:
-            fail(f"the image at step {e.step} equals no (remaining) fakes grid")
+            fail(f"the image at step {step} equals no (remaining) fakes grid")
         del unmatched[name]
-        w, h = decode_png_size(e.encoded_image_string, name)
-        if (w, h) != (e.width, e.height):
-            fail(f"{name}: decoded {w}x{h}, recorded {e.width}x{e.height}")
-        if e.step != snapshot_nimg(name) // 1000:
-            fail(f"{name}: step {e.step}, expected {snapshot_nimg(name) // 1000}")
-    print(f"ok: {len(images)} fakes grids as images ({images[0].width}x{images[0].height}), bytes and steps match")
+        w, h = decode_png_size(img.encoded_image_string, name)
+        if (w, h) != (img.width, img.height):
+            fail(f"{name}: decoded {w}x{h}, recorded {img.width}x{img.height}")
+        if step != snapshot_nimg(name) // 1000:
+            fail(f"{name}: step {step}, expected {snapshot_nimg(name) // 1000}")
+    shown = []
+    for i, w in enumerate(written):
+        if i:
+            shown = [x for x in shown if x[0] < purge[i]]
+        shown += w
+    images = acc.Images("Images/fakes") if "Images/fakes" in tags["images"] else []
+    if [(e.step, e.encoded_image_string) for e in images] != [(st, img.encoded_image_string) for st, img in shown]:
+        fail(f"TensorBoard shows images at steps {[e.step for e in images]}, expected {[st for st, _ in shown]}")
+    print(f"ok: {len(fakes)} fakes grids as images ({images[0].width}x{images[0].height}), bytes, sizes and steps "
+          f"match; {len(images)} shown")
 
     # ---- metrics ----
     n_metrics = 0

@@ -44,6 +44,9 @@ TEST(DataTbEvents, ScalarEventWireFormat) {
   float f = 0;
   std::memcpy(&f, e.data() + e.size() - 4, 4);
   EXPECT_EQ(f, 0.1f);
+  // session_log (field 7) = SessionLog{status=START (1, varint 1), checkpoint_path="c" (2)}.
+  EXPECT_EQ(data::tb_session_start_event(3, 0.0, "c").substr(9),
+            bytes({0x10, 0x03, 0x3a, 0x05, 0x08, 0x01, 0x12, 0x01, 'c'}));
   // file_version (field 3) is "brain.Event:2".
   const std::string v = data::tb_file_version_event(0.0);
   EXPECT_EQ(v.substr(9), bytes({0x1a, 13}) + "brain.Event:2");

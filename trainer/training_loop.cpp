@@ -352,8 +352,13 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   // files of a run directory form one run in TensorBoard), step int(cur_nimg / 1000) and wall time
   // in seconds since this process started training; the fakes grids as images besides.
   std::unique_ptr<data::TbEventWriter> tb;
-  if (rank0 && req.tensorboard) tb = std::make_unique<data::TbEventWriter>(run_dir);
   const auto tb_step = [&] { return k.cur_nimg / 1000; };
+  if (rank0 && req.tensorboard) {
+    tb = std::make_unique<data::TbEventWriter>(run_dir);
+    // A resume drops the points an interrupted segment wrote after this checkpoint (steps from
+    // the checkpoint's kimg + 1 on: all of them when ticks are at least 1 kimg apart).
+    if (!resume_path.empty()) tb->add_session_start(tb_step() + 1, seconds_since(start_time), resume_path);
+  }
   log.line("Training for " + std::to_string(o.total_kimg) + " kimg...");
   log.line("");
 
