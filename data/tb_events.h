@@ -4,9 +4,9 @@
 // An event file is a TFRecord file (the framing of data/tfrecord.h: length, masked CRC-32C of the
 // length, payload, masked CRC-32C of the payload) whose records are serialized `Event` protocol
 // buffers. The first record carries file_version "brain.Event:2"; every later one a `Summary` of
-// scalar (simple_value) or image (PNG) values at a step and a wall time. A resumed run's file may
-// start with a SessionLog START event: TensorBoard then drops what earlier files recorded at that
-// step and later (points a crashed run wrote after the checkpoint the run continues from).
+// scalar (simple_value) or image (PNG) values at a step and a wall time. A file may start with a
+// SessionLog START event: TensorBoard then drops what earlier files of the run recorded at that
+// step and later (its server skips the first START of a run, which marks the run's beginning).
 //
 // The messages are encoded by hand (see tb_events.cpp for the field numbers): they are three tiny
 // messages whose wire format has been stable for years, and writing them directly spares the

@@ -7,9 +7,10 @@ Checks, with tensorboard.backend.event_processing.event_accumulator.EventAccumul
     means (rounded to float32) in line order, at step cur_nimg // 1000 and a wall time that is the
     line's Timing/total_sec (seconds since that segment started, as the reference writes);
   * one trainer event file per run segment (--segments), each starting with file_version
-    "brain.Event:2"; together they hold the curves in stats.jsonl order; a resumed segment's file
-    has a SessionLog START at its checkpoint's step + 1 (log.txt names the checkpoint), so
-    TensorBoard shows the earlier points below that step followed by the new segment's;
+    "brain.Event:2" and a SessionLog START (step 0 for the first; a resumed segment's at its
+    checkpoint's step + 1, log.txt naming the checkpoint); together they hold the curves in
+    stats.jsonl order, TensorBoard showing the earlier points below each resume's START step
+    followed by the new segment's;
   * every fakes grid of a snapshot is an image whose PNG bytes equal the file's, whose decoded
     size equals the recorded one and whose step is the snapshot's;
   * every metric-*.jsonl result is a `Metrics/<name>` scalar at its snapshot's step, in the
@@ -27,8 +28,9 @@ import sys
 import zlib
 
 import numpy as np
-from tensorboard.backend.event_processing import event_accumulator, event_file_loader
+from tensorboard.backend.event_processing import event_accumulator, event_file_loader, plugin_event_accumulator
 from tensorboard.compat.proto import event_pb2
+from tensorboard.util import tensor_util
 
 
 def fail(msg):
@@ -114,12 +116,12 @@ def main():
     resumes = re.findall(r'^Resuming from "(.*)"$', open(os.path.join(run, "log.txt")).read(), re.M)
     if len(resumes) != args.segments - 1:
         fail(f"log.txt names {len(resumes)} resumes, expected {args.segments - 1}")
-    purge = [None] + [snapshot_nimg(os.path.basename(p)) // 1000 + 1 for p in resumes]
-    for i in range(1, len(per_file)):
+    purge = [0] + [snapshot_nimg(os.path.basename(p)) // 1000 + 1 for p in resumes]
+    for i in range(len(per_file)):  # the first START marks the beginning (TensorBoard's server needs it)
         starts = [e for e in per_file[i] if e.HasField("session_log")]
         if len(starts) != 1 or starts[0].session_log.status != event_pb2.SessionLog.START or starts[0].step != purge[i]:
             fail(f"{files[i]}: expected one SessionLog START at step {purge[i]}, found {starts}")
-        if not round(kimg_per_file[i][0] * 1000) > snapshot_nimg(os.path.basename(resumes[i - 1])):
+        if i and not round(kimg_per_file[i][0] * 1000) > snapshot_nimg(os.path.basename(resumes[i - 1])):
             fail(f"segment {i + 1} starts at kimg {kimg_per_file[i][0]}, not after its checkpoint {resumes[i - 1]}")
 
     def step_of(line):
@@ -131,7 +133,7 @@ def main():
             visible = [line for line in visible if step_of(line) < purge[i]]
         visible += seg
     print(f"ok: {len(files)} trainer event files (+{len(metric_files)} of the metrics rank), segments with "
-          f"{[len(k) for k in kimg_per_file]} ticks, resumed at START steps {purge[1:]}, {len(visible)} ticks shown")
+          f"{[len(k) for k in kimg_per_file]} ticks, START steps {purge}, {len(visible)} ticks shown")
 
     # ---- scalars: every stats.jsonl mean, same name, value, step and wall time ----
     acc = event_accumulator.EventAccumulator(run, size_guidance={"scalars": 0, "images": 0})
@@ -184,6 +186,17 @@ def main():
         fail(f"TensorBoard shows images at steps {[e.step for e in images]}, expected {[st for st, _ in shown]}")
     print(f"ok: {len(fakes)} fakes grids as images ({images[0].width}x{images[0].height}), bytes, sizes and steps "
           f"match; {len(images)} shown")
+
+    # ---- the same through the accumulator TensorBoard's server uses (values migrated to tensors) ----
+    pacc = plugin_event_accumulator.EventAccumulator(run, size_guidance={"tensors": 0})
+    pacc.Reload()
+    kimg = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in pacc.Tensors("Progress/kimg")]
+    if kimg != [(step_of(line), f32(line["Progress/kimg"]["mean"])) for line in visible]:
+        fail(f"the server's Progress/kimg {kimg} differs from the ticks expected")
+    img_steps = [e.step for e in pacc.Tensors("Images/fakes")]
+    if img_steps != [st for st, _ in shown]:
+        fail(f"the server's Images/fakes steps {img_steps}, expected {[st for st, _ in shown]}")
+    print(f"ok: TensorBoard's server accumulator shows the same {len(kimg)} ticks and {len(img_steps)} images")
 
     # ---- metrics ----
     n_metrics = 0

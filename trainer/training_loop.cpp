@@ -355,9 +355,11 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   const auto tb_step = [&] { return k.cur_nimg / 1000; };
   if (rank0 && req.tensorboard) {
     tb = std::make_unique<data::TbEventWriter>(run_dir);
-    // A resume drops the points an interrupted segment wrote after this checkpoint (steps from
-    // the checkpoint's kimg + 1 on: all of them when ticks are at least 1 kimg apart).
-    if (!resume_path.empty()) tb->add_session_start(tb_step() + 1, seconds_since(start_time), resume_path);
+    // Every segment starts with SessionLog START (TensorBoard's server takes the first one of a run
+    // as its beginning and each later one as a restart). A resume's START drops the points an
+    // interrupted segment wrote after its checkpoint: steps from the checkpoint's kimg + 1 on (all
+    // of them when ticks are at least 1 kimg apart).
+    tb->add_session_start(resume_path.empty() ? 0 : tb_step() + 1, seconds_since(start_time), resume_path);
   }
   log.line("Training for " + std::to_string(o.total_kimg) + " kimg...");
   log.line("");
