@@ -12,7 +12,10 @@ Checks, with tensorboard.backend.event_processing.event_accumulator.EventAccumul
     stats.jsonl order, TensorBoard showing the earlier points below each resume's START step
     followed by the new segment's;
   * every fakes grid of a snapshot is an image whose PNG bytes equal the file's, whose decoded
-    size equals the recorded one and whose step is the snapshot's;
+    size equals the recorded one and whose step is the snapshot's; the images shown are those no
+    later START dropped;
+  * the accumulator TensorBoard's server uses (plugin_event_accumulator, values migrated to
+    tensors) shows the same ticks and images;
   * every metric-*.jsonl result is a `Metrics/<name>` scalar at its snapshot's step, in the
     metrics rank's files under <run>/metrics/ (TensorBoard run "<run>/metrics").
 Prints one line per check group; exits 1 with the first mismatch.
