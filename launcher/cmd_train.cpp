@@ -49,7 +49,7 @@ void set_opt(const po::variables_map& vm, const char* name, std::optional<T>& ou
 int cmd_train(const std::vector<std::string>& args) {
   trainer::TrainRequest req;
   trainer::TrainOptions& o = req.options;
-  std::string metrics_list, metrics_rank_mode, grid_text;
+  std::string metrics_list, metrics_rank_mode, grid_text, tensorboard;
   double timeout_s = 600;
   int ranks = 0, param_servers = 0;
   bool nobench = false, pack_if_needed = false;
@@ -91,6 +91,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics for the metrics rank, comma-separated, or none")
       ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (the last rank computes metrics when there are metrics and >= 2 ranks) | none")
       ("wait-metrics", po::bool_switch(&req.wait_metrics), "at the end, wait for the metrics rank's last evaluation")
+      ("tensorboard", po::value(&tensorboard)->default_value("on"), "TensorBoard event files in the run directory (tensorboard --logdir): on | off")
       ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
       ("metrics-num-gen", po::value(&mopts.num_gen)->default_value(0), "generated images per metric (0: the metric's own count)")
       ("metrics-threads", po::value(&mopts.threads)->default_value(1), "LibTorch threads of the metrics rank")
@@ -110,6 +111,11 @@ int cmd_train(const std::vector<std::string>& args) {
       ("nhwc", po::value(&o.nhwc)->default_value(false)->implicit_value(true), "channels_last with float16 (the reference's --nhwc; needs mixed precision, not implemented yet)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
+  if (tensorboard != "on" && tensorboard != "off") {
+    std::cerr << "styleforge train: --tensorboard must be on or off, got '" << tensorboard << "'\n";
+    return kUsage;
+  }
+  req.tensorboard = tensorboard == "on";
   if (o.overlap != "auto" && o.overlap != "on" && o.overlap != "off") {
     std::cerr << "styleforge train: --overlap must be auto, on or off\n";
     return kUsage;

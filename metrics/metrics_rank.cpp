@@ -7,12 +7,14 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "sharding/metrics_link.h"
+#include "data/tb_events.h"
 #include "metrics/metrics.h"
+#include "sharding/metrics_link.h"
 
 namespace sf::metrics {
 namespace {
@@ -39,6 +41,12 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
   };
   // The evaluator is built at the first snapshot, whose header names the pack and the run.
   std::unique_ptr<MetricsEvaluator> evaluator;
+  // TensorBoard: results as `Metrics/<name>` scalars (the reference's tags) at the step and wall
+  // time of the snapshot's tick, in an event file of this process under <run>/metrics/ (TensorBoard
+  // run "<run>/metrics"): a second growing file in the run directory itself would stop a live
+  // TensorBoard from following the trainer's file, as it reads only the newest file of a directory.
+  // The reference repeats its latest results at every later tick; here each evaluation is one point.
+  std::unique_ptr<data::TbEventWriter> tb;
   while (true) {
     sharding::MetricsMessage m = link.next(forward_stop);
     for (const auto& s : m.skipped) {
@@ -72,9 +80,22 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
     const std::string run_dir = h.at("run_dir").get<std::string>();
     log("evaluating " + ckpt);
     std::vector<std::string> keys = h.at("keys").get<std::vector<std::string>>();
+    std::vector<std::pair<std::string, double>> scalars;
     for (const auto& result : evaluator->evaluate_flat(h.at("G"), keys, m.data.data(), m.data.size())) {
       report_metric(result, run_dir, ckpt);
       log(result.dump());
+      if (result.contains("results"))
+        for (const auto& [name, v] : result.at("results").items())
+          if (v.is_number()) scalars.emplace_back("Metrics/" + name, v.get<double>());
+    }
+    if (h.value("tensorboard", false) && !scalars.empty()) {
+      if (!tb) {
+        const std::filesystem::path dir = std::filesystem::path(run_dir) / "metrics";
+        std::filesystem::create_directories(dir);
+        tb = std::make_unique<data::TbEventWriter>(dir.string());
+      }
+      tb->add_scalars(scalars, h.value("tb_step", int64_t{0}), h.value("tb_wall_time", 0.0));
+      tb->flush();
     }
   }
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the pinned Python packages that tests need beside torch and numpy into the torch
-# virtual environment (scripts/torch-env.sh): what a stylegan2-ada-pytorch checkout imports to load
-# network pickles and run its generate.py (click, Pillow, requests, scipy), for the tests that use
-# one ($STYLEFORGE_REFERENCE). Idempotent and quiet: nothing is fetched when the pinned versions
-# are there already.
+# virtual environment (scripts/torch-env.sh prints it; $STYLEFORGE_TEST_PYTHON overrides):
+#   tensorboard  tests/tb_check.py reads our event files with TensorBoard's own reader
+#   click, Pillow, requests, scipy  what a stylegan2-ada-pytorch checkout imports to load network
+#                pickles and run its generate.py (the export test, $STYLEFORGE_REFERENCE)
+# Idempotent and quiet: nothing is fetched when the pinned versions are there already.
 set -euo pipefail
-py="$(bash "$(dirname "$0")/torch-env.sh")"
-pins=(click==8.1.8 pillow==11.3.0 requests==2.32.3 scipy==1.15.3)
+py="${STYLEFORGE_TEST_PYTHON:-$(bash "$(dirname "$0")/torch-env.sh")}"
+pins=(tensorboard==2.20.0 click==8.1.8 pillow==11.3.0 requests==2.32.3 scipy==1.15.3)
 missing=()
 for p in "${pins[@]}"; do
   name="${p%%==*}" want="${p##*==}"

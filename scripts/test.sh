@@ -5,7 +5,12 @@
 # Prints the build and test wall times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh  # build + test dependencies, the tests' Python packages included
+# Tests that compare with the reference's own code (export) use a checkout of stylegan2-ada-pytorch:
+# $STYLEFORGE_REFERENCE, else ~/stylegan2-ada-pytorch when present; without one they say they skip.
+if [ -z "${STYLEFORGE_REFERENCE:-}" ] && [ -f "$HOME/stylegan2-ada-pytorch/legacy.py" ]; then
+  export STYLEFORGE_REFERENCE="$HOME/stylegan2-ada-pytorch"
+fi
 BUILD="${STYLEFORGE_BUILD_DIR:-build}"
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OMPI_MCA_rmaps_base_oversubscribe=1

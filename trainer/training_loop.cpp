@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -19,6 +20,7 @@
 #include "data/loader.h"
 #include "data/pack.h"
 #include "data/pack_path.h"
+#include "data/tb_events.h"
 #include "metrics/monitor.h"
 #include "sharding/metrics_link.h"
 #include "sharding/mpi_comm.h"
@@ -350,6 +352,19 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
 
   std::ofstream stats_jsonl;
   if (rank0) stats_jsonl.open(fs::path(run_dir) / "stats.jsonl", std::ios::app);
+  // TensorBoard: as the reference's SummaryWriter, one new event file per start or resume (the
+  // files of a run directory form one run in TensorBoard), step int(cur_nimg / 1000) and wall time
+  // in seconds since this process started training; the fakes grids as images besides.
+  std::unique_ptr<data::TbEventWriter> tb;
+  const auto tb_step = [&] { return k.cur_nimg / 1000; };
+  if (rank0 && req.tensorboard) {
+    tb = std::make_unique<data::TbEventWriter>(run_dir);
+    // Every segment starts with SessionLog START (TensorBoard's server takes the first one of a run
+    // as its beginning and each later one as a restart). A resume's START drops the points an
+    // interrupted segment wrote after its checkpoint: steps from the checkpoint's kimg + 1 on (all
+    // of them when ticks are at least 1 kimg apart).
+    tb->add_session_start(resume_path.empty() ? 0 : tb_step() + 1, seconds_since(start_time), resume_path);
+  }
   log.line("Training for " + std::to_string(o.total_kimg) + " kimg...");
   log.line("");
 
@@ -443,8 +458,11 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (stop_now) log.line("Stop requested: writing a checkpoint and exiting for requeue.");
 
     const bool snapshot = done || k.cur_tick % o.snap == 0;
-    if (snapshot && rank0)
-      save_fakes_grid(step.G_ema(), grid, o.batch_gpu, snapshot_path(run_dir, "fakes", k.cur_nimg, ".png"));
+    if (snapshot && rank0) {
+      const std::string fakes = snapshot_path(run_dir, "fakes", k.cur_nimg, ".png");
+      save_fakes_grid(step.G_ema(), grid, o.batch_gpu, fakes);
+      if (tb) tb->add_png_file("Images/fakes", fakes, tb_step(), seconds_since(start_time));
+    }
     if (snapshot) {
       step.check_consistency();
       std::map<std::string, at::Tensor> rng_states = step.gather_rng_states();
@@ -476,7 +494,9 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
           }
           nlohmann::json h = {{"kimg", k.cur_nimg / 1e3}, {"cur_nimg", k.cur_nimg}, {"checkpoint", path},
                               {"run_dir", run_dir}, {"data", o.data}, {"G", o.G.to_json()}, {"keys", keys},
-                              {"num_trainers", o.num_trainers}, {"mirror", o.mirror}, {"seed", o.seed}};
+                              {"num_trainers", o.num_trainers}, {"mirror", o.mirror}, {"seed", o.seed},
+                              {"tensorboard", req.tensorboard}, {"tb_step", tb_step()},
+                              {"tb_wall_time", seconds_since(start_time)}};
           req.metrics->send_snapshot(h.dump(), std::move(flat));
           log.line("Handed snapshot " + kimg_name("", k.cur_nimg, "") + " to the metrics rank");
         }
@@ -489,6 +509,13 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       stats["timestamp"] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
       stats_jsonl << stats.dump() << "\n";
       stats_jsonl.flush();
+      if (tb) {  // the reference's add_scalar(name, mean) for every statistic of the tick
+        std::vector<std::pair<std::string, double>> scalars;
+        for (const auto& [name, v] : stats.items())
+          if (v.is_object() && v.contains("mean")) scalars.emplace_back(name, v["mean"].get<double>());
+        tb->add_scalars(scalars, tb_step(), seconds_since(start_time));
+        tb->flush();
+      }
       // status.json and Prometheus files for `styleforge status` and admins (metrics/monitor.h).
       metrics::RunStatus rs = metrics::status_from_stats(stats);
       rs.total_kimg = o.total_kimg;

@@ -38,6 +38,10 @@ struct TrainRequest {
   sharding::MetricsLink* metrics = nullptr;
   bool wait_metrics = false;
   double metrics_timeout_s = 600;
+  // Rank 0 writes TensorBoard event files into the run directory (a new one per start or resume):
+  // every stats.jsonl mean at each tick, the fakes grid at each snapshot; the metrics rank adds
+  // its results to a file of its own under <run>/metrics/ (`train --tensorboard off`: none).
+  bool tensorboard = true;
 };
 
 // Returns the process exit code: 0 done, 3 stopped on request after a checkpoint.
