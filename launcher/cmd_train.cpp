@@ -14,6 +14,7 @@
 
 #include "launcher/cli.h"
 #include "launcher/early_signals.h"
+#include "metrics/inprocess_metrics.h"
 #include "metrics/metrics_rank.h"
 #include "metrics/registry.h"
 #include "trainer/train_options_validate.h"
@@ -80,8 +81,8 @@ int cmd_train(const std::vector<std::string>& args) {
       ("grid", po::value(&grid_text), "snapshot grid COLSxROWS (default: the reference's size for the resolution)")
       ("resume", po::value(&req.resume), "continue a run (a training checkpoint, or latest in --outdir/--run-dir), or start from a network: ffhq256, ffhq512, ffhq1024, afhqcat, afhqdog, afhqwild, brecahad, metfaces, celebahq256, lsundog256, a reference .pkl or a network-only .h5")
       ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit")
-      ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics for the metrics rank, comma-separated, or none")
-      ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (the last rank computes metrics when there are metrics and >= 2 ranks) | none")
+      ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics computed at snapshots, comma-separated, or none: by the metrics rank when there is one, else by trainer rank 0 (training pauses meanwhile, as in the reference)")
+      ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (a metrics rank, the last rank, when --metrics is given and the job has >= 2 ranks; --gpus N then starts N + 1 processes) | on (also for the default --metrics) | none (trainer rank 0 computes them)")
       ("wait-metrics", po::bool_switch(&req.wait_metrics), "at the end, wait for the metrics rank's last evaluation")
       ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
       ("metrics-num-gen", po::value(&mopts.num_gen)->default_value(0), "generated images per metric (0: the metric's own count)")
@@ -148,8 +149,8 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cerr << "styleforge train: --outdir (or --run-dir) is required (see styleforge train --help)\n";
     return kUsage;
   }
-  if (metrics_rank_mode != "auto" && metrics_rank_mode != "none") {
-    std::cerr << "styleforge train: --metrics-rank must be auto or none\n";
+  if (metrics_rank_mode != "auto" && metrics_rank_mode != "on" && metrics_rank_mode != "none") {
+    std::cerr << "styleforge train: --metrics-rank must be auto, on or none\n";
     return kUsage;
   }
   {
@@ -158,7 +159,19 @@ int cmd_train(const std::vector<std::string>& args) {
     while (std::getline(ss, m, ','))
       if (!m.empty() && m != "none") mopts.metrics.push_back(m);
   }
-  const bool want_metrics_rank = metrics_rank_mode == "auto" && !mopts.metrics.empty();
+  // A metrics rank only when asked for: --metrics-rank on, or --metrics named on the command line
+  // (auto). Otherwise the metrics (by default fid50k_full) are computed in the training process.
+  const bool want_metrics_rank =
+      !mopts.metrics.empty() && (metrics_rank_mode == "on" || (metrics_rank_mode == "auto" && !vm["metrics"].defaulted()));
+  if (metrics_rank_mode == "on" && mopts.metrics.empty()) {
+    std::cerr << "styleforge train: --metrics-rank on: there are no metrics to compute (--metrics none)\n";
+    return kUsage;
+  }
+  if (metrics_rank_mode == "on" && ranks == 0 && !sharding::launched_by_mpi()) {
+    std::cerr << "styleforge train: --metrics-rank on needs a second process: add --gpus N (N trainers + the metrics "
+                 "rank) or start the job with mpirun/srun\n";
+    return kUsage;
+  }
   if (param_servers < 0) {
     std::cerr << "styleforge train: --param-servers must be >= 0\n";
     return kUsage;
@@ -194,10 +207,11 @@ int cmd_train(const std::vector<std::string>& args) {
   if (int s = take_early_signal()) g_stop.store(s);  // arrived before these handlers (launcher/early_signals.h)
   req.stop = &g_stop;
   sharding::MpiSession mpi(sharding::launched_by_mpi());
+  // Without a metrics rank the training process evaluates the metrics at its snapshots.
+  metrics::InProcessMetrics local_metrics(mopts);
   if (!mpi.active()) {
     sharding::LocalCommunicator comm;
-    if (!mopts.metrics.empty() && metrics_rank_mode == "auto")
-      std::cout << "metrics: no metrics rank in a single-process run; use `styleforge metrics` on the checkpoints\n";
+    if (!mopts.metrics.empty() && !req.dry_run) req.local_metrics = &local_metrics;
     try {
       return trainer::run_training(req, comm);
     } catch (const std::invalid_argument& e) {
@@ -220,7 +234,13 @@ int cmd_train(const std::vector<std::string>& args) {
     req.topology = topo.describe();
     req.metrics_timeout_s = timeout_s;
     int rc = 0;
-    if (topo.role == sharding::Role::Metrics) {
+    // A dry run: trainers print the options and stop, so nothing is handed to a metrics rank
+    // (which stops at once) and no rank sets up the metrics link. Servers serve the trainers'
+    // finish as usual.
+    const bool use_link = topo.metrics_rank >= 0 && !req.dry_run;
+    if (topo.role == sharding::Role::Metrics && req.dry_run) {
+      std::printf("[metrics rank %d] dry run; exiting.\n", topo.world_rank);
+    } else if (topo.role == sharding::Role::Metrics) {
       // A GPU of its own when there is one: the first visible GPU after this host's trainers (or
       // the single GPU a launcher bound to this task with --device cuda); else the CPU.
       int local_trainers = 0;
@@ -238,15 +258,16 @@ int cmd_train(const std::vector<std::string>& args) {
     } else if (topo.role == sharding::Role::Server) {
       // The link's communicator is duplicated from MPI_COMM_WORLD, a collective of every rank:
       // servers take part (and never use it), or trainers and the metrics rank would wait forever.
-      std::unique_ptr<sharding::MetricsLink> link;
-      if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
+      std::unique_ptr<sharding::MetricsLink> metrics_link;
+      if (use_link) metrics_link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
       rc = sharding::run_parameter_server(scomm, topo.num_trainers, timeout_s, &g_stop);
       std::printf("[parameter server rank %d] training finished (exit code %d)\n", topo.world_rank, rc);
       MPI_Comm_free(&scomm);
     } else {
-      std::unique_ptr<sharding::MetricsLink> link;
-      if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
-      if (topo.world_rank == 0) req.metrics = link.get();
+      std::unique_ptr<sharding::MetricsLink> metrics_link;
+      if (use_link) metrics_link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
+      if (topo.world_rank == 0) req.metrics = metrics_link.get();
+      if (topo.metrics_rank < 0 && !mopts.metrics.empty() && !req.dry_run) req.local_metrics = &local_metrics;
       {
         sharding::MpiCommunicator comm(tcomm, timeout_s);
         if (scomm != MPI_COMM_NULL) {
