@@ -36,9 +36,13 @@ nlohmann::json summary_json(const metrics::RunSummary& r) {
   j["checkpoint_age_sec"] = r.checkpoint_age_sec;
   j["metrics"] = nlohmann::json::object();
   for (const auto& m : r.metrics) j["metrics"][m.metric] = m.value;
-  if (r.slowest_rank >= 0)
-    j["slowest_rank"] = {{"rank", r.slowest_rank}, {"host", r.slowest_host}, {"heartbeat_age_sec", r.slowest_age_sec},
+  if (r.slowest_rank >= 0) {
+    // A heartbeat age only while the ranks run (a finished run's ranks have stopped beating).
+    const bool alive = r.state == "running" || r.state == "stalled";
+    j["slowest_rank"] = {{"rank", r.slowest_rank}, {"host", r.slowest_host},
+                         {"heartbeat_age_sec", alive ? nlohmann::json(r.slowest_age_sec) : nlohmann::json()},
                          {"sec_per_kimg", r.slowest_sec_per_kimg}};
+  }
   return j;
 }
 

@@ -83,6 +83,36 @@ TEST(TrainCli, SingleProcessRunComputesMetricsAtEachSnapshot) {
   EXPECT_EQ(timed, static_cast<int>(snapshots.size())) << r.out;
 }
 
+TEST(TrainCli, TwoTrainersWithoutMetricsRankEvaluateOnRankZero) {
+  ScratchDir tmp("train_cli_metrics2");
+  // --metrics-rank none: 2 trainers, rank 0 evaluates while rank 1 waits (short --timeout: the
+  // waiting rank must keep hearing from rank 0).
+  const std::string cmd = std::string(kMpiEnv) + "STYLEFORGE_CACHE=" + (tmp / "cache") + " timeout -s KILL 300 " +
+                          STYLEFORGE_BINARY + " " + tiny_train() + "--gpus 2 --outdir " + (tmp / "runs") +
+                          " --kimg 0.016 --tick 0.008 --snap 1 --timeout 4 --metrics-rank none --metrics kid50k_full"
+                          " --metrics-num-gen 24 --detector " + sf::test::fixture("detector_standin.pt");
+  sf::test::CliResult r = sf::test::run_shell(cmd);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.out.find("[metrics rank"), std::string::npos) << r.out;
+  std::vector<fs::path> runs;
+  for (const auto& e : fs::directory_iterator(tmp / "runs")) runs.push_back(e.path());
+  ASSERT_EQ(runs.size(), 1u);
+  const std::string log = [&] {
+    std::string all;
+    for (const auto& l : lines_of(runs[0] / "log.txt")) all += l + "\n";
+    return all;
+  }();
+  EXPECT_NE(log.find("2 trainers, no metrics rank"), std::string::npos) << log;
+  const std::vector<std::string> lines = lines_of(runs[0] / "metric-kid24_full@detector_standin.jsonl");
+  ASSERT_EQ(lines.size(), 2u) << r.out;  // ticks 0 and 1 (done), each a snapshot
+  for (const auto& l : lines) {
+    nlohmann::json j = nlohmann::json::parse(l);
+    EXPECT_EQ(j.at("num_gpus"), 2) << l;
+    EXPECT_TRUE(std::isfinite(j.at("results").at("kid24_full@detector_standin").get<double>())) << l;
+    EXPECT_TRUE(fs::exists(runs[0] / j.at("snapshot_pkl").get<std::string>())) << l;
+  }
+}
+
 TEST(TrainCli, SingleProcessWithoutDetectorSaysMetricsAreOffAndTrains) {
   ScratchDir tmp("train_cli_nodet");
   const std::string cmd = "STYLEFORGE_CACHE=" + (tmp / "cache") + " STYLEFORGE_DETECTOR= " + std::string(STYLEFORGE_BINARY) +
@@ -111,7 +141,7 @@ TEST(TrainCli, DryRunWithGpusExitsOnEveryRank) {
                                               tiny_train() + "--gpus 2 --dry-run");
   ASSERT_EQ(d.rc, 0) << d.out;
   EXPECT_NE(d.out.find("Number of trainers: 2"), std::string::npos) << d.out;
-  EXPECT_EQ(d.out.find("metrics rank"), std::string::npos) << d.out;
+  EXPECT_EQ(d.out.find("[metrics rank"), std::string::npos) << d.out;
 
   // With a parameter server as well: every role ends.
   sf::test::CliResult p = sf::test::run_shell(std::string(kMpiEnv) + "timeout -s KILL 120 " + STYLEFORGE_BINARY + " " +

@@ -440,9 +440,11 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (local_metrics && snapshot && !stop_now) {
       const auto t0 = std::chrono::steady_clock::now();
       if (rank0) {
+        // Often enough that a waiting rank hears from rank 0 well within --timeout.
+        const double alive_every_s = std::min(5.0, std::max(0.05, req.metrics_timeout_s / 4));
         auto last_alive = t0;
         auto alive = [&] {
-          if (comm.size() < 2 || seconds_since(last_alive) < 5) return;
+          if (comm.size() < 2 || seconds_since(last_alive) < alive_every_s) return;
           double v = 0;
           comm.allreduce_sum(&v, 1);
           last_alive = std::chrono::steady_clock::now();
