@@ -90,7 +90,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("metrics-nice", po::value(&mopts.nice)->default_value(19), "scheduling niceness of the metrics rank (0: same as trainers)")
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
       ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
-      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)")
+      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host, plus one for a metrics rank when asked for (re-runs itself under mpirun)")
       ("param-servers", po::value(&param_servers)->default_value(0), "ranks after the trainers that only sum gradients (sum-only parameter servers; 0: trainers allreduce among themselves)")
       ("device", po::value(&o.device)->default_value("auto"), "auto (a GPU when one is visible: trainer i of a host on its GPU i) | cpu | cuda | cuda:N")
       ("comm", po::value(&o.comm)->default_value("auto"), "gradient communicator: auto (NCCL for GPU tensors, MPI on CPUs) | nccl | mpi")
