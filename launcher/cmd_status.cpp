@@ -17,20 +17,10 @@ namespace fs = std::filesystem;
 namespace sf::cli {
 namespace {
 
-bool looks_like_run(const fs::path& p) {
-  for (const char* f : {"status.json", "stats.jsonl", "training_options.json", "log.txt"})
-    if (fs::exists(p / f)) return true;
-  return false;
-}
-
-// A run directory as given, or the run directories inside a folder of runs (an --outdir).
+// A run directory as given, or the run directories inside a folder of runs (an --outdir); the
+// argument itself when it holds none (summarize_run then says what is wrong with it).
 std::vector<std::string> expand(const std::string& arg) {
-  std::vector<std::string> out;
-  const fs::path p(arg);
-  if (!fs::is_directory(p) || looks_like_run(p)) return {arg};
-  for (const auto& e : fs::directory_iterator(p))
-    if (e.is_directory() && looks_like_run(e.path())) out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
+  std::vector<std::string> out = metrics::find_run_directories(arg);
   if (out.empty()) out.push_back(arg);
   return out;
 }
@@ -46,9 +36,13 @@ nlohmann::json summary_json(const metrics::RunSummary& r) {
   j["checkpoint_age_sec"] = r.checkpoint_age_sec;
   j["metrics"] = nlohmann::json::object();
   for (const auto& m : r.metrics) j["metrics"][m.metric] = m.value;
-  if (r.slowest_rank >= 0)
-    j["slowest_rank"] = {{"rank", r.slowest_rank}, {"host", r.slowest_host}, {"heartbeat_age_sec", r.slowest_age_sec},
+  if (r.slowest_rank >= 0) {
+    // A heartbeat age only while the ranks run (a finished run's ranks have stopped beating).
+    const bool alive = r.state == "running" || r.state == "stalled";
+    j["slowest_rank"] = {{"rank", r.slowest_rank}, {"host", r.slowest_host},
+                         {"heartbeat_age_sec", alive ? nlohmann::json(r.slowest_age_sec) : nlohmann::json()},
                          {"sec_per_kimg", r.slowest_sec_per_kimg}};
+  }
   return j;
 }
 
@@ -90,21 +84,21 @@ int cmd_status(const std::vector<std::string>& args) {
   while (true) {
     const double now = metrics::unix_now();
     nlohmann::json all = nlohmann::json::array();
-    if (!json && !no_header) std::cout << metrics::status_header() << "\n";
+    std::vector<metrics::RunSummary> runs;
     for (const auto& arg : dirs)
       for (const auto& d : expand(arg)) {
         try {
-          metrics::RunSummary r = metrics::summarize_run(d, now, stale_minutes * 60);
-          if (json)
-            all.push_back(summary_json(r));
-          else
-            std::cout << metrics::status_line(r) << "\n";
+          runs.push_back(metrics::summarize_run(d, now, stale_minutes * 60));
+          if (json) all.push_back(summary_json(runs.back()));
         } catch (const std::exception& e) {
           std::cerr << "styleforge status: " << e.what() << "\n";
           rc = kFailure;
         }
       }
-    if (json) std::cout << all.dump(2) << "\n";
+    if (json)
+      std::cout << all.dump(2) << "\n";
+    else if (!runs.empty() || !no_header)
+      for (const auto& line : metrics::status_table(runs, !no_header)) std::cout << line << "\n";
     std::cout.flush();
     if (watch <= 0) break;
     std::this_thread::sleep_for(std::chrono::duration<double>(watch));

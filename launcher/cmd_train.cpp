@@ -18,6 +18,7 @@
 #include "data/pack_path.h"
 #include "launcher/cli.h"
 #include "launcher/early_signals.h"
+#include "metrics/inprocess_metrics.h"
 #include "metrics/metrics_rank.h"
 #include "metrics/registry.h"
 #include "trainer/train_options_validate.h"
@@ -88,8 +89,8 @@ int cmd_train(const std::vector<std::string>& args) {
       ("grid", po::value(&grid_text), "snapshot grid COLSxROWS (default: the reference's size for the resolution)")
       ("resume", po::value(&req.resume), "continue a run (a training checkpoint, or latest in --outdir/--run-dir), or start from a network: ffhq256, ffhq512, ffhq1024, afhqcat, afhqdog, afhqwild, brecahad, metfaces, celebahq256, lsundog256, a reference .pkl or a network-only .h5")
       ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit")
-      ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics for the metrics rank, comma-separated, or none")
-      ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (the last rank computes metrics when there are metrics and >= 2 ranks) | none")
+      ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics computed at snapshots, comma-separated, or none: by the metrics rank when there is one, else by trainer rank 0 (training pauses meanwhile, as in the reference)")
+      ("metrics-rank", po::value(&metrics_rank_mode)->default_value("auto"), "auto (a metrics rank, the last rank, when --metrics is given and the job has >= 2 ranks; --gpus N then starts N + 1 processes) | on (also for the default --metrics) | none (trainer rank 0 computes them)")
       ("wait-metrics", po::bool_switch(&req.wait_metrics), "at the end, wait for the metrics rank's last evaluation")
       ("tensorboard", po::value(&tensorboard)->default_value("on"), "TensorBoard event files in the run directory (tensorboard --logdir): on | off")
       ("detector", po::value(&mopts.detector), "feature detector for metrics (TorchScript .pt)")
@@ -98,7 +99,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("metrics-nice", po::value(&mopts.nice)->default_value(19), "scheduling niceness of the metrics rank (0: same as trainers)")
       ("timeout", po::value(&timeout_s)->default_value(600.0), "seconds a collective may block before the job is aborted")
       ("prometheus", po::value<std::string>(), "also serve the run's Prometheus metrics over HTTP at ADDR:PORT (a bare PORT binds 127.0.0.1) from rank 0")
-      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host (re-runs itself under mpirun)")
+      ("gpus", po::value(&ranks)->default_value(0), "start this many trainer processes on this host, plus one for a metrics rank when asked for (re-runs itself under mpirun)")
       ("param-servers", po::value(&param_servers)->default_value(0), "ranks after the trainers that only sum gradients (sum-only parameter servers; 0: trainers allreduce among themselves)")
       ("device", po::value(&o.device)->default_value("auto"), "auto (a GPU when one is visible: trainer i of a host on its GPU i) | cpu | cuda | cuda:N")
       ("comm", po::value(&o.comm)->default_value("auto"), "gradient communicator: auto (NCCL for GPU tensors, MPI on CPUs) | nccl | mpi")
@@ -205,8 +206,8 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cerr << "styleforge train: --outdir (or --run-dir) is required (see styleforge train --help)\n";
     return kUsage;
   }
-  if (metrics_rank_mode != "auto" && metrics_rank_mode != "none") {
-    std::cerr << "styleforge train: --metrics-rank must be auto or none\n";
+  if (metrics_rank_mode != "auto" && metrics_rank_mode != "on" && metrics_rank_mode != "none") {
+    std::cerr << "styleforge train: --metrics-rank must be auto, on or none\n";
     return kUsage;
   }
   {
@@ -215,7 +216,19 @@ int cmd_train(const std::vector<std::string>& args) {
     while (std::getline(ss, m, ','))
       if (!m.empty() && m != "none") mopts.metrics.push_back(m);
   }
-  const bool want_metrics_rank = metrics_rank_mode == "auto" && !mopts.metrics.empty();
+  // A metrics rank only when asked for: --metrics-rank on, or --metrics named on the command line
+  // (auto). Otherwise the metrics (by default fid50k_full) are computed in the training process.
+  const bool want_metrics_rank =
+      !mopts.metrics.empty() && (metrics_rank_mode == "on" || (metrics_rank_mode == "auto" && !vm["metrics"].defaulted()));
+  if (metrics_rank_mode == "on" && mopts.metrics.empty()) {
+    std::cerr << "styleforge train: --metrics-rank on: there are no metrics to compute (--metrics none)\n";
+    return kUsage;
+  }
+  if (metrics_rank_mode == "on" && ranks == 0 && !sharding::launched_by_mpi()) {
+    std::cerr << "styleforge train: --metrics-rank on needs a second process: add --gpus N (N trainers + the metrics "
+                 "rank) or start the job with mpirun/srun\n";
+    return kUsage;
+  }
   if (param_servers < 0) {
     std::cerr << "styleforge train: --param-servers must be >= 0\n";
     return kUsage;
@@ -251,10 +264,11 @@ int cmd_train(const std::vector<std::string>& args) {
   if (int s = take_early_signal()) g_stop.store(s);  // arrived before these handlers (launcher/early_signals.h)
   req.stop = &g_stop;
   sharding::MpiSession mpi(sharding::launched_by_mpi());
+  // Without a metrics rank the training process evaluates the metrics at its snapshots.
+  metrics::InProcessMetrics local_metrics(mopts);
   if (!mpi.active()) {
     sharding::LocalCommunicator comm;
-    if (!mopts.metrics.empty() && metrics_rank_mode == "auto")
-      std::cout << "metrics: no metrics rank in a single-process run; use `styleforge metrics` on the checkpoints\n";
+    if (!mopts.metrics.empty() && !req.dry_run) req.local_metrics = &local_metrics;
     try {
       return trainer::run_training(req, comm);
     } catch (const std::invalid_argument& e) {
@@ -277,7 +291,13 @@ int cmd_train(const std::vector<std::string>& args) {
     req.topology = topo.describe();
     req.metrics_timeout_s = timeout_s;
     int rc = 0;
-    if (topo.role == sharding::Role::Metrics) {
+    // A dry run: trainers print the options and stop, so nothing is handed to a metrics rank
+    // (which stops at once) and no rank sets up the metrics link. Servers serve the trainers'
+    // finish as usual.
+    const bool use_link = topo.metrics_rank >= 0 && !req.dry_run;
+    if (topo.role == sharding::Role::Metrics && req.dry_run) {
+      std::printf("[metrics rank %d] dry run; exiting.\n", topo.world_rank);
+    } else if (topo.role == sharding::Role::Metrics) {
       // A GPU of its own when there is one: the first visible GPU after this host's trainers (or
       // the single GPU a launcher bound to this task with --device cuda); else the CPU.
       int local_trainers = 0;
@@ -295,15 +315,16 @@ int cmd_train(const std::vector<std::string>& args) {
     } else if (topo.role == sharding::Role::Server) {
       // The link's communicator is duplicated from MPI_COMM_WORLD, a collective of every rank:
       // servers take part (and never use it), or trainers and the metrics rank would wait forever.
-      std::unique_ptr<sharding::MetricsLink> link;
-      if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
+      std::unique_ptr<sharding::MetricsLink> metrics_link;
+      if (use_link) metrics_link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
       rc = sharding::run_parameter_server(scomm, topo.num_trainers, timeout_s, &g_stop);
       std::printf("[parameter server rank %d] training finished (exit code %d)\n", topo.world_rank, rc);
       MPI_Comm_free(&scomm);
     } else {
-      std::unique_ptr<sharding::MetricsLink> link;
-      if (topo.metrics_rank >= 0) link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
-      if (topo.world_rank == 0) req.metrics = link.get();
+      std::unique_ptr<sharding::MetricsLink> metrics_link;
+      if (use_link) metrics_link = std::make_unique<sharding::MetricsLink>(0, topo.metrics_rank);
+      if (topo.world_rank == 0) req.metrics = metrics_link.get();
+      if (topo.metrics_rank < 0 && !mopts.metrics.empty() && !req.dry_run) req.local_metrics = &local_metrics;
       {
         sharding::MpiCommunicator comm(tcomm, timeout_s);
         if (scomm != MPI_COMM_NULL) {

@@ -154,9 +154,20 @@ struct RunSummary {
 // A "running" status older than max(stale_sec, 3 ticks at the last speed) is reported "stalled".
 // Throws std::runtime_error when run_dir is not a directory.
 RunSummary summarize_run(const std::string& run_dir, double now, double stale_sec);
-// Column header and one line per run, aligned with it.
+// The table of `styleforge status`: a header (when asked for) and one line per run; each column
+// is as wide as its widest cell, header included, plus two spaces, so long run names (slurm-<id>,
+// NNNNN-<dataset>-<cfg>-...) keep the columns aligned. A run that is not running (done, failed,
+// requeue) shows no heartbeat age: its ranks have stopped beating.
+std::vector<std::string> status_table(const std::vector<RunSummary>& runs, bool header = true);
+// The header alone, and one run's line (each sized to itself; status_table aligns several).
 std::string status_header();
 std::string status_line(const RunSummary& r);
+
+// A run directory: holds status.json, stats.jsonl, training_options.json or log.txt.
+bool is_run_directory(const std::string& dir);
+// `dir` when it is a run directory, else the run directories directly inside it (an --outdir),
+// sorted; empty when there are none (or dir is not a directory).
+std::vector<std::string> find_run_directories(const std::string& dir);
 // "35s", "4m 05s", "2h 03m", "3d 04h"; "-" for negative values.
 std::string format_duration(double seconds);
 

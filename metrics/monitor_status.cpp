@@ -145,16 +145,12 @@ RunSummary summarize_run(const std::string& run_dir, double now, double stale_se
   return r;
 }
 
-static const size_t kWidths[] = {24, 8, 16, 9, 9, 6, 26, 22};
+namespace {
 
-std::string status_header() {
-  const char* cols[] = {"RUN", "STATE", "KIMG", "SEC/KIMG", "ETA", "P", "FID/KID", "SLOWEST RANK"};
-  std::string s;
-  for (size_t i = 0; i < 8; ++i) s += pad(cols[i], kWidths[i]);
-  return s + "LAST CHECKPOINT";
-}
+const char* const kColumns[] = {"RUN", "STATE", "KIMG", "SEC/KIMG", "ETA", "P", "FID/KID", "SLOWEST RANK", "LAST CHECKPOINT"};
+constexpr size_t kNumColumns = sizeof kColumns / sizeof kColumns[0];
 
-std::string status_line(const RunSummary& r) {
+std::vector<std::string> status_cells(const RunSummary& r) {
   const RunStatus& s = r.status;
   std::string state = r.state;
   if (r.state == "stalled" && r.age_sec >= 0) state += " " + format_duration(r.age_sec);
@@ -174,13 +170,52 @@ std::string status_line(const RunSummary& r) {
   if (r.slowest_rank >= 0) {
     slow = "r" + std::to_string(r.slowest_rank) + "@" + r.slowest_host;
     if (r.slowest_sec_per_kimg > 0) slow += " " + fmt("%.3g", r.slowest_sec_per_kimg) + "s/k";
-    if (r.slowest_age_sec >= 0) slow += " hb " + format_duration(r.slowest_age_sec);
+    // A heartbeat age means something only while the ranks are alive.
+    const bool alive = r.state == "running" || r.state == "stalled";
+    if (alive && r.slowest_age_sec >= 0) slow += " hb " + format_duration(r.slowest_age_sec);
   }
   std::string ckpt = r.checkpoint.empty() ? "-" : r.checkpoint + " (" + format_duration(r.checkpoint_age_sec) + " ago)";
-  const std::string cols[] = {r.name, state, kimg, spk, eta, p, quality, slow};
-  std::string line;
-  for (size_t i = 0; i < 8; ++i) line += pad(cols[i], kWidths[i]);
-  return line + ckpt;
+  return {r.name, state, kimg, spk, eta, p, quality, slow, ckpt};
+}
+
+}  // namespace
+
+std::vector<std::string> status_table(const std::vector<RunSummary>& runs, bool header) {
+  std::vector<std::vector<std::string>> rows;
+  if (header) rows.emplace_back(std::begin(kColumns), std::end(kColumns));
+  for (const auto& r : runs) rows.push_back(status_cells(r));
+  std::vector<size_t> width(kNumColumns, 0);
+  for (const auto& row : rows)
+    for (size_t i = 0; i < kNumColumns; ++i) width[i] = std::max(width[i], row[i].size());
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i + 1 < kNumColumns; ++i) line += pad(row[i], width[i] + 2);
+    lines.push_back(line + row[kNumColumns - 1]);
+  }
+  return lines;
+}
+
+std::string status_header() { return status_table({}, true).at(0); }
+
+std::string status_line(const RunSummary& r) { return status_table({r}, false).at(0); }
+
+bool is_run_directory(const std::string& dir) {
+  std::error_code ec;
+  for (const char* f : {"status.json", "stats.jsonl", "training_options.json", "log.txt"})
+    if (fs::exists(fs::path(dir) / f, ec)) return true;
+  return false;
+}
+
+std::vector<std::string> find_run_directories(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return {};
+  if (is_run_directory(dir)) return {dir};
+  std::vector<std::string> out;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec) && is_run_directory(it->path().string())) out.push_back(it->path().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace sf::metrics

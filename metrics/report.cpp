@@ -131,7 +131,9 @@ StatsHistory read_stats_history(const std::string& run_dir) {
 }
 
 ReportFiles write_report(const std::string& run_dir, const std::string& out_dir_arg) {
-  if (!fs::is_directory(run_dir)) throw std::runtime_error(run_dir + ": not a run directory");
+  if (!fs::is_directory(run_dir)) throw std::runtime_error(run_dir + ": no such directory");
+  if (!is_run_directory(run_dir))
+    throw std::runtime_error(run_dir + ": not a run directory (no stats.jsonl, training_options.json, status.json or log.txt)");
   const std::string out_dir = out_dir_arg.empty() ? run_dir : out_dir_arg;
   fs::create_directories(out_dir);
   const bool same_dir = fs::equivalent(run_dir, out_dir);

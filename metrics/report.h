@@ -11,7 +11,9 @@
 //   report.html          the status summary, the plots, the latest fakes grid, ranks, options
 // Resumes (a new process: Timing/total_sec starts over) show as dashed vertical lines; ticks a
 // killed run wrote past its last checkpoint, and that the resumed run wrote again, are replaced
-// by the newer ones. Only reads the run directory (besides writing out_dir). Torch-free.
+// by the newer ones. Only reads the run directory (besides writing out_dir). Throws
+// std::runtime_error, writing nothing, when run_dir is not a run directory (is_run_directory of
+// monitor.h: an empty folder, or a folder of runs). Torch-free.
 #pragma once
 
 #include <map>

@@ -22,8 +22,9 @@
 # Ranks (checked before anything starts; one line `ranks: ...` in the job output says the result):
 #   GPU jobs (the allocation has GPUs, or SF_GPUS_PER_NODE=G): one trainer per GPU, so
 #     trainers T = GPUs per node x nodes, and the other ranks are added as extra tasks: S for
-#     `--param-servers S`, 1 for the metrics rank (when metrics are on: `--metrics` defaults to
-#     fid50k_full; `--metrics none` or `--metrics-rank none` turn it off). The step gets
+#     `--param-servers S`, 1 for the metrics rank (only when asked for, as with `styleforge train
+#     --gpus N`: `--metrics NAMES` on the command line or `--metrics-rank on`; otherwise trainer
+#     rank 0 computes the metrics, by default fid50k_full, at snapshots). The step gets
 #     T + S + 1 tasks whatever --ntasks-per-node says; trainers fill each node's GPUs (ranks
 #     0..T-1, G per node), parameter servers go round-robin over the nodes, the metrics rank
 #     (the last rank) onto the last node; more tasks on a node than the allocation holds share
@@ -122,8 +123,10 @@ visible_gpus() {
 nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
 servers=$(opt_value param-servers 0 "$@")
 is_uint "$servers" || refuse "--param-servers '$servers' is not a number"
+# The metrics rank, decided as styleforge decides it: --metrics-rank on, or --metrics given (auto).
 metrics_on=0
-if [ "$(opt_value metrics-rank auto "$@")" != none ]; then
+metrics_rank_mode=$(opt_value metrics-rank auto "$@")
+if [ "$metrics_rank_mode" = on ] || { [ "$metrics_rank_mode" = auto ] && has_opt metrics "$@"; }; then
   for m in $(tr ',' ' ' <<<"$(opt_value metrics fid50k_full "$@")"); do [ "$m" != none ] && metrics_on=1; done
 fi
 standin=0

@@ -8,8 +8,9 @@
 #   bash tests/e2e_slurm_gpu_ranks.sh [path/to/styleforge]
 #
 # Jobs and checks:
-#   A  the README's command, `sbatch slurm/train-1node-gpus.sbatch --cfg paper256 ...` with 4
-#      stand-in GPUs: 4 trainers + the metrics rank as a 5th task, batch 64 = 4 x 16; trains
+#   A  the README's command, `sbatch slurm/train-1node-gpus.sbatch --cfg paper256 --metrics
+#      fid50k_full ...` with 4 stand-in GPUs: 4 trainers + the metrics rank (asked for with
+#      --metrics) as a 5th task, batch 64 = 4 x 16; trains
 #      to the end (styleforge's own topology line, training_options.json, one binding line per
 #      rank: trainer r on GPU r, the metrics rank on none).
 #   B  train-multinode.sbatch on one node, 3 stand-in GPUs of which 2 for trainers
@@ -17,7 +18,8 @@
 #   G  train-1node-gpus.sbatch with 2 stand-in GPUs, --param-servers 1 --metrics none: 2 trainers
 #      and a parameter server on the CPU. (A server and a metrics rank in one job are planned in F
 #      only.)
-#   C  --batch 6 with 4 stand-in GPUs: refused before launch, one line, exit code 2.
+#   C  --batch 6 with 4 stand-in GPUs (no --metrics: no metrics rank, 4 tasks): refused before
+#      launch, one line, exit code 2.
 #   D  --cfg paper256 with 3 stand-in GPUs: the preset's batch 64 refused for 3 trainers.
 #   E  no stand-ins: 4 GPUs allocated by Slurm but none visible: refused before launch.
 #   F  train-multinode.sbatch's default 4 nodes x 4 GPUs, planned only (SF_PLAN_ONLY=1, no job):
@@ -104,7 +106,7 @@ plan() {
   env SLURM_JOB_ID=plan SLURM_JOB_NODELIST='gpu[1-4]' SLURM_JOB_NUM_NODES=4 SLURM_NTASKS_PER_NODE=4 SLURM_NTASKS=16 \
     SF_FAKE_GPUS=4 SF_PLAN_ONLY=1 SF_OUTDIR="$WORK/plan" STYLEFORGE="$BIN" bash "$SRC/slurm/styleforge-requeue.sh" "$@" 2>&1
 }
-p=$(plan --batch 64 --param-servers 2) || fail "F: plan for 4 x 4 GPUs failed: $p"
+p=$(plan --batch 64 --param-servers 2 --metrics fid50k_full) || fail "F: plan for 4 x 4 GPUs failed: $p"
 grep -q -E 'ranks: trainers=16 \(one per GPU: 4 per node x 4 node.*\) servers=2 metrics=1 tasks=19; batch=64 \(--batch\) per_trainer=4' <<<"$p" ||
   fail "F: wrong ranks for 4 x 4 GPUs: $p"
 grep -q -F 'layout: gpu1 ranks 0-3,16 | gpu2 ranks 4-7,17 | gpu3 ranks 8-11 | gpu4 ranks 12-15,18 (' <<<"$p" ||
@@ -125,7 +127,7 @@ host_gpus=$( { nvidia-smi -L 2>/dev/null || true; compgen -G '/dev/nvidia[0-9]*'
 jE=""
 [ "$host_gpus" -eq 0 ] && jE=$(submit -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.1)
 # A: the README's example as written, with CPU tasks standing in for the 4 GPUs.
-jA=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --kimg 0.064 "${TINY[@]}")
+jA=$(submit SF_FAKE_GPUS=4 -- "$SRC/slurm/train-1node-gpus.sbatch" --cfg paper256 --metrics fid50k_full --kimg 0.064 "${TINY[@]}")
 # B: the multinode template on this one node; 3 stand-in GPUs, 2 trainers, the metrics rank on
 # the spare one.
 jB=$(submit SF_FAKE_GPUS=3 SF_GPUS_PER_NODE=2 -- --nodes=1 --ntasks-per-node=2 "$SRC/slurm/train-multinode.sbatch" \
@@ -137,7 +139,7 @@ jobs_all+=("$jC" "$jD" "$jA" "$jB" "$jG" ${jE:+"$jE"})
 say "submitted C=$jC (batch 6, 4 GPUs) D=$jD (paper256, 3 GPUs) E=${jE:-skipped: this machine has GPUs} (GPUs allocated, none visible)"
 say "submitted A=$jA (README: paper256, 4 GPUs) B=$jB (multinode, 2 of 3 GPUs) G=$jG (2 GPUs, 1 server)"
 expect_refusal "$jC" "batch 6 \(--batch\) is not divisible by 4 trainers" "C: --batch 6 over 4 GPUs"
-expect_line "$jC" "ranks: trainers=4 .* servers=0 metrics=1 tasks=5; batch=6" "C: ranks line"
+expect_line "$jC" "ranks: trainers=4 .* servers=0 metrics=0 tasks=4; batch=6" "C: ranks line (no --metrics: no metrics rank)"
 expect_refusal "$jD" "batch 64 \(--cfg paper256\) is not divisible by 3 trainers" "D: paper256 over 3 GPUs"
 [ -z "$jE" ] || expect_refusal "$jE" "4 GPU\(s\) per node requested but none is visible" "E: no visible GPU"
 

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -244,6 +245,44 @@ TEST(MonitorStatus, SummarizesSyntheticRunDirectories) {
   EXPECT_EQ(format_duration(-1), "-");
 }
 
+TEST(MonitorStatus, ColumnsLineUpWithLongRunNamesAndFinishedRunsHaveNoHeartbeat) {
+  ScratchDir tmp("monitor_status_align");
+  const double now = unix_now();
+  // A 52-character run name (an --outdir run of a long dataset name) and a short one.
+  const std::string long_name = "00012-brain-mri-t1-axial-paper256-gamma10-ada-bgc-m";
+  fs::path a = make_run(tmp, long_name);
+  publish_run_status(a.string(), sample_status());
+  fs::path b = make_run(tmp, "slurm-9");
+  RunStatus done = sample_status();
+  done.state = "done";
+  done.kimg = 100;
+  publish_run_status(b.string(), done);
+  std::vector<RunSummary> runs = {summarize_run(a.string(), now + 5, 1800), summarize_run(b.string(), now + 5, 1800)};
+  ASSERT_EQ(runs[1].state, "done");
+  const std::vector<std::string> lines = status_table(runs);
+  ASSERT_EQ(lines.size(), 3u);
+  // Every column starts where its header does: the cell at the header's offset is preceded by
+  // a space and begins with the expected text.
+  const std::string& header = lines[0];
+  auto starts_at = [&](const std::string& line, const char* col, const std::string& text) {
+    const size_t at = header.find(col);
+    return at != std::string::npos && line.size() > at && line.compare(at, text.size(), text) == 0 && line[at - 1] == ' ';
+  };
+  EXPECT_EQ(lines[1].rfind(long_name + "  ", 0), 0u) << lines[1];
+  EXPECT_TRUE(starts_at(lines[1], "STATE", "running")) << header << "\n" << lines[1];
+  EXPECT_TRUE(starts_at(lines[2], "STATE", "done")) << header << "\n" << lines[2];
+  EXPECT_TRUE(starts_at(lines[1], "KIMG", "12.5/100.0")) << header << "\n" << lines[1];
+  EXPECT_TRUE(starts_at(lines[2], "KIMG", "100.0/100.0")) << header << "\n" << lines[2];
+  EXPECT_TRUE(starts_at(lines[1], "FID/KID", "fid50k_full=30.25")) << header << "\n" << lines[1];
+  EXPECT_TRUE(starts_at(lines[2], "SLOWEST RANK", "r1@")) << header << "\n" << lines[2];
+  EXPECT_TRUE(starts_at(lines[1], "LAST CHECKPOINT", "network-snapshot-000012.h5")) << header << "\n" << lines[1];
+  EXPECT_TRUE(starts_at(lines[2], "LAST CHECKPOINT", "network-snapshot-000012.h5")) << header << "\n" << lines[2];
+  // The running run shows how old its slowest rank's heartbeat is; the finished one does not.
+  EXPECT_TRUE(contains(lines[1], " hb 2m")) << lines[1];
+  EXPECT_FALSE(contains(lines[2], " hb ")) << lines[2];
+  EXPECT_TRUE(contains(lines[2], "r1@node\"07 25s/k  ")) << lines[2];
+}
+
 #ifdef STYLEFORGE_BINARY
 TEST(MonitorStatus, CommandPrintsOneLinePerRun) {
   ScratchDir tmp("monitor_status_cli");
@@ -320,14 +359,64 @@ TEST(Report, WritesPlotsAndHtml) {
     EXPECT_TRUE(contains(html, part)) << part;
   EXPECT_TRUE(fs::exists(out / "fakes000001.png"));  // copied next to the page
 
-  // Without an --out the report goes into the run directory; an empty run still gets its plots.
-  fs::path empty = tmp.path / "00003-empty";
-  fs::create_directories(empty);
-  ReportFiles e = write_report(empty.string());
-  EXPECT_TRUE(fs::exists(empty / "report.html"));
-  EXPECT_TRUE(fs::exists(empty / "plot-losses.png"));
+  // Without an --out the report goes into the run directory; a run that has only started (its
+  // options, no tick yet) still gets its page.
+  fs::path fresh = tmp.path / "00003-fresh";
+  fs::create_directories(fresh);
+  write_file(fresh / "training_options.json", R"({"aug": "ada", "total_kimg": 2})");
+  ReportFiles e = write_report(fresh.string());
+  EXPECT_TRUE(fs::exists(fresh / "report.html"));
+  EXPECT_TRUE(fs::exists(fresh / "plot-losses.png"));
   EXPECT_TRUE(contains(slurp(e.html), "No fakes grid yet"));
+
+  // An empty folder is no run: refused, nothing written into it.
+  fs::path empty = tmp.path / "00004-empty";
+  fs::create_directories(empty);
+  try {
+    write_report(empty.string());
+    ADD_FAILURE() << "an empty folder was reported";
+  } catch (const std::runtime_error& err) {
+    EXPECT_TRUE(contains(err.what(), "not a run directory")) << err.what();
+  }
+  EXPECT_TRUE(fs::is_empty(empty));
 }
+
+#ifdef STYLEFORGE_BINARY
+TEST(Report, CommandRefusesEmptyFoldersAndReportsEachRunOfAFolder) {
+  ScratchDir tmp("report_cli");
+  const std::string bin = STYLEFORGE_BINARY;
+  // An empty folder and a file: one line on stderr, exit code != 0, no plots.
+  fs::path empty = tmp.path / "empty";
+  fs::create_directories(empty);
+  Shell e = shell(bin + " report " + empty.string());
+  EXPECT_NE(e.rc, 0) << e.out;
+  EXPECT_EQ(std::count(e.out.begin(), e.out.end(), '\n'), 1) << e.out;
+  EXPECT_TRUE(contains(e.out, empty.string() + ": not a run directory")) << e.out;
+  EXPECT_TRUE(fs::is_empty(empty));
+  Shell missing = shell(bin + " report " + (tmp.path / "nope").string());
+  EXPECT_NE(missing.rc, 0) << missing.out;
+  EXPECT_TRUE(contains(missing.out, "nope: no such directory")) << missing.out;
+
+  // A folder of runs: each run gets its own report (into the run, or --out/<run name>/).
+  fs::path runs = tmp.path / "runs";
+  for (const char* name : {"00000-a", "00001-b"}) {
+    fs::create_directories(runs / name);
+    write_file(runs / name / "stats.jsonl", stats_line(0.1, 10, 0.0, 1.7e9) + "\n" + stats_line(0.2, 20, 0.01, 1.7e9 + 10) + "\n");
+  }
+  fs::create_directories(runs / "not-a-run");
+  Shell all = shell(bin + " report " + runs.string());
+  ASSERT_EQ(all.rc, 0) << all.out;
+  EXPECT_TRUE(fs::exists(runs / "00000-a" / "report.html"));
+  EXPECT_TRUE(fs::exists(runs / "00001-b" / "plot-losses.png"));
+  EXPECT_TRUE(fs::is_empty(runs / "not-a-run"));
+  EXPECT_FALSE(fs::exists(runs / "report.html"));
+  EXPECT_TRUE(contains(all.out, "reported 2 run(s)")) << all.out;
+  Shell to = shell(bin + " report " + runs.string() + " --out " + (tmp.path / "out").string());
+  ASSERT_EQ(to.rc, 0) << to.out;
+  EXPECT_TRUE(fs::exists(tmp.path / "out" / "00000-a" / "report.html"));
+  EXPECT_TRUE(fs::exists(tmp.path / "out" / "00001-b" / "report.html"));
+}
+#endif
 
 TEST(Report, TicksAndFont) {
   double step = 0;

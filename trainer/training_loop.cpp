@@ -137,6 +137,18 @@ std::string snapshot_path(const std::string& run_dir, const std::string& prefix,
   return (fs::path(run_dir) / kimg_name(prefix, nimg, buf + ext)).string();
 }
 
+// G_ema's tensors as one flat float32 buffer (registration order) and their names: what the
+// metrics rank receives and what in-process metrics evaluate.
+void flatten_state(TrainingStep& step, std::vector<float>* flat, std::vector<std::string>* keys) {
+  flat->clear();
+  keys->clear();
+  for (const auto& e : step.G_ema().state().entries()) {
+    at::Tensor t = e.tensor.detach().to(at::kFloat).cpu().contiguous();
+    flat->insert(flat->end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+    keys->push_back(e.name);
+  }
+}
+
 }  // namespace
 
 const std::string& last_run_dir() { return g_last_run_dir; }
@@ -341,6 +353,20 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     }
   }
 
+  // In-process metrics (no metrics rank): rank 0 builds the evaluator now, so that a missing
+  // detector is reported before training; every trainer learns whether snapshots are evaluated.
+  bool local_metrics = false;
+  if (req.local_metrics) {
+    double on = 0;
+    if (rank0) {
+      const nlohmann::json run = {{"data", o.data}, {"seed", o.seed}, {"mirror", o.mirror},
+                                  {"num_trainers", o.num_trainers}, {"device", device.str()}};
+      on = req.local_metrics->start(run, [&log](const std::string& line) { log.line(line); }) ? 1 : 0;
+    }
+    if (comm.size() > 1) comm.allreduce_sum(&on, 1);
+    local_metrics = on > 0;
+  }
+
   // Data: this rank's shard of the infinite sampler, skipping what the run already consumed.
   const int64_t bpr = o.batch_per_trainer();
   sharding::InfiniteSampler::Options so;
@@ -422,6 +448,46 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     st.report0("Timing/total_hours", total_sec / 3600);
     st.report0("Timing/total_days", total_sec / 86400);
     for (const auto& ph : step.phases()) st.report0("Timing/" + ph.name, ph.ms_last);
+
+    // In-process metrics of this snapshot (not of the checkpoint a stop request writes: a job
+    // about to be preempted has no time for them). Rank 0 evaluates; the other trainers wait in
+    // small sums that rank 0 joins every few seconds, so no collective outlasts --timeout; a sum
+    // of 1 releases them. The results are written after the checkpoint, which they name.
+    const bool snapshot = done || k.cur_tick % o.snap == 0;
+    std::vector<nlohmann::json> metric_results;
+    double metrics_sec = -1;
+    if (local_metrics && snapshot && !stop_now) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (rank0) {
+        // Often enough that a waiting rank hears from rank 0 well within --timeout.
+        const double alive_every_s = std::min(5.0, std::max(0.05, req.metrics_timeout_s / 4));
+        auto last_alive = t0;
+        auto alive = [&] {
+          if (comm.size() < 2 || seconds_since(last_alive) < alive_every_s) return;
+          double v = 0;
+          comm.allreduce_sum(&v, 1);
+          last_alive = std::chrono::steady_clock::now();
+        };
+        try {
+          std::vector<float> flat;
+          std::vector<std::string> keys;
+          flatten_state(step, &flat, &keys);
+          metric_results = req.local_metrics->evaluate(o.G.to_json(), keys, flat, alive);
+        } catch (const std::exception& e) {
+          log.line(std::string("metrics: evaluation failed (training continues): ") + e.what());
+        }
+        if (comm.size() > 1) {
+          double v = 1;
+          comm.allreduce_sum(&v, 1);
+        }
+      } else {
+        for (double v = 0; v == 0;) {
+          v = 0;
+          comm.allreduce_sum(&v, 1);
+        }
+      }
+      metrics_sec = seconds_since(t0);
+    }
     {
       const double eta = std::max(0.0, (total_nimg - k.cur_nimg) / 1e3 * sec_per_kimg);
       char line[512];
@@ -430,7 +496,9 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                     "cpumem %-6.2f augment %.3f eta %s",
                     static_cast<long long>(k.cur_tick), k.cur_nimg / 1e3, format_time(total_sec).c_str(), tick_sec,
                     sec_per_kimg, maintenance_sec, rss, step.augment_p(), format_time(eta).c_str());
-      log.line(line);
+      char metrics_part[64] = "";
+      if (metrics_sec >= 0) std::snprintf(metrics_part, sizeof metrics_part, " metrics %.1fs", metrics_sec);
+      log.line(line + std::string(metrics_part));
     }
     // Per-rank throughput (time outside gradient sync), memory, progress and clock, gathered
     // through a sum (one slot per rank): the tick log line and the heartbeats of status.json.
@@ -457,7 +525,6 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     }
     if (stop_now) log.line("Stop requested: writing a checkpoint and exiting for requeue.");
 
-    const bool snapshot = done || k.cur_tick % o.snap == 0;
     if (snapshot && rank0) {
       const std::string fakes = snapshot_path(run_dir, "fakes", k.cur_nimg, ".png");
       save_fakes_grid(step.G_ema(), grid, o.batch_gpu, fakes);
@@ -483,15 +550,23 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
         write_checkpoint(path, w);
         prune_snapshots(run_dir, o.keep_snapshots);
         log.line("Saved " + path);
+        std::vector<std::pair<std::string, double>> metric_scalars;  // `Metrics/<name>`, as the metrics rank writes
+        for (const auto& r : metric_results) {
+          try {
+            log.line("metrics: " + req.local_metrics->report(r, run_dir, path));
+            if (r.contains("results"))
+              for (const auto& [name, v] : r.at("results").items())
+                if (v.is_number()) metric_scalars.emplace_back("Metrics/" + name, v.get<double>());
+          } catch (const std::exception& e) {
+            log.line(std::string("metrics: ") + e.what());
+          }
+        }
+        if (tb && !metric_scalars.empty()) tb->add_scalars(metric_scalars, tb_step(), seconds_since(start_time));
         if (req.metrics) {
           // Hand G_ema to the metrics rank: one flat buffer, sent without waiting.
           std::vector<float> flat;
-          nlohmann::json keys = nlohmann::json::array();
-          for (const auto& e : step.G_ema().state().entries()) {
-            at::Tensor t = e.tensor.detach().to(at::kFloat).cpu().contiguous();
-            flat.insert(flat.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
-            keys.push_back(e.name);
-          }
+          std::vector<std::string> keys;
+          flatten_state(step, &flat, &keys);
           nlohmann::json h = {{"kimg", k.cur_nimg / 1e3}, {"cur_nimg", k.cur_nimg}, {"checkpoint", path},
                               {"run_dir", run_dir}, {"data", o.data}, {"G", o.G.to_json()}, {"keys", keys},
                               {"num_trainers", o.num_trainers}, {"mirror", o.mirror}, {"seed", o.seed},

@@ -9,6 +9,9 @@
 // moments and random streams carry on; only the total length (--kimg) may change.
 // A stop request (SIGTERM/SIGUSR1, set through `stop`) makes the loop write a checkpoint at the
 // end of the current iteration and return kRequeue.
+// Metrics: with a metrics rank, rank 0 hands G_ema over at snapshots (sharding/metrics_link.h);
+// without one, `local_metrics` evaluates it in this process at snapshot ticks (not at the snapshot
+// of a stop request) and the tick line says how long that took.
 #pragma once
 
 #include <atomic>
@@ -16,6 +19,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "sharding/communicator.h"
 
@@ -25,6 +30,26 @@ class MetricsLink;
 #include "trainer/train_options.h"
 
 namespace sf::trainer {
+
+// Metrics that trainer rank 0 evaluates itself at snapshot ticks when the job has no metrics rank
+// (a single process, or --metrics-rank none), as the reference does: training pauses meanwhile.
+// Implemented in metrics/ and handed in by the launcher (trainer/ does not depend on metrics/).
+// Used from the training thread of rank 0 only.
+class SnapshotMetrics {
+ public:
+  virtual ~SnapshotMetrics() = default;
+  // Once, before training: the run's settings {data, seed, mirror, num_trainers, device}. Logs
+  // what will be computed, or why nothing (e.g. no detector file); false when metrics are off.
+  virtual bool start(const nlohmann::json& run, const std::function<void(const std::string&)>& log) = 0;
+  // G_ema as GeneratorConfig JSON, its state keys in order and their values back to back.
+  // `alive` is called every few seconds while it works (other trainers wait meanwhile). Returns
+  // one result per metric, shaped as the reference's result dict.
+  virtual std::vector<nlohmann::json> evaluate(const nlohmann::json& G, const std::vector<std::string>& keys,
+                                               const std::vector<float>& flat, const std::function<void()>& alive) = 0;
+  // Appends a result to <run_dir>/metric-<name>.jsonl, as the metrics rank does; returns a short
+  // human-readable summary ("fid50k_full 12.34").
+  virtual std::string report(const nlohmann::json& result, const std::string& run_dir, const std::string& checkpoint) = 0;
+};
 
 struct TrainRequest {
   TrainOptions options;         // flags (unresolved)
@@ -42,6 +67,9 @@ struct TrainRequest {
   // every stats.jsonl mean at each tick, the fakes grid at each snapshot; the metrics rank adds
   // its results to a file of its own under <run>/metrics/ (`train --tensorboard off`: none).
   bool tensorboard = true;
+  // No metrics rank: metrics evaluated in this process at snapshots (set on every trainer rank;
+  // rank 0 evaluates, the others wait). Null: none.
+  SnapshotMetrics* local_metrics = nullptr;
 };
 
 // Returns the process exit code: 0 done, 3 stopped on request after a checkpoint.
