@@ -428,8 +428,8 @@ void check_options(const PhantomOptions& o) {
   if (o.resolution < 8 || o.resolution > 4096)
     throw PhantomError("phantom resolution must be in [8, 4096], got " + std::to_string(o.resolution));
   if (!(o.lesion_fraction >= 0 && o.lesion_fraction <= 1))
-    throw PhantomError("phantom lesion fraction must be in [0, 1], got " + std::to_string(o.lesion_fraction));
-  if (!(o.noise >= 0 && o.noise <= 1)) throw PhantomError("phantom noise must be in [0, 1], got " + std::to_string(o.noise));
+    throw PhantomError("phantom lesion fraction must be in [0, 1], got " + nlohmann::json(o.lesion_fraction).dump());
+  if (!(o.noise >= 0 && o.noise <= 1)) throw PhantomError("phantom noise must be in [0, 1], got " + nlohmann::json(o.noise).dump());
 }
 
 }  // namespace

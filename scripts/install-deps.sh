@@ -8,7 +8,7 @@ PKGS=(
   libhdf5-dev hdf5-tools
   libboost-program-options-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev
-  libpng-dev zlib1g-dev libisal-dev
+  libpng-dev zlib1g-dev libisal-dev libgif-dev
   libjpeg62-turbo-dev python3-h5py
   prometheus prometheus-cpp-dev slurm-wlm munge
 )
