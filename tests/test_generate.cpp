@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "data/gif.h"
@@ -14,6 +16,7 @@
 #include "data/pack.h"
 #include "launcher/progress.h"
 #include "test_data_util.h"
+#include "trainer/batch_invariant.h"
 #include "trainer/checkpoint.h"
 #include "trainer/generate.h"
 #include "trainer/networks.h"
@@ -26,31 +29,50 @@ namespace {
 
 constexpr int kRes = 16, kClasses = 3;
 
-// A small conditional RGB generator with seeded random weights, written as a network-only
-// checkpoint once per test process.
-const std::string& tiny_network() {
-  static test::ScratchDir* dir = nullptr;
-  static std::string path;
-  if (path.empty()) {
-    dir = new test::ScratchDir("gen_net");  // kept for the process
-    trainer::GeneratorConfig cfg;
-    cfg.z_dim = 16;
-    cfg.w_dim = 16;
-    cfg.c_dim = kClasses;
-    cfg.img_resolution = kRes;
-    cfg.img_channels = 3;
-    cfg.mapping_layers = 2;
-    cfg.channel_base = 256;
-    cfg.channel_max = 16;
-    trainer::Generator G(cfg, trainer::make_cpu_generator(5));
-    trainer::CheckpointWrite w;
-    w.G = &G;
-    w.G_ema = &G;
-    path = *dir / "net.h5";
-    trainer::write_checkpoint(path, w);
-  }
-  return path;
+trainer::GeneratorConfig tiny_config() {
+  trainer::GeneratorConfig cfg;
+  cfg.z_dim = 16;
+  cfg.w_dim = 16;
+  cfg.c_dim = kClasses;
+  cfg.img_resolution = kRes;
+  cfg.img_channels = 3;
+  cfg.mapping_layers = 2;
+  cfg.channel_base = 256;
+  cfg.channel_max = 16;
+  return cfg;
 }
+
+// Wide enough (512-d z and w, 64 channels) for matrix products whose rounding depends on the
+// number of rows: the batch test fails here when generate computes batches plainly.
+trainer::GeneratorConfig wide_config() {
+  trainer::GeneratorConfig cfg;
+  cfg.z_dim = 512;
+  cfg.w_dim = 512;
+  cfg.c_dim = 2;
+  cfg.img_resolution = 32;
+  cfg.img_channels = 1;
+  cfg.mapping_layers = 2;
+  cfg.channel_base = 2048;
+  cfg.channel_max = 64;
+  return cfg;
+}
+
+// A generator with seeded random weights, written as a network-only checkpoint once per test
+// process and configuration.
+std::string network(const trainer::GeneratorConfig& cfg, const std::string& tag) {
+  static std::map<std::string, std::string> paths;
+  static test::ScratchDir* dir = new test::ScratchDir("gen_net");  // kept for the process
+  auto it = paths.find(tag);
+  if (it != paths.end()) return it->second;
+  trainer::Generator G(cfg, trainer::make_cpu_generator(5));
+  trainer::CheckpointWrite w;
+  w.G = &G;
+  w.G_ema = &G;
+  const std::string path = *dir / (tag + ".h5");
+  trainer::write_checkpoint(path, w);
+  return paths[tag] = path;
+}
+std::string tiny_network() { return network(tiny_config(), "tiny"); }
 
 trainer::GenerateRequest request(const std::string& outdir) {
   trainer::GenerateRequest r;
@@ -76,20 +98,39 @@ int count_files(const fs::path& dir, const std::string& ext) {
 TEST(Generate, BatchSizeDoesNotChangeImages) {
   test::ScratchDir dir("gen_batch");
   auto a = request(dir / "b1"), b = request(dir / "b7");
-  a.seeds = b.seeds = trainer::parse_seed_list("0-9,100,3");
+  a.network = b.network = network(wide_config(), "wide");
+  a.seeds = b.seeds = trainer::parse_seed_list("0-39,100,3");
   a.batch = 1;
   b.batch = 7;
   a.grid_cols = b.grid_cols = 0;
-  EXPECT_EQ(trainer::run_generate(a), 12);
-  EXPECT_EQ(trainer::run_generate(b), 12);
-  for (const char* name : {"seed0000.png", "seed0004.png", "seed0007.png", "seed0009.png", "seed0100.png"}) {
+  EXPECT_EQ(trainer::run_generate(a), 42);
+  EXPECT_EQ(trainer::run_generate(b), 42);
+  int same = 0;
+  for (int64_t seed : a.seeds) {
+    char name[32];
+    std::snprintf(name, sizeof name, "seed%04lld.png", static_cast<long long>(seed));
     const auto pa = pixels(fs::path(a.outdir) / name), pb = pixels(fs::path(b.outdir) / name);
-    ASSERT_EQ(pa.size(), static_cast<size_t>(kRes * kRes * 3)) << name;
+    ASSERT_EQ(pa.size(), 32u * 32u) << name;
+    same += pa == pb;
     EXPECT_TRUE(pa == pb) << name << " differs between --batch 1 and --batch 7";
   }
+  EXPECT_EQ(same, 42);
   // Different seeds give different images (the comparison above can fail).
   EXPECT_NE(pixels(fs::path(a.outdir) / "seed0000.png"), pixels(fs::path(a.outdir) / "seed0001.png"));
   EXPECT_FALSE(fs::exists(fs::path(a.outdir) / "grid.png"));  // --grid none
+}
+
+TEST(Generate, BatchInvariantDenseLayers) {
+  // The mapping network of a batch of 7 under the guard gives each row as a batch of one does.
+  trainer::Generator G(wide_config(), trainer::make_cpu_generator(3));
+  G.train(false);
+  at::NoGradGuard no_grad;
+  at::Tensor z = at::randn({7, 512}, trainer::make_cpu_generator(4)), c = at::zeros({7, 2});
+  c.select(1, 1).fill_(1);
+  trainer::BatchInvariantGuard guard;
+  const at::Tensor all = G.mapping(z, c);
+  for (int64_t i = 0; i < 7; ++i)
+    EXPECT_TRUE(at::equal(all[i], G.mapping(z.narrow(0, i, 1), c.narrow(0, i, 1))[0])) << "row " << i;
 }
 
 TEST(Generate, GridIsCappedAndSizedByFlag) {
