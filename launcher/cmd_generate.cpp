@@ -43,7 +43,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       ("dest", po::value(&r.dest), "write the images into this pack (FILE.h5, see `styleforge pack`) instead of PNGs; "
                                    "conditional networks give class labels")
       ("force", po::bool_switch(&r.force), "replace an existing --dest pack")
-      ("batch", po::value(&r.batch)->default_value(32), "images per forward pass (does not change the images)")
+      ("batch", po::value(&r.batch)->default_value(0), "images per forward pass (0: 32 on a GPU, 4 on the CPU); never changes an image")
       ("grid", po::value(&grid)->default_value("auto"),
        "grid.png of the first seeds: COLSxROWS, none, or auto (at most 8x8; --class all: a row per class)")
       ("mix", po::value(&mix), "style mixing ROWS:COLS, e.g. 85,100,75:55,821 (as the reference's style_mixing.py)")
@@ -119,9 +119,9 @@ int cmd_generate(const std::vector<std::string>& args) {
   std::string where = s.written;
   if (!s.grid.empty()) where += ", " + s.grid;
   if (!s.gif.empty()) where += ", " + s.gif;
-  std::printf("generated %lld %s %dx%dx%d on %s in %s (%s images/s): %s; peak RSS %.0f MiB\n",
+  std::printf("generated %lld %s %dx%dx%d on %s (batch %d) in %s (%s images/s): %s; peak RSS %.0f MiB\n",
               static_cast<long long>(s.images), s.images == 1 ? "image" : "images", s.resolution, s.resolution, s.channels,
-              s.device.c_str(), format_duration(s.seconds).c_str(),
+              s.device.c_str(), s.batch, format_duration(s.seconds).c_str(),
               format_rate(s.seconds > 0 ? static_cast<double>(s.images) / s.seconds : 0).c_str(), where.c_str(), peak_rss_mib());
   return kOk;
 }

@@ -435,7 +435,7 @@ TEST(GenerateCli, SummaryErrorsAndHelpText) {
   auto r = test::run_styleforge("generate --network " + net + " --seeds 0-19 --class all --batch 8 --threads 1 --device cpu --dest " +
                                 (dir / "s.h5") + " --outdir " + (dir / "o") + "");
   ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_NE(r.out.find("generated 60 images 16x16x3 on cpu"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("generated 60 images 16x16x3 on cpu (batch 8)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("the pack " + (dir / "s.h5") + " (60 images, labels: class[3])"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("grid.png 8x3"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
@@ -448,7 +448,7 @@ TEST(GenerateCli, SummaryErrorsAndHelpText) {
            {"--class 1 --grid 0x3 --outdir x", "--grid '0x3'"},
            {"--class 1 --mix 1,2 --outdir x", "--mix '1,2'"},
            {"--class 1 --styles 0-3 --outdir x", "--styles applies to --mix only"},
-           {"--class 1 --batch 0 --outdir x", "--batch 0"},
+           {"--class 1 --batch -1 --outdir x", "--batch -1"},
            {"--class 1", "--outdir"},
            {"--class 1 --interpolate 2 --seeds 5 --outdir x", "--interpolate"},
            {"--class 1 --dest " + (dir / "s.h5"), "exists already"},

@@ -38,7 +38,7 @@ struct GenerateRequest {
   std::string outdir;            // PNGs and grid.png; may be empty when dest is given
   std::string dest;              // an HDF5 pack (.h5) instead of one PNG per image
   bool force = false;            // replace an existing dest
-  int batch = 32;                // images per forward pass
+  int batch = 0;                 // images per forward pass; 0: 32 on a GPU, 4 on the CPU
   int grid_cols = -1, grid_rows = -1;  // -1: automatic (at most 8x8); 0: no grid
   std::vector<int64_t> mix_rows, mix_cols;  // style mixing when both are given
   std::vector<int> mix_styles;   // ws layers taken from the column seed; empty: 0-6
@@ -54,6 +54,7 @@ struct GenerateSummary {
   int64_t images = 0;            // images computed
   int resolution = 0, channels = 0;
   std::string device;            // describe_device()
+  int batch = 0;                 // the batch size used
   std::string written;           // "10000 PNGs in out/" or "a pack out.h5 (10000 images, labels: class[2])"
   std::string grid;              // "grid.png 8x8" or "" without a grid
   std::string gif;               // "interpolation.gif (46 frames)" or ""
