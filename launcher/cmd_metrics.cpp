@@ -63,7 +63,7 @@ int cmd_metrics(const std::vector<std::string>& args) {
     return kUsage;
   }
   // One bar per stage ("reals", "generated"); a new stage starts a new bar.
-  auto bar = std::make_shared<Progress>("", 0, "images", Progress::Options{!quiet});
+  auto bar = std::make_shared<Progress>("", 0, "images", Progress::enabled_if(!quiet));
   auto stage_of = std::make_shared<std::string>();
   o.progress = [bar, stage_of](const std::string& stage, int64_t done, int64_t total) {
     if (stage != *stage_of) {

@@ -5,6 +5,7 @@
 
 #include "data/phantom.h"
 #include "launcher/cli.h"
+#include "launcher/progress.h"
 
 namespace po = boost::program_options;
 
@@ -44,7 +45,9 @@ int cmd_phantoms(const std::vector<std::string>& args) {
   } catch (const data::PhantomError& e) {
     return usage(std::string("--weighting: ") + e.what());
   }
-  data::PhantomFolderSummary s = data::write_phantom_folder(dest, count, o, force, quiet ? nullptr : &std::cerr);
+  Progress bar("phantoms", count, "images", Progress::enabled_if(!quiet));
+  data::PhantomFolderSummary s =
+      data::write_phantom_folder(dest, count, o, force, [&bar](int64_t done, int64_t total) { bar.update(done); });
   std::printf("wrote %lld phantoms %dx%d (%lld with a lesion, label 1) to %s in %.2f s\n", static_cast<long long>(s.count),
               o.resolution, o.resolution, static_cast<long long>(s.lesions), dest.c_str(), s.seconds);
   return kOk;

@@ -46,9 +46,11 @@ Progress::Progress(std::string label, int64_t total, std::string unit, Options o
 }
 
 Progress::~Progress() {
-  try {
-    finish();
-  } catch (...) {  // a destructor reports nothing more
+  // Not finished (an error is on its way): no summary, but a line redrawn in place is ended so
+  // that the error message starts on a line of its own.
+  if (opts_.enabled && tty_ && drawn_ && !ended_) {
+    *opts_.out << '\n';
+    opts_.out->flush();
   }
 }
 

@@ -7,8 +7,8 @@
 // a pipe, a batch job) one line is printed each time another 10% is done, so logs stay short.
 // When the total is unknown (<= 0) the line shows the count and rate without a bar, at most one
 // line per 10 s off a terminal. The rate counts from the first update. Reaching the total ends the bar with a summary line
-// ("... done in 33s"); finish() does the same for a bar stopped early. A note (e.g. "3 slices")
-// may follow the counts.
+// ("... done in 33s"); finish() does the same for a bar stopped early. A bar destroyed without
+// either (an error) prints no summary. A note (e.g. "40 images") may follow the counts.
 //
 // Not thread-safe: one thread updates a bar.
 #pragma once
@@ -33,6 +33,11 @@ class Progress {
     int tty = -1;                   // -1: whether stderr is a terminal; 0/1 forces it (tests)
     std::function<double()> clock;  // seconds; default steady_clock
   };
+  static Options enabled_if(bool on) {
+    Options o;
+    o.enabled = on;
+    return o;
+  }
   Progress(std::string label, int64_t total, std::string unit = "images");
   Progress(std::string label, int64_t total, std::string unit, Options opts);
   ~Progress();

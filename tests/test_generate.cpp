@@ -382,6 +382,23 @@ TEST(Progress, UnknownTotalAndQuiet) {
     q.update(10);
   }
   EXPECT_EQ(quiet.str(), "");
+  // A bar dropped by an error: no summary; on a terminal the redrawn line is ended for the error
+  // message.
+  for (int tty : {0, 1}) {
+    std::ostringstream dropped;
+    o.out = &dropped;
+    o.enabled = true;
+    o.tty = tty;
+    {
+      cli::Progress d("generate", 10, "images", o);
+      d.update(0);
+      clk.t += 1;
+      d.update(5);
+    }
+    EXPECT_EQ(dropped.str().find("done in"), std::string::npos) << dropped.str();
+    EXPECT_EQ(count_lines(dropped.str()), 1) << dropped.str();  // off a terminal: the 50% line
+    EXPECT_NE(dropped.str().find(" 50%  5/10 images"), std::string::npos) << dropped.str();
+  }
   EXPECT_EQ(cli::format_duration(0.42), "0.4s");
   EXPECT_EQ(cli::format_duration(45), "45s");
   EXPECT_EQ(cli::format_duration(187), "3m07s");
