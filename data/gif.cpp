@@ -1,8 +1,12 @@
 #include "data/gif.h"
 
+#include <fcntl.h>
 #include <gif_lib.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <vector>
@@ -26,9 +30,17 @@ GifWriter::GifWriter(const std::string& path, int width, int height, int channel
   if (width < 1 || height < 1 || width > 65535 || height > 65535)
     throw std::runtime_error(path + ": GIF frames must be 1..65535 pixels wide and high");
   if (channels != 1 && channels != 3) throw std::runtime_error(path + ": GIF frames must be gray or RGB");
+  // Our own open(): giflib's EGifOpenFileName creates files readable by the owner only.
+  const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw std::runtime_error(path + ": cannot create the GIF (" + std::strerror(errno) + ")");
   int err = 0;
-  gif_ = EGifOpenFileName(tmp_.c_str(), false, &err);
-  if (!gif_) throw std::runtime_error(path + ": cannot create the GIF (" + gif_error(err) + ")");
+  gif_ = EGifOpenFileHandle(fd, &err);
+  if (!gif_) {
+    ::close(fd);
+    std::error_code ec;
+    fs::remove(tmp_, ec);
+    throw std::runtime_error(path + ": cannot create the GIF (" + gif_error(err) + ")");
+  }
   EGifSetGifVersion(gif_, true);  // GIF89a: frame delays and looping
   ColorMapObject* gray = nullptr;
   if (channels_ == 1) {
