@@ -38,9 +38,9 @@ constexpr int kMaxBatch = 4096;
 // --batch 0: a GPU needs large batches to be busy; on a CPU small ones are fastest (a 64x64
 // network on one core: 4 -> 124 images/s, 32 -> 93, 64 -> 66).
 constexpr int kAutoBatchGpu = 32, kAutoBatchCpu = 4;
-constexpr int kAutoGridSide = 8;       // automatic grids show at most 8x8 images
-constexpr int kAutoClassRows = 32;     // --class all: at most 32 class rows unless --grid says more
-constexpr size_t kMaxMixSeeds = 256;     // per side of a style-mixing grid
+constexpr int kAutoGridSide = 8;    // automatic grids show at most 8x8 images
+constexpr int kAutoClassRows = 32;  // --class all: at most 32 class rows unless --grid says more
+constexpr size_t kMaxMixSeeds = 256;  // per side of a style-mixing grid
 
 std::string seed_name(int64_t seed) {
   char name[64];
@@ -55,7 +55,8 @@ at::Tensor to_u8(const at::Tensor& img) {
 
 // A batch of one runs the synthesis' per-sample grouped convolutions as plain ones (groups 1),
 // which round differently from any larger batch; a lone item is computed next to a copy of itself
-// so that every image comes out of the same kernels. Returns rows [0, n) of f(padded input).
+// so that every image comes out of the same kernels. Returns f(x) (for one row: the first row of f
+// on two copies).
 template <class F>
 at::Tensor batch_of_two_or_more(const at::Tensor& x, F f) {
   if (x.size(0) != 1) return f(x);
