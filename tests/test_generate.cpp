@@ -475,8 +475,16 @@ TEST(GenerateCli, SummaryErrorsAndHelpText) {
     EXPECT_EQ(count_lines(e.out), 1) << flags << ": " << e.out;
     EXPECT_NE(e.out.find(says), std::string::npos) << flags << ": " << e.out;
   }
+}
+
+TEST(OutputWording, NumbersPrintAsWritten) {
   auto h = test::run_styleforge("phantoms --help");
   EXPECT_NE(h.out.find("--noise arg (=0.03)"), std::string::npos) << h.out;
   EXPECT_EQ(h.out.find("0.0299"), std::string::npos) << h.out;
+  test::ScratchDir dir("wording");
+  auto t = test::run_styleforge("train --data " + test::tiny_pack(3) + " --outdir " + (dir / "runs") +
+                                " --kimg 0.1 --dry-run --threads 1");
+  EXPECT_EQ(t.rc, 0) << t.out;
+  EXPECT_NE(t.out.find("Training duration:  0.1 kimg\n"), std::string::npos) << t.out;
 }
 #endif
