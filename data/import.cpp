@@ -70,6 +70,10 @@ class Source {
   virtual bool next(Item& item) = 0;
   virtual std::vector<std::string> class_names() const { return {}; }
   virtual bool is_volume() const { return false; }
+  // Progress in the source's own unit: images, or volumes for volume sources.
+  virtual const char* unit() const { return "images"; }
+  virtual int64_t units_total() const { return count(); }
+  virtual int64_t units_done(int64_t images) const { return images; }
 };
 
 // ---- labels ----
@@ -355,6 +359,9 @@ class NiftiSource : public Source {
   }
   int64_t count() const override { return -1; }
   bool is_volume() const override { return true; }
+  const char* unit() const override { return "volumes"; }
+  int64_t units_total() const override { return static_cast<int64_t>(files_.size()); }
+  int64_t units_done(int64_t) const override { return static_cast<int64_t>(file_idx_) - (vol_ ? 1 : 0); }
   bool next(Item& item) override {
     if (opts_.max_images >= 0 && emitted_ >= opts_.max_images) return false;
     while (!vol_ || t_ >= vol_->nt()) {
@@ -418,6 +425,9 @@ class DicomSource : public Source {
   }
   int64_t count() const override { return -1; }
   bool is_volume() const override { return true; }
+  const char* unit() const override { return "series"; }
+  int64_t units_total() const override { return static_cast<int64_t>(series_.size()); }
+  int64_t units_done(int64_t) const override { return static_cast<int64_t>(series_idx_) - (frames_.empty() ? 0 : 1); }
   bool next(Item& item) override {
     if (opts_.max_images >= 0 && emitted_ >= opts_.max_images) return false;
     while (frame_ >= frames_.size()) {
@@ -539,37 +549,6 @@ Image conform(Image img, const std::string& name, const ImportOptions& opts, boo
   return img;
 }
 
-class Progress {
- public:
-  Progress(std::ostream* out, int64_t total) : out_(out), total_(total) {}
-  void step(int64_t done, bool force = false) {
-    if (!out_) return;
-    done_ = done;
-    auto now = std::chrono::steady_clock::now();
-    if (!force && done != total_ && now - last_ < std::chrono::milliseconds(200)) return;
-    last_ = now;
-    if (total_ > 0) {
-      int width = 30, filled = static_cast<int>(width * done / std::max<int64_t>(total_, 1));
-      *out_ << "\r[" << std::string(static_cast<size_t>(filled), '#') << std::string(static_cast<size_t>(width - filled), ' ') << "] "
-            << done << "/" << total_ << " images" << std::flush;
-    } else {
-      *out_ << "\r" << done << " images" << std::flush;
-    }
-    drawn_ = true;
-  }
-  void finish() {
-    if (out_ && drawn_ && done_ != total_) step(done_, true);
-    if (out_ && drawn_) *out_ << "\n";
-  }
-
- private:
-  std::ostream* out_;
-  int64_t total_;
-  int64_t done_ = 0;
-  std::chrono::steady_clock::time_point last_{};
-  bool drawn_ = false;
-};
-
 }  // namespace
 
 std::vector<std::string> list_image_folder(const std::string& dir) {
@@ -614,13 +593,13 @@ std::string ImportSummary::line() const {
   std::ostringstream s;
   std::string labels = label_kind_name(info.label_kind);
   if (info.label_kind != LabelKind::None) labels += "[" + std::to_string(info.label_dim) + "]";
-  s << "packed " << info.num_images << " images " << info.resolution << "x" << info.resolution << "x" << info.channels
+  s << "packed " << info.num_images << (info.num_images == 1 ? " image " : " images ") << info.resolution << "x" << info.resolution << "x" << info.channels
     << " (labels: " << labels << ") from " << source_kind << " into " << info.path << " in " << std::fixed
     << std::setprecision(1) << seconds << " s, " << info.content_hash.substr(0, 19);
   return s.str();
 }
 
-ImportSummary pack_dataset(const ImportOptions& opts, std::ostream* log) {
+ImportSummary pack_dataset(const ImportOptions& opts) {
   auto t0 = std::chrono::steady_clock::now();
   if (opts.dest.empty()) throw ImportError("--dest is empty");
   if (fs::exists(opts.dest) && !opts.force) throw ImportError(opts.dest + ": exists already (use --force to replace it)");
@@ -657,7 +636,10 @@ ImportSummary pack_dataset(const ImportOptions& opts, std::ostream* log) {
   wopts.class_names = source->class_names();
   PackWriter writer(opts.dest, wopts);
 
-  Progress progress(opts.progress ? log : nullptr, source->count());
+  ImportProgress at;
+  at.unit = source->unit();
+  at.total = source->units_total();
+  if (opts.progress) opts.progress(at);
   Item item;
   std::vector<uint8_t> chw;
   int64_t done = 0;
@@ -673,9 +655,18 @@ ImportSummary pack_dataset(const ImportOptions& opts, std::ostream* log) {
     } catch (const PackError& e) {
       throw ImportError(display.substr(0, display.size() - item.name.size()) + e.what());
     }
-    progress.step(++done);
+    ++done;
+    if (opts.progress) {
+      at.images = done;
+      at.done = source->units_done(done);
+      opts.progress(at);
+    }
   }
-  progress.finish();
+  if (opts.progress && done > 0) {  // the whole source was read (or --max-images reached)
+    at.done = at.total > 0 ? at.total : done;
+    if (at.total <= 0) at.total = done;
+    opts.progress(at);
+  }
   if (done == 0) throw ImportError(opts.source + ": no images found");
   summary.info = writer.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -22,6 +22,16 @@
 
 namespace sf::data {
 
+// How far pack_dataset is. Image sources count images (total known up front, -1 for a TFRecord
+// file without its count); volume sources count volumes (NIfTI files, DICOM series), whose slice
+// counts are known only once read, and report the images so far alongside.
+struct ImportProgress {
+  int64_t images = 0;         // images packed so far
+  int64_t done = 0;           // in `unit`
+  int64_t total = -1;         // in `unit`; -1: unknown
+  const char* unit = "images";
+};
+
 struct ImportOptions {
   std::string source, dest;
   bool force = false;
@@ -37,7 +47,8 @@ struct ImportOptions {
   int axis = 2;
   int64_t slice_begin = 0, slice_end = -1;  // [begin, end) along the axis; end -1: all
   std::string intensity = "minmax";   // minmax | percentile[:LO:HI] | window:C:W (DICOM: window uses the file's when no values)
-  bool progress = false;              // progress bar on the stream given to pack_dataset
+  // Called after each image (may be empty): see ImportProgress.
+  std::function<void(const ImportProgress&)> progress;
 };
 
 struct ImportSummary {
@@ -50,7 +61,7 @@ struct ImportSummary {
 // Which importer a source path selects (see the list above); throws when nothing fits.
 std::string detect_source_kind(const std::string& source);
 
-ImportSummary pack_dataset(const ImportOptions& opts, std::ostream* log = nullptr);
+ImportSummary pack_dataset(const ImportOptions& opts);
 
 // Image-folder listing as the reference's dataset_tool sorts it: every PNG/JPEG file under `dir`,
 // relative paths with '/' separators, sorted by path components.

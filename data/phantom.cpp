@@ -428,8 +428,8 @@ void check_options(const PhantomOptions& o) {
   if (o.resolution < 8 || o.resolution > 4096)
     throw PhantomError("phantom resolution must be in [8, 4096], got " + std::to_string(o.resolution));
   if (!(o.lesion_fraction >= 0 && o.lesion_fraction <= 1))
-    throw PhantomError("phantom lesion fraction must be in [0, 1], got " + std::to_string(o.lesion_fraction));
-  if (!(o.noise >= 0 && o.noise <= 1)) throw PhantomError("phantom noise must be in [0, 1], got " + std::to_string(o.noise));
+    throw PhantomError("phantom lesion fraction must be in [0, 1], got " + nlohmann::json(o.lesion_fraction).dump());
+  if (!(o.noise >= 0 && o.noise <= 1)) throw PhantomError("phantom noise must be in [0, 1], got " + nlohmann::json(o.noise).dump());
 }
 
 }  // namespace
@@ -506,7 +506,7 @@ Image render_phantom(const PhantomOptions& opts, int64_t index, int* label_out, 
 }
 
 PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count, const PhantomOptions& opts, bool force,
-                                          std::ostream* progress) {
+                                          const std::function<void(int64_t, int64_t)>& progress) {
   auto t0 = std::chrono::steady_clock::now();
   check_options(opts);
   if (count < 1 || count >= 100000000) throw PhantomError("phantom count must be in [1, 99999999], got " + std::to_string(count));
@@ -561,18 +561,14 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
     if (progress) {
       // The calling thread reports progress while the workers render.
       std::thread main_worker(work);
-      int last = -1;
+      int64_t last = -1;
       while (done.load() < count) {
         {
           std::lock_guard<std::mutex> lk(err_mu);
           if (!err.empty()) break;
         }
-        int pct = static_cast<int>(100 * done.load() / count);
-        if (pct != last) {
-          *progress << "\rphantoms [" << std::string(pct / 5, '#') << std::string(20 - pct / 5, '.') << "] " << pct << "%"
-                    << std::flush;
-          last = pct;
-        }
+        const int64_t d = done.load();
+        if (d != last) progress(last = d, count);
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
       main_worker.join();
@@ -580,8 +576,8 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
       work();
     }
     for (auto& t : pool) t.join();
-    if (progress) *progress << "\r" << std::string(40, ' ') << "\r" << std::flush;
     if (!err.empty()) throw PhantomError(err);
+    if (progress) progress(count, count);
 
     nlohmann::json j;
     j["labels"] = nlohmann::json::array();

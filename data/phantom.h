@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <stdexcept>
 #include <string>
@@ -63,9 +64,11 @@ struct PhantomFolderSummary {
 // ...]}, the reference's format; `styleforge pack` turns it into a `class` pack) into `dir`.
 // Refuses an existing non-empty `dir` (or a non-directory) unless `force`, which replaces it.
 // Everything is written to a sibling temporary folder that is renamed into place at the end, so
-// an error or interruption never leaves a partial `dir`. `progress` (may be null) gets a progress
-// bar. count must be in [1, 1e8).
+// an error or interruption never leaves a partial `dir`. `progress` (may be empty) is called on
+// the calling thread with (images written, count) about 20 times a second while the workers
+// render, and once at the end. count must be in [1, 1e8).
 PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count, const PhantomOptions& opts,
-                                          bool force = false, std::ostream* progress = nullptr);
+                                          bool force = false,
+                                          const std::function<void(int64_t done, int64_t total)>& progress = {});
 
 }  // namespace sf::data

@@ -1,47 +1,16 @@
 // `styleforge metrics`: FID/KID of a checkpoint's G_ema, offline and single rank (metrics/metrics.h).
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 
 #include "launcher/cli.h"
+#include "launcher/progress.h"
 #include "metrics/metrics.h"
 
 namespace po = boost::program_options;
 
 namespace sf::cli {
-namespace {
-
-// A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool on) : on_(on), tty_(::isatty(STDERR_FILENO) != 0) {}
-  void update(const std::string& stage, int64_t done, int64_t total) {
-    if (!on_ || total <= 0) return;
-    const int pct = static_cast<int>(100 * done / total);
-    if (stage != stage_) {
-      stage_ = stage;
-      last_ = -1;
-    }
-    if (tty_ ? pct == last_ : pct / 10 == last_ / 10 && last_ >= 0) return;
-    last_ = pct;
-    constexpr int kWidth = 30;
-    const int filled = pct * kWidth / 100;
-    std::fprintf(stderr, "%s%-9s [%s%s] %3d%% %lld/%lld%s", tty_ ? "\r" : "", stage.c_str(),
-                 std::string(static_cast<size_t>(filled), '#').c_str(), std::string(static_cast<size_t>(kWidth - filled), '.').c_str(),
-                 pct, static_cast<long long>(done), static_cast<long long>(total), tty_ && done < total ? "" : "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  bool on_, tty_;
-  std::string stage_;
-  int last_ = -1;
-};
-
-}  // namespace
 
 int cmd_metrics(const std::vector<std::string>& args) {
   metrics::MetricsCommandOptions o;
@@ -93,8 +62,17 @@ int cmd_metrics(const std::vector<std::string>& args) {
     std::cerr << "styleforge metrics: --run-dir " << o.run_dir << ": not a directory\n";
     return kUsage;
   }
-  auto bar = std::make_shared<ProgressBar>(!quiet);
-  o.progress = [bar](const std::string& stage, int64_t done, int64_t total) { bar->update(stage, done, total); };
+  // One bar per stage ("reals", "generated"); a new stage starts a new bar.
+  auto bar = std::make_shared<Progress>("", 0, "images", Progress::enabled_if(!quiet));
+  auto stage_of = std::make_shared<std::string>();
+  o.progress = [bar, stage_of](const std::string& stage, int64_t done, int64_t total) {
+    if (stage != *stage_of) {
+      *stage_of = stage;
+      bar->restart(stage, total, "images");
+    }
+    bar->set_total(total);
+    bar->update(done);
+  };
   o.log = [](const std::string& line) { std::cerr << line << "\n"; };
   return metrics::run_metrics_command(o) == 0 ? kOk : kFailure;
 }

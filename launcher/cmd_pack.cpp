@@ -1,8 +1,10 @@
 // `styleforge pack`: the CLI wrapper of data::pack_dataset (data/import.h).
 #include <iostream>
+#include <memory>
 
 #include "data/import.h"
 #include "launcher/cli.h"
+#include "launcher/progress.h"
 
 namespace po = boost::program_options;
 
@@ -43,8 +45,16 @@ int cmd_pack(const std::vector<std::string>& args) {
       return kUsage;
     }
   }
-  o.progress = !quiet;
-  data::ImportSummary s = data::pack_dataset(o, &std::cerr);
+  std::unique_ptr<Progress> bar;
+  if (!quiet)
+    o.progress = [&bar](const data::ImportProgress& p) {
+      if (!bar) bar = std::make_unique<Progress>("pack", p.total, p.unit);
+      bar->set_total(p.total);
+      // Volumes: the images so far, as their count is known only once each volume is read.
+      bar->update(p.done, std::string(p.unit) == "images" ? "" : std::to_string(p.images) + (p.images == 1 ? " image" : " images"));
+    };
+  data::ImportSummary s = data::pack_dataset(o);
+  if (bar) bar->finish();
   std::cout << s.line() << "\n";
   return kOk;
 }

@@ -5,6 +5,7 @@
 
 #include "data/phantom.h"
 #include "launcher/cli.h"
+#include "launcher/progress.h"
 
 namespace po = boost::program_options;
 
@@ -21,8 +22,8 @@ int cmd_phantoms(const std::vector<std::string>& args) {
       ("count", po::value(&count)->default_value(1000), "number of images")
       ("resolution", po::value(&o.resolution)->default_value(64), "image size in pixels, a power of two (8..4096)")
       ("seed", po::value(&o.seed)->default_value(0), "random seed; image i depends only on (seed, i) and the options")
-      ("lesion-fraction", po::value(&o.lesion_fraction)->default_value(0.5), "probability of a lesion (label 1) per image")
-      ("noise", po::value(&o.noise)->default_value(0.03), "Rician noise sigma relative to full scale")
+      ("lesion-fraction", po::value(&o.lesion_fraction)->default_value(0.5, "0.5"), "probability of a lesion (label 1) per image")
+      ("noise", po::value(&o.noise)->default_value(0.03, "0.03"), "Rician noise sigma relative to full scale")
       ("weighting", po::value(&weighting)->default_value("t1"), "t1 | t2: tissue contrast")
       ("force", po::bool_switch(&force), "replace an existing non-empty folder")
       ("quiet", po::bool_switch(&quiet), "no progress bar");
@@ -44,7 +45,9 @@ int cmd_phantoms(const std::vector<std::string>& args) {
   } catch (const data::PhantomError& e) {
     return usage(std::string("--weighting: ") + e.what());
   }
-  data::PhantomFolderSummary s = data::write_phantom_folder(dest, count, o, force, quiet ? nullptr : &std::cerr);
+  Progress bar("phantoms", count, "images", Progress::enabled_if(!quiet));
+  data::PhantomFolderSummary s =
+      data::write_phantom_folder(dest, count, o, force, [&bar](int64_t done, int64_t total) { bar.update(done); });
   std::printf("wrote %lld phantoms %dx%d (%lld with a lesion, label 1) to %s in %.2f s\n", static_cast<long long>(s.count),
               o.resolution, o.resolution, static_cast<long long>(s.lesions), dest.c_str(), s.seconds);
   return kOk;

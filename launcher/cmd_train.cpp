@@ -1,4 +1,4 @@
-// `styleforge train`, `styleforge generate`, `styleforge bench`: CLI wrappers of
+// `styleforge train`, `styleforge bench`: CLI wrappers of
 // trainer/training_loop.h. Flags follow the reference's train.py names.
 #include <atomic>
 #include <csignal>
@@ -347,32 +347,6 @@ int cmd_train(const std::vector<std::string>& args) {
     MPI_Abort(MPI_COMM_WORLD, 1);
     return kFailure;
   }
-}
-
-int cmd_generate(const std::vector<std::string>& args) {
-  trainer::GenerateRequest r;
-  std::string seeds;
-  po::options_description desc("options");
-  desc.add_options()
-      ("network", po::value(&r.network)->required(), "checkpoint (network-snapshot-*.h5) or a reference network pickle (.pkl, imported on the fly)")
-      ("seeds", po::value(&seeds)->default_value("0-31"), "seeds, e.g. 0-31 or 1,5,7-9 (z as numpy RandomState(seed).randn)")
-      ("trunc", po::value(&r.truncation_psi)->default_value(1.0), "truncation psi")
-      ("class", po::value(&r.class_idx)->default_value(-1), "class label of a conditional network")
-      ("noise-mode", po::value(&r.noise_mode)->default_value("const"), "const | random | none")
-      ("outdir", po::value(&r.outdir)->required(), "where seedNNNN.png and grid.png are written")
-      ("threads", po::value(&r.threads)->default_value(0), "LibTorch threads (0: all cores)")
-      ("device", po::value(&r.device)->default_value("auto"), "auto | cpu | cuda | cuda:N");
-  po::variables_map vm;
-  if (int rc = parse_options("generate", "--network CKPT --seeds 0-31 --outdir DIR [options]", args, desc, vm); rc >= 0)
-    return rc;
-  try {
-    r.seeds = trainer::parse_seed_list(seeds);
-    trainer::run_generate(r);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "styleforge generate: " << e.what() << "\n";
-    return kUsage;
-  }
-  return kOk;
 }
 
 int cmd_bench(const std::vector<std::string>& args) {

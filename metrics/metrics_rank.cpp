@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -50,8 +51,9 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
   while (true) {
     sharding::MetricsMessage m = link.next(forward_stop);
     for (const auto& s : m.skipped) {
-      auto h = nlohmann::json::parse(s);
-      log("skipped the snapshot of kimg " + std::to_string(h.value("kimg", 0.0)) + " (a newer one arrived)");
+      char kimg[32];  // 0.1, not std::to_string's 0.100000
+      std::snprintf(kimg, sizeof kimg, "%.10g", nlohmann::json::parse(s).value("kimg", 0.0));
+      log(std::string("skipped the snapshot of kimg ") + kimg + " (a newer one arrived)");
     }
     if (m.kind == sharding::MetricsMessage::Done) {
       log("training finished (exit code " + std::to_string(m.exit_code) + ")");

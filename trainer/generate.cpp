@@ -1,4 +1,5 @@
-// `styleforge generate` and `styleforge bench` (see training_loop.h).
+// `styleforge bench` and the seeds of `styleforge generate` (see training_loop.h, generate.h);
+// the images of `generate` are computed in generate_images.cpp.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
@@ -30,13 +31,6 @@
 namespace fs = std::filesystem;
 
 namespace sf::trainer {
-namespace {
-
-void set_threads(int threads) {
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-}
-
-}  // namespace
 
 // numpy's legacy RandomState(seed).randn(n): MT19937, 53-bit doubles, polar Box-Muller with the
 // second value of each pair cached — so that seeds give the same z as the reference's generate.py.
@@ -99,52 +93,6 @@ std::vector<int64_t> parse_seed_list(const std::string& text) {
     pos = comma + 1;
   }
   return out;
-}
-
-int run_generate(const GenerateRequest& req) {
-  set_threads(req.threads);
-  if (req.seeds.empty()) throw std::invalid_argument("--seeds: no seeds");
-  const NetworkFile net(req.network);  // a reference .pkl is imported on the fly
-  if (net.imported()) std::cout << req.network << ": reference network pickle, imported (" << net.import_result().summary() << ")\n";
-  CheckpointInfo info = read_checkpoint_info(net.checkpoint());
-  Generator G(info.G);
-  load_networks(net.checkpoint(), nullptr, nullptr, &G);
-  const c10::Device dev = resolve_device(req.device, 0, 1, true);
-  G.state().to(dev);
-  G.train(false);
-  set_trainable(G.state(), false);
-  at::NoGradGuard no_grad;
-  const int c_dim = info.G.c_dim;
-  at::Tensor c = at::zeros({1, c_dim}, at::TensorOptions().device(dev));
-  if (c_dim > 0) {
-    if (req.class_idx < 0 || req.class_idx >= c_dim)
-      throw std::invalid_argument("--class: the network is conditional; give a class in [0, " + std::to_string(c_dim) +
-                                  ")");
-    c.index_put_({0, req.class_idx}, 1.0);
-  } else if (req.class_idx >= 0) {
-    std::cerr << "warning: --class=" << req.class_idx << " ignored when running an unconditional network\n";
-  }
-  const NoiseMode mode = parse_noise_mode(req.noise_mode);
-  fs::create_directories(req.outdir);
-  std::vector<at::Tensor> all;
-  for (int64_t seed : req.seeds) {
-    auto zv = numpy_randn(static_cast<uint32_t>(seed), info.G.z_dim);
-    at::Tensor z = at::tensor(zv, at::kDouble).to(at::kFloat).reshape({1, info.G.z_dim}).to(dev);
-    at::Tensor img = G.forward(z, c, req.truncation_psi, -1, mode);
-    at::Tensor u8 = (img * 127.5 + 128).clamp(0, 255).to(at::kByte).cpu().contiguous();  // [1, C, H, W]
-    all.push_back(u8);
-    char name[64];
-    std::snprintf(name, sizeof name, "seed%04lld.png", static_cast<long long>(seed));
-    const int C = static_cast<int>(u8.size(1)), H = static_cast<int>(u8.size(2)), W = static_cast<int>(u8.size(3));
-    data::write_png_file((fs::path(req.outdir) / name).string(), data::chw_to_image(u8.data_ptr<uint8_t>(), C, H, W));
-  }
-  at::Tensor batch = at::cat(all).contiguous();
-  const int64_t n = batch.size(0);
-  const int gw = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(n))));
-  const int gh = static_cast<int>((n + gw - 1) / gw);
-  save_u8_grid(batch, gw, gh, (fs::path(req.outdir) / "grid.png").string());
-  std::cout << "wrote " << n << " images and grid.png (" << gw << "x" << gh << ") to " << req.outdir << "\n";
-  return static_cast<int>(n);
 }
 
 int run_bench(const BenchRequest& r, sharding::Communicator& comm) {

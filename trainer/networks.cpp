@@ -8,6 +8,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "trainer/batch_invariant.h"
+
 namespace sf::trainer {
 namespace {
 
@@ -49,12 +51,27 @@ FullyConnectedLayer::FullyConnectedLayer(ParamStore& s, const std::string& prefi
   bias_gain = lr_multiplier;
 }
 
+namespace {
+thread_local bool t_batch_invariant = false;
+}  // namespace
+
+BatchInvariantGuard::BatchInvariantGuard() : prev_(t_batch_invariant) { t_batch_invariant = true; }
+BatchInvariantGuard::~BatchInvariantGuard() { t_batch_invariant = prev_; }
+bool BatchInvariantGuard::active() { return t_batch_invariant; }
+
 at::Tensor FullyConnectedLayer::forward(const at::Tensor& x) const {
   at::Tensor w = weight.to(x.scalar_type()) * weight_gain;
   at::Tensor b = bias;
   if (b.defined()) {
     b = b.to(x.scalar_type());
     if (bias_gain != 1) b = b * bias_gain;
+  }
+  if (t_batch_invariant && x.dim() == 2) {
+    const int64_t n = x.size(0);
+    at::Tensor wt = w.t().unsqueeze(0).expand({n, w.size(1), w.size(0)});
+    if (act == ops::Act::Linear && b.defined())
+      return at::baddbmm(b.view({1, 1, -1}).expand({n, 1, w.size(0)}), x.unsqueeze(1), wt).squeeze(1);
+    return ops::bias_act(at::bmm(x.unsqueeze(1), wt).squeeze(1), b, 1, act);
   }
   if (act == ops::Act::Linear && b.defined()) return at::addmm(b.unsqueeze(0), x, w.t());
   return ops::bias_act(x.matmul(w.t()), b, 1, act);

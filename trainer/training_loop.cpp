@@ -39,6 +39,13 @@ namespace fs = std::filesystem;
 namespace sf::trainer {
 namespace {
 
+// A number as people write it: 0.1, 25000, 0.004 (std::to_string would print 0.100000).
+std::string num_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
 std::string g_last_run_dir;
 
 // Iterations between agreements on a stop request (see the loop).
@@ -256,7 +263,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       log.line("Training data:      " + o.data + " (" + std::to_string(info.num_images) + " images, " +
                std::to_string(info.resolution) + "x" + std::to_string(info.resolution) + "x" +
                std::to_string(info.channels) + ")");
-      log.line("Training duration:  " + std::to_string(o.total_kimg) + " kimg");
+      log.line("Training duration:  " + num_text(o.total_kimg) + " kimg");
       log.line("Number of trainers: " + std::to_string(o.num_trainers));
       log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + ", float32");
       log.line("Conditional model:  " + std::string(o.label_dim > 0 ? "true" : "false"));
@@ -278,7 +285,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
       std::ofstream(fs::path(run_dir) / "training_options.json") << o.to_json().dump(2) << "\n";
     }
   } else if (req.dry_run) {
-    log.line("Resuming " + resume_path + " to " + std::to_string(o.total_kimg) + " kimg; dry run, exiting.");
+    log.line("Resuming " + resume_path + " to " + num_text(o.total_kimg) + " kimg; dry run, exiting.");
     return 0;
   }
   {
@@ -391,7 +398,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     // of them when ticks are at least 1 kimg apart).
     tb->add_session_start(resume_path.empty() ? 0 : tb_step() + 1, seconds_since(start_time), resume_path);
   }
-  log.line("Training for " + std::to_string(o.total_kimg) + " kimg...");
+  log.line("Training for " + num_text(o.total_kimg) + " kimg...");
   log.line("");
 
   auto tick_start_time = std::chrono::steady_clock::now();

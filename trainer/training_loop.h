@@ -27,6 +27,7 @@
 namespace sf::sharding {
 class MetricsLink;
 }
+#include "trainer/generate.h"  // generate's request, declared there
 #include "trainer/train_options.h"
 
 namespace sf::trainer {
@@ -78,23 +79,6 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm);
 
 // The run directory a finished/stopped run_training used (for tests and scripts).
 const std::string& last_run_dir();
-
-struct GenerateRequest {
-  std::string network;           // checkpoint path
-  std::vector<int64_t> seeds;
-  double truncation_psi = 1;
-  int class_idx = -1;            // -1: none (unconditional networks)
-  std::string noise_mode = "const";
-  std::string outdir;
-  int threads = 0;
-  std::string device = "auto";   // auto | cpu | cuda | cuda:N
-};
-// Writes seedNNNN.png per seed and grid.png; returns the number of images.
-int run_generate(const GenerateRequest& req);
-// numpy's legacy np.random.RandomState(seed).randn(n) (the reference's generate.py draws z so).
-std::vector<double> numpy_randn(uint32_t seed, int n);
-// Parses "0-31", "1,5,7-9" into seeds; throws std::invalid_argument on bad text.
-std::vector<int64_t> parse_seed_list(const std::string& text);
 
 struct BenchRequest {
   int resolution = 32, channels = 3, cbase = 4096, cmax = 128, batch = 8, iters = 16, threads = 1;

@@ -8,7 +8,9 @@
 #   3. trains 2 ranks on that one GPU over MPI (--shared-gpu, gradients staged through host memory)
 #      for a few ticks, then resumes a run on CUDA and compares 2+2 ticks with 4 ticks (counters
 #      exact, weights within float32 rounding: CUDA's atomic-add kernels are not bitwise reproducible);
-#   4. runs `styleforge bench --cfg auto --resolution 256 --device cuda` and, when a checkout of the
+#   4. generates the same seeds with --batch 1 and 7 on CUDA (identical PNGs expected) and 10000
+#      seeds into a pack;
+#   5. runs `styleforge bench --cfg auto --resolution 256 --device cuda` and, when a checkout of the
 #      reference was carried in .gpudeps/reference, tools/bench_reference.py beside it on the same GPU,
 #      printing both sec/kimg.
 # Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600.
@@ -87,6 +89,13 @@ for attr in ("cur_nimg", "batch_idx", "cur_tick"):
 print("compared", a, b, "bitwise equal tensors:", exact, "largest relative difference: %.3g" % worst, "bad:", bad[:5])
 sys.exit(1 if bad else 0)
 PY
+
+step "generate on CUDA: --batch never changes an image; 10000 seeds into a pack"
+CK=$(ls $W/b/network-snapshot-*.h5 | sort | tail -1)
+check $SF generate --network $CK --seeds 0-63 --batch 1 --device cuda --outdir $W/g1 --quiet
+check $SF generate --network $CK --seeds 0-63 --batch 7 --device cuda --outdir $W/g7 --quiet
+check diff -r $W/g1 $W/g7
+check $SF generate --network $CK --seeds 0-9999 --batch 64 --device cuda --dest $W/g.h5 --quiet
 
 step "bench 256x256 --cfg auto: ours and the reference's loop on this GPU"
 $SF bench --cfg auto --resolution 256 --batch 32 --aug ada --device cuda --overlap on --iters 16 2>&1 | tail -4

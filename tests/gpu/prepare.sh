@@ -13,7 +13,7 @@ PKGS=(libhdf5-dev libhdf5-103-1 libhdf5-hl-100 libsz2 libaec0 libcurl3-gnutls
       libevent-pthreads-2.1-7 libpmix2 libfabric1 libucx0 libpsm2-2 libpsm-infinipath1 librdmacm1 libibverbs1
       libnl-3-200 libnl-route-3-200 libnuma1 libmunge2 libxnvctrl0 libltdl7
       libboost-program-options1.74-dev libboost-program-options1.74.0 libboost1.74-dev
-      libgtest-dev nlohmann-json3-dev libpng-dev libpng16-16 libjpeg62-turbo-dev libjpeg62-turbo zlib1g-dev libisal-dev libisal2)
+      libgtest-dev nlohmann-json3-dev libpng-dev libpng16-16 libjpeg62-turbo-dev libjpeg62-turbo zlib1g-dev libisal-dev libisal2 libgif-dev libgif7)
 (cd .gpudeps/debs && apt-get download "${PKGS[@]}" >/dev/null)
 echo "downloaded $(ls .gpudeps/debs | wc -l) packages ($(du -sh .gpudeps/debs | cut -f1)) into .gpudeps/debs"
 if [ "${1:-}" = "--reference" ] && [ -n "${2:-}" ]; then
