@@ -17,6 +17,7 @@
 #include "data/import.h"
 #include "data/pack_path.h"
 #include "launcher/cli.h"
+#include "launcher/progress.h"
 #include "launcher/early_signals.h"
 #include "metrics/inprocess_metrics.h"
 #include "metrics/metrics_rank.h"
@@ -180,9 +181,16 @@ int cmd_train(const std::vector<std::string>& args) {
         io.source = o.data;
         io.dest = pack;
         io.force = true;
-        io.progress = ::isatty(STDERR_FILENO) != 0;
+        std::unique_ptr<Progress> bar;
+        io.progress = [&bar](const data::ImportProgress& p) {
+          if (!bar) bar = std::make_unique<Progress>("pack", p.total, p.unit);
+          bar->set_total(p.total);
+          bar->update(p.done, std::string(p.unit) == "images" ? "" : std::to_string(p.images) + (p.images == 1 ? " image" : " images"));
+        };
         try {
-          std::cout << data::pack_dataset(io, &std::cerr).line() << "\n";
+          data::ImportSummary packed = data::pack_dataset(io);
+          if (bar) bar->finish();
+          std::cout << packed.line() << "\n";
         } catch (const std::exception& e) {
           std::cerr << "styleforge train: --pack-if-needed: " << e.what() << " (pack it with `styleforge pack`, which takes --resolution, --channels, ...)\n";
           return kFailure;
