@@ -164,8 +164,8 @@ int cmd_vtt(const std::vector<std::string>& args) {
   fs::create_directories(dest);
   write_file_atomic(page_path.string(), page);
   write_file_atomic(key_path.string(), metrics::vtt::render_key(key_rows));
-  std::printf("wrote %s (%zu images, %.1f MB, opens offline in any browser)\n", page_path.c_str(), page_images.size(),
-              page.size() / 1e6);
+  std::printf("wrote %s (%zu images, %.1f %s, opens offline in any browser)\n", page_path.c_str(), page_images.size(),
+              page.size() < 1000000 ? page.size() / 1e3 : page.size() / 1e6, page.size() < 1000000 ? "kB" : "MB");
   std::printf("wrote %s: the key; keep it away from the readers\n", key_path.c_str());
   std::printf("score the readers' CSV files with: styleforge vtt-score --key %s ANSWERS.csv...\n", key_path.c_str());
   return kOk;

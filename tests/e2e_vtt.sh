@@ -4,7 +4,8 @@
 # page through in headless Chromium (file://, network off) as two readers, exports their CSVs with
 # the page's download link and checks `styleforge vtt-score` against its own numbers. Also: the
 # key's shape, a second kit (another seed) for the template comparison, and refusals (existing
-# files, a conditional network without --class, --count larger than the class).
+# files, a conditional network without --class, --count larger than the class, --class for an
+# unconditional network, a network whose images differ from the pack's); an RGB pack's page.
 # Usage: e2e_vtt.sh STYLEFORGE_BINARY
 # Needs chromium, chromium-driver (scripts/install-test-deps.sh) and selenium in the torch venv
 # (scripts/test-python-deps.sh); exits 77 (ctest: skipped) with a message when one is missing.
@@ -62,6 +63,31 @@ refused() {  # refused FLAG ARGS...
 refused --dest --reals "$W/ph.h5" --network "$CKPT" --count 6 --class 1 --dest "$W/kit" --seed 11
 refused --class --reals "$W/ph.h5" --network "$CKPT" --count 6 --dest "$W/nc" --seed 11
 refused --count --reals "$W/ph.h5" --network "$CKPT" --count 60 --class 1 --dest "$W/big" --seed 11
+
+# An RGB pack (unlabelled) and an unconditional network: the page's images are 8-bit RGB PNGs.
+"$PY" - "$W/rgb" <<'PYEOF' || fail "writing RGB images"
+import os, random, sys
+from PIL import Image
+os.makedirs(sys.argv[1])
+rng = random.Random(5)
+for i in range(16):
+    im = Image.new("RGB", (16, 16))
+    im.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(256)])
+    im.save(os.path.join(sys.argv[1], "img%02d.png" % i))
+PYEOF
+"$BIN" pack --source "$W/rgb" --dest "$W/rgb.h5" >/dev/null 2>&1 || fail "pack (RGB)"
+"$BIN" train --data "$W/rgb.h5" --run-dir "$W/run-rgb" --cbase 256 --cmax 32 --batch 4 --kimg 0.008 --tick 0.004 \
+  --snap 1 --threads 1 --metrics none --tensorboard off > "$W/train-rgb.log" 2>&1 || { tail -5 "$W/train-rgb.log"; fail "train (RGB)"; }
+CKPT_RGB=$(ls "$W"/run-rgb/network-snapshot-*.h5 | tail -1)
+refused --class --reals "$W/rgb.h5" --network "$CKPT_RGB" --count 4 --class 0 --dest "$W/rgbkit"
+refused --network --reals "$W/rgb.h5" --network "$CKPT" --count 4 --class 1 --dest "$W/mixed"
+for s in 1 2; do
+  "$BIN" vtt --reals "$W/rgb.h5" --network "$CKPT_RGB" --count 4 --dest "$W/rgbkit$s" --seed $s --threads 1 \
+    > "$W/vtt-rgb.log" 2>&1 || { cat "$W/vtt-rgb.log"; fail "vtt (RGB)"; }
+done
+"$PY" "$SRC/tests/vtt_click.py" --page "$W/rgbkit1/vtt.html" --key "$W/rgbkit1/vtt-key.csv" --other "$W/rgbkit2/vtt.html" \
+  --bin "$BIN" --work "$W" --resolution 16 --channels 3 --check-only > "$W/rgb-check.log" || { cat "$W/rgb-check.log"; fail "RGB page"; }
+echo "ok: RGB: $(head -1 "$W/rgb-check.log")"
 
 "$PY" "$SRC/tests/vtt_click.py" --page "$W/kit/vtt.html" --key "$W/kit/vtt-key.csv" --other "$W/kit2/vtt.html" \
   --bin "$BIN" --work "$W" --resolution 16 --channels 1 || fail "vtt_click.py"
