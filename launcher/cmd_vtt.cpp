@@ -13,7 +13,7 @@
 #include "data/pack.h"
 #include "launcher/cli.h"
 #include "metrics/vtt.h"
-#include "trainer/generate_images.h"
+#include "trainer/generate_memory.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;

@@ -1,5 +1,5 @@
 // See generate_images.h.
-#include "trainer/generate_images.h"
+#include "trainer/generate_memory.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
