@@ -23,6 +23,8 @@ const std::vector<Subcommand>& subcommands() {
       {"phantoms", "write a folder of MRI-like head phantoms (labels: lesion or not)", cmd_phantoms},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
       {"metrics", "FID/KID of a checkpoint against a dataset pack (offline, single rank)", cmd_metrics},
+      {"vtt", "Visual Turing Test: one offline page of real and generated images for readers, and its key", cmd_vtt},
+      {"vtt-score", "score readers' Visual Turing Test answers: accuracy, sensitivity, specificity, kappas", cmd_vtt_score},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},
       {"version", "print the versions of styleforge and the libraries it was built with", cmd_version},
   };

@@ -56,5 +56,7 @@ int cmd_status(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_import(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);
+int cmd_vtt(const std::vector<std::string>& args);
+int cmd_vtt_score(const std::vector<std::string>& args);
 
 }  // namespace sf::cli
