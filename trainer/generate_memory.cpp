@@ -1,4 +1,4 @@
-// See generate_images.h.
+// See generate_memory.h.
 #include "trainer/generate_memory.h"
 
 #include <ATen/ATen.h>
