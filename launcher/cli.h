@@ -56,5 +56,6 @@ int cmd_status(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_import(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);
+int cmd_classify(const std::vector<std::string>& args);
 
 }  // namespace sf::cli
