@@ -56,6 +56,7 @@ int cmd_classify(const std::vector<std::string>& args) {
       ("trunc", po::value(&o.truncation_psi)->default_value(1.0), "truncation psi of the synthetic images")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: all cores)")
       ("device", po::value(&o.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
+      ("verbose,v", po::bool_switch(&o.verbose), "one line per epoch: train loss, validation loss and accuracy")
       ("quiet,q", po::bool_switch(&o.quiet), "only the summary table");
   po::variables_map vm;
   if (int rc = parse_options("classify",

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end `styleforge classify` on phantoms (ctest e2e_classify, label e2e):
-#  1. 400 phantoms 32x32 (lesion / no lesion) packed; a tiny conditional GAN trained on them.
-#  2. Real-only, seeds 0,1,2 (small ResNet-18): classify.json and classify.png written, every
-#     seed's test accuracy at least 0.75 (chance: about 0.5).
+#  1. 400 phantoms 64x64 (lesion / no lesion) packed; a tiny conditional GAN trained on them.
+#  2. Real-only, seeds 0,1,2 (ResNet-18 at width x0.25, 25 epochs, flips and rot90): classify.json
+#     and classify.png written, every seed's test accuracy at least 0.75 (chance: about 0.5;
+#     measured 0.825, 0.950, 0.938). At 32x32 the lesions are a few pixels and this classifier
+#     stays near chance, hence 64x64.
 #  3. Real + synthetic (20 images per class from the GAN): two arms; the synthetic arm trains on
 #     the real training images plus 40, validates and tests on the same real images.
 #  4. Refusals with exit 2 and one line: unknown --arch, a pack without labels, fractions out of
@@ -16,14 +18,14 @@ W=$(mktemp -d /tmp/sf_e2e_classify.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$BIN" phantoms --dest "$W/ph" --count 400 --resolution 32 --quiet >/dev/null || fail "phantoms"
+"$BIN" phantoms --dest "$W/ph" --count 400 --resolution 64 --quiet >/dev/null || fail "phantoms"
 "$BIN" pack --source "$W/ph" --dest "$W/ph.h5" >/dev/null 2>&1 || fail "pack"
 "$BIN" train --data "$W/ph.h5" --run-dir "$W/run" --cond --cbase 256 --cmax 32 --batch 4 --kimg 0.02 --tick 0.01 \
   --snap 1 --threads 1 --metrics none > "$W/train.log" 2>&1 || { tail -5 "$W/train.log"; fail "train --cond"; }
 CKPT=$(ls "$W"/run/network-snapshot-*.h5 2>/dev/null | tail -1)
 [ -n "$CKPT" ] || fail "train wrote no checkpoint"
 
-small=(--arch resnet18 --width-mult 0.25 --epochs 12 --batch 32 --threads 1 --device cpu)
+small=(--arch resnet18 --width-mult 0.25 --epochs 25 --batch 32 --augment flips,rot90 --threads 1 --device cpu)
 
 # ---- 2. real only, three seeds ----
 "$BIN" classify --data "$W/ph.h5" --outdir "$W/real" "${small[@]}" --seeds 0,1,2 > "$W/real.log" 2>&1 \

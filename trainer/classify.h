@@ -89,6 +89,7 @@ struct Options {
   double truncation_psi = 1.0;
   int64_t synthetic_seed = 0;           // class c's images use seeds synthetic_seed .. + N - 1
   bool quiet = false;
+  bool verbose = false;                 // one line per epoch (train loss, validation loss and accuracy)
 };
 
 // Parses --augment ("", "none" or a comma list of flips, rot90, intensity).

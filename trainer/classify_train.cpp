@@ -281,21 +281,31 @@ RunResult train_one(const Options& o, const Data& d, const torch::Tensor& images
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     model->train();
     torch::Tensor perm = torch::randperm(n, torch::kLong);
+    double loss_sum = 0;
+    int64_t loss_n = 0;
     for (int64_t b = 0; b < n; b += o.batch) {
       const int64_t m = std::min<int64_t>(o.batch, n - b);
       if (m < 2) break;  // BatchNorm needs two images
       torch::Tensor sel = perm.narrow(0, b, m);
       torch::Tensor x = augment(normalize(images.index_select(0, all_idx.index_select(0, sel)), dev), o.augment);
       torch::Tensor y = all_y.index_select(0, sel).to(dev);
-      torch::Tensor loss = torch::cross_entropy(model->forward(x), y);
+      torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
       opt.zero_grad();
       loss.backward();
       opt.step();
+      loss_sum += loss.item<double>() * static_cast<double>(m), loss_n += m;
     }
-    if (split.val.empty()) continue;
+    const double train_loss = loss_n ? loss_sum / static_cast<double>(loss_n) : std::nan("");
+    if (split.val.empty()) {
+      if (o.verbose) log << "  epoch " << epoch << ": train loss " << train_loss << "\n";
+      continue;
+    }
     double vloss = 0;
     const Metrics vm = evaluate_predictions(val_y, predict(model, images, split.val, labels, o.batch, dev, &vloss),
                                             d.num_classes);
+    if (o.verbose)
+      log << "  epoch " << epoch << ": train loss " << train_loss << ", val loss " << vloss << ", val accuracy "
+          << vm.accuracy << "\n";
     if (vm.accuracy > best_acc || (vm.accuracy == best_acc && vloss < best_loss)) {
       best_acc = vm.accuracy, best_loss = vloss, res.best_epoch = epoch;
       torch::NoGradGuard ng;
