@@ -25,10 +25,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 CKPT=$(ls "$W"/run/network-snapshot-*.h5 2>/dev/null | tail -1)
 [ -n "$CKPT" ] || fail "train wrote no checkpoint"
 
-small=(--arch resnet18 --width-mult 0.25 --epochs 25 --batch 32 --augment flips,rot90 --threads 1 --device cpu)
+small=(--arch resnet18 --width-mult 0.25 --batch 32 --augment flips,rot90 --threads 1 --device cpu)
 
 # ---- 2. real only, three seeds ----
-"$BIN" classify --data "$W/ph.h5" --outdir "$W/real" "${small[@]}" --seeds 0,1,2 > "$W/real.log" 2>&1 \
+"$BIN" classify --data "$W/ph.h5" --outdir "$W/real" "${small[@]}" --epochs 25 --seeds 0,1,2 > "$W/real.log" 2>&1 \
   || { tail -5 "$W/real.log"; fail "classify (real only)"; }
 cat "$W/real.log"
 [ -s "$W/real/classify.png" ] || fail "no classify.png"
@@ -65,14 +65,30 @@ assert (b["val_images"], b["test_images"]) == (a["val_images"], a["test_images"]
 assert r["settings"]["synthetic_per_class"] == 20
 EOF
 
-# ---- 4. refusals: exit 2, one line naming the flag or file ----
-refuse() {  # refuse PATTERN ARGS...
+# refuse PATTERN ARGS...: classify exits 2 with one line on stderr that contains PATTERN.
+refuse() {
   local pat=$1; shift
   "$BIN" classify "$@" > "$W/out" 2> "$W/err"; local rc=$?
   [ $rc -eq 2 ] || { cat "$W/err"; fail "classify $* exited $rc, expected 2"; }
   [ "$(wc -l < "$W/err")" -eq 1 ] || { cat "$W/err"; fail "classify $*: not a one-line error"; }
   grep -q -- "$pat" "$W/err" || { cat "$W/err"; fail "classify $*: error does not mention '$pat'"; }
 }
+
+# ---- 3b. --weights: a TorchScript ResNet-18 with torchvision's names (3 channels, 1000 classes) ----
+PY_TORCH=$(bash "$(dirname "$0")/../scripts/torch-env.sh" 2>/dev/null)
+if [ -n "$PY_TORCH" ] && "$PY_TORCH" -c "import torch" 2>/dev/null; then
+  "$PY_TORCH" "$(dirname "$0")/classify_weights_module.py" "$W/r18.pt" --width-mult 0.25 || fail "TorchScript module"
+  "$BIN" classify --data "$W/ph.h5" --outdir "$W/wt" "${small[@]}" --epochs 1 --seeds 0 --weights "$W/r18.pt" \
+    > "$W/wt.log" 2>&1 || { tail -5 "$W/wt.log"; fail "classify --weights"; }
+  grep -q "fc has 1000 outputs, replaced by a new fc for 2 classes" "$W/wt.log" || fail "--weights: fc not replaced"
+  grep -q "conv1 adapted from 3 to 1 input channels" "$W/wt.log" || fail "--weights: conv1 not adapted"
+  refuse "bn1.bias" --data "$W/ph.h5" --outdir "$W/x" --width-mult 0.5 --epochs 1 --seeds 0 --weights "$W/r18.pt" -q
+  refuse "not a TorchScript module" --data "$W/ph.h5" --outdir "$W/x" --epochs 1 --seeds 0 --weights "$W/ph.h5" -q
+else
+  echo "SKIP (part): no python with torch from scripts/torch-env.sh, --weights not checked"
+fi
+
+# ---- 4. refusals: exit 2, one line naming the flag or file ----
 refuse "--arch" --data "$W/ph.h5" --outdir "$W/x" --arch vgg16
 refuse "--test-frac" --data "$W/ph.h5" --outdir "$W/x" --test-frac 1.5
 refuse "--val-frac" --data "$W/ph.h5" --outdir "$W/x" --val-frac 0.6 --test-frac 0.5

@@ -131,7 +131,8 @@ void load_weights(ResNet& model, const std::string& path, std::ostream& log) {
     src = torch::jit::load(path, torch::kCPU);
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
-    throw std::invalid_argument("--weights " + path + ": not a TorchScript module (" + what.substr(0, what.find('\n')) + ")");
+    what = what.substr(0, std::min(what.find('\n'), what.find(". ")));
+    throw std::invalid_argument("--weights " + path + ": not a TorchScript module (" + what + ")");
   }
   std::map<std::string, torch::Tensor> have;
   for (const auto& p : src.named_parameters(true)) have[p.name] = p.value;
@@ -161,7 +162,7 @@ void load_weights(ResNet& model, const std::string& path, std::ostream& log) {
       if (s.sizes() != dst.sizes()) {
         std::ostringstream m;
         m << "--weights " << path << ": '" << name << "' has shape " << it->second.sizes() << ", the network needs "
-          << dst.sizes();
+          << dst.sizes() << " (--arch and --width-mult must match the module)";
         throw std::invalid_argument(m.str());
       }
     }
@@ -268,7 +269,10 @@ RunResult train_one(const Options& o, const Data& d, const torch::Tensor& images
   const auto t0 = std::chrono::steady_clock::now();
   torch::manual_seed(static_cast<uint64_t>(seed));
   ResNet model(o.arch, d.channels, d.num_classes, o.width_mult);
-  if (!o.weights.empty()) load_weights(model, o.weights, log);
+  if (!o.weights.empty()) {
+    std::ostringstream quiet;  // what load_weights says was printed once by run_classify's check
+    load_weights(model, o.weights, quiet);
+  }
   model->to(dev);
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
   std::map<std::string, torch::Tensor> best;
@@ -368,6 +372,12 @@ nlohmann::json run_classify(const Options& o) {
   else
     splits.push_back(stratified_split(d.labels, K, o.val_frac, o.test_frac, o.split_seed));
 
+  if (!o.weights.empty()) {  // checked (and its adaptations reported) once, before any training
+    ResNet probe(o.arch, d.channels, K, o.width_mult);
+    std::ostringstream notes;
+    load_weights(probe, o.weights, notes);
+    if (!o.quiet) log << notes.str();
+  }
   // Synthetic images: checked against the pack before any training.
   std::vector<std::pair<int, std::string>> sources;  // class -> checkpoint (cls -1 conditional)
   for (const auto& [cls, path] : nets) {
