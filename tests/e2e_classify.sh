@@ -22,7 +22,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$BIN" pack --source "$W/ph" --dest "$W/ph.h5" >/dev/null 2>&1 || fail "pack"
 "$BIN" train --data "$W/ph.h5" --run-dir "$W/run" --cond --cbase 256 --cmax 32 --batch 4 --kimg 0.02 --tick 0.01 \
   --snap 1 --threads 1 --metrics none > "$W/train.log" 2>&1 || { tail -5 "$W/train.log"; fail "train --cond"; }
-CKPT=$(ls "$W"/run/network-snapshot-*.h5 2>/dev/null | tail -1)
+CKPT=$(ls -t "$W"/run/network-snapshot-*.h5 2>/dev/null | head -1)  # the newest
 [ -n "$CKPT" ] || fail "train wrote no checkpoint"
 
 small=(--arch resnet18 --width-mult 0.25 --batch 32 --augment flips,rot90 --threads 1 --device cpu)
