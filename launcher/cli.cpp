@@ -22,6 +22,7 @@ const std::vector<Subcommand>& subcommands() {
       {"pack", "pack images, TFRecords, NIfTI or DICOM into an HDF5 dataset pack", cmd_pack},
       {"phantoms", "write a folder of MRI-like head phantoms (labels: lesion or not)", cmd_phantoms},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
+      {"classify", "ResNet-18/50 classifier on a pack's labels: real-only against real + synthetic images", cmd_classify},
       {"metrics", "FID/KID of a checkpoint against a dataset pack (offline, single rank)", cmd_metrics},
       {"vtt", "Visual Turing Test: one offline page of real and generated images for readers, and its key", cmd_vtt},
       {"vtt-score", "score readers' Visual Turing Test answers: accuracy, sensitivity, specificity, kappas", cmd_vtt_score},

@@ -58,5 +58,6 @@ int cmd_import(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);
 int cmd_vtt(const std::vector<std::string>& args);
 int cmd_vtt_score(const std::vector<std::string>& args);
+int cmd_classify(const std::vector<std::string>& args);
 
 }  // namespace sf::cli
