@@ -1,7 +1,10 @@
 // In-memory generation for one class (trainer/class_images.h).
 #include "trainer/class_images.h"
 
+#include "trainer/batch_invariant.h"
+
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
@@ -23,7 +26,8 @@ GeneratorShape read_generator_shape(const std::string& network) {
 
 ClassImages generate_class_images(const std::string& network, int cls, const std::vector<int64_t>& seeds,
                                   double truncation_psi, const std::string& noise_mode, const std::string& device,
-                                  int batch) {
+                                  int batch, int threads) {
+  if (threads > 0) at::set_num_threads(threads);
   const NetworkFile net(network);
   const CheckpointInfo info = read_checkpoint_info(net.checkpoint());
   const int c_dim = info.G.c_dim;
@@ -37,6 +41,7 @@ ClassImages generate_class_images(const std::string& network, int cls, const std
   G.train(false);
   set_trainable(G.state(), false);
   at::NoGradGuard no_grad;
+  BatchInvariantGuard same_images_for_any_batch;  // as `generate`: the batch size changes no image
   const NoiseMode mode = parse_noise_mode(noise_mode);
   ClassImages out;
   out.channels = info.G.img_channels;

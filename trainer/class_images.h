@@ -24,6 +24,6 @@ struct ClassImages {
 // noise_mode: random | const | none. Throws std::invalid_argument naming the file on a mismatch.
 ClassImages generate_class_images(const std::string& network, int cls, const std::vector<int64_t>& seeds,
                                   double truncation_psi, const std::string& noise_mode, const std::string& device,
-                                  int batch = 16);
+                                  int batch = 16, int threads = 0);  // threads > 0: LibTorch threads
 
 }  // namespace sf::trainer
