@@ -23,6 +23,7 @@ const std::vector<Subcommand>& subcommands() {
       {"phantoms", "write a folder of MRI-like head phantoms (labels: lesion or not)", cmd_phantoms},
       {"bench-data", "images/s of the pack reader against decoding PNG files", cmd_bench_data},
       {"metrics", "FID/KID of a checkpoint against a dataset pack (offline, single rank)", cmd_metrics},
+      {"embed", "PCA and t-SNE maps (CSV, PNG) of detector features of real and generated images", cmd_embed},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},
       {"version", "print the versions of styleforge and the libraries it was built with", cmd_version},
   };
