@@ -51,7 +51,7 @@ Embedding from_tensor(const at::Tensor& y) {
 
 // [N, 2] PCA projections of the rows of x (float64) and the explained variance ratios.
 at::Tensor pca_tensor(const at::Tensor& x, std::vector<double>* ratios) {
-  const int64_t n = x.size(0), d = x.size(1);
+  const int64_t n = x.size(0);
   at::Tensor xc = x - x.mean(0, true);
   auto [u, s, vh] = at::linalg_svd(xc, /*full_matrices=*/false);
   const int64_t k = std::min<int64_t>(2, vh.size(0));
@@ -69,7 +69,6 @@ at::Tensor pca_tensor(const at::Tensor& x, std::vector<double>* ratios) {
     ratios->assign(2, 0.0);
     for (int64_t i = 0; i < k; ++i) (*ratios)[static_cast<size_t>(i)] = total > 0 ? var[i].item<double>() / total : 0;
   }
-  (void)d;
   return y;
 }
 
@@ -91,7 +90,7 @@ at::Tensor conditional_p(const at::Tensor& dist, double perplexity, at::Tensor* 
   // Shift each row by its smallest off-diagonal distance: exp() stays in range for any beta.
   at::Tensor off = dist.clone();
   off.fill_diagonal_(std::numeric_limits<double>::infinity());
-  at::Tensor shifted = dist - off.min(1, true).values;
+  at::Tensor shifted = dist - std::get<0>(off.min(1, true));
   shifted.fill_diagonal_(0);
   at::Tensor beta = at::ones({n, 1}, at::kDouble);
   at::Tensor lo = at::full({n, 1}, -std::numeric_limits<double>::infinity(), at::kDouble);
