@@ -5,7 +5,7 @@
 # the PNG sizes, determinism for a seed, one-line refusals of bad flags, and, when the torch venv
 # has scikit-learn, tests/tsne_check.py on the saved features (trustworthiness against sklearn's
 # TSNE within 0.02, PCA within 1e-5 up to sign).
-# Usage: e2e_embed.sh STYLEFORGE_BINARY FIXTURES_DIR
+# Usage: e2e_embed.sh STYLEFORGE_BINARY FIXTURES_DIR   ($KEEP_EMBED_OUT=DIR keeps the maps there)
 # Exits 77 (ctest: skipped) with a message when the stand-in detector is missing.
 set -u
 BIN=${1:?usage: e2e_embed.sh STYLEFORGE_BINARY FIXTURES_DIR}
@@ -18,7 +18,7 @@ if [ ! -f "$DET" ]; then
 fi
 export OMP_NUM_THREADS=1
 W=$(mktemp -d /tmp/sf_e2e_embed.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+trap '[ -n "${KEEP_EMBED_OUT:-}" ] && cp -r "$W/out" "$KEEP_EMBED_OUT"; rm -rf "$W"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 "$BIN" phantoms --dest "$W/ph" --count 64 --resolution 16 --quiet >/dev/null || fail "phantoms"
@@ -71,8 +71,8 @@ check_refusal --method "${base[@]}" --count 8 --method umap
 check_refusal --count "${base[@]}" --count 65
 check_refusal --count "${base[@]}" --count 3000
 check_refusal --perplexity "${base[@]}" --count 8 --perplexity 16
-check_refusal --class "${base[@]}" --count 8 --class 7
-"$BIN" embed "${base[@]}" --count 8 --reals "$W/missing.h5" > "$W/bad.log" 2>&1 && fail "a missing pack was accepted"
+check_refusal --class "${base[@]}" --count 8 --method pca --class 7
+"$BIN" embed --reals "$W/missing.h5" --network "$CKPT" --detector "$DET" --dest "$W/bad" --count 8 --method pca > "$W/bad.log" 2>&1 && fail "a missing pack was accepted"
 grep -q "missing.h5" "$W/bad.log" || fail "missing pack: the message does not name it: $(cat "$W/bad.log")"
 echo "ok: refused: $(cat "$W/bad.log")"
 
