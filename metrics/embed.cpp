@@ -121,16 +121,21 @@ at::Tensor conditional_p(const at::Tensor& dist, double perplexity, at::Tensor* 
   return p;
 }
 
-// KL(P || Q) and its gradient with respect to y, Student-t with one degree of freedom.
+// KL(P || Q) and its gradient with respect to y, Student-t with one degree of freedom. In-place
+// steps keep the number of N x N passes and allocations low.
 double kl_and_gradient(const at::Tensor& P, const at::Tensor& y, at::Tensor& grad, bool want_kl) {
-  at::Tensor num = 1.0 / (1.0 + squared_distances(y));
+  at::Tensor sq = (y * y).sum(1);
+  at::Tensor num = at::addmm(sq.unsqueeze(1) + sq.unsqueeze(0), y, y.t(), /*beta=*/1, /*alpha=*/-2);
+  num.clamp_min_(0).add_(1).reciprocal_();
   num.fill_diagonal_(0);
-  at::Tensor Q = (num / num.sum()).clamp_min(kEps);
-  at::Tensor pq = (P - Q) * num;
-  grad = 4 * (pq.sum(1, true) * y - pq.matmul(y));
-  if (!want_kl) return 0;
+  at::Tensor Q = num / num.sum();
+  Q.clamp_min_(kEps);
+  double kl = 0;
   // The diagonal has P = 0 and adds nothing.
-  return (P * at::log(P.clamp_min(kEps) / Q)).sum().item<double>();
+  if (want_kl) kl = (P * at::log(P.clamp_min(kEps) / Q)).sum().item<double>();
+  at::Tensor pq = Q.neg_().add_(P).mul_(num);  // (P - Q) * num, in Q's storage
+  grad = 4 * (pq.sum(1, true) * y - pq.matmul(y));
+  return kl;
 }
 
 void check_tsne(const FeatureMatrix& x, const TsneOptions& o) {
@@ -426,13 +431,13 @@ int run_embed_command(const EmbedCommandOptions& c) {
                     e.kl_divergence);
       title = line;
     }
-    title += ", " + std::to_string(c.count) + " real and " + std::to_string(c.count) + " synthetic";
     const std::string csv = (fs::path(c.dest) / ("embed-" + m + ".csv")).string();
     const std::string png = (fs::path(c.dest) / ("embed-" + m + ".png")).string();
     write_embedding_csv(csv, f.points, e);
     data::write_png_file(png, render_embedding(f.points, e, title, pi.class_names, c.size));
     std::snprintf(line, sizeof line, " (%.1f s)", std::chrono::duration<double>(Clock::now() - t1).count());
-    std::cout << csv << ", " << png << ": " << title << line << std::endl;
+    std::cout << csv << ", " << png << ": " << title << ", " << c.count << " real and " << c.count << " synthetic"
+              << line << std::endl;
   }
   return 0;
 }

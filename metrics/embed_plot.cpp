@@ -78,10 +78,25 @@ data::Image render_embedding(const std::vector<EmbedPoint>& points, const Embedd
   const int scale = size >= 600 ? 2 : 1;
   const int line_h = Canvas::text_height(scale);
   const int margin = 12 * scale;
-  // Title, shortened to fit.
-  std::string t = title;
-  while (!t.empty() && Canvas::text_width(t, scale) > size - 2 * margin) t.pop_back();
-  cv.text(margin, margin, t, scale, ink);
+  // Title, wrapped after ", " or " " to fit (a word longer than a line is cut).
+  const int max_w = size - 2 * margin;
+  std::vector<std::string> lines(1);
+  for (size_t pos = 0; pos < title.size();) {
+    size_t next = title.find(' ', pos);
+    next = next == std::string::npos ? title.size() : next + 1;
+    const std::string word = title.substr(pos, next - pos);
+    std::string trial = lines.back() + word;
+    while (!trial.empty() && trial.back() == ' ') trial.pop_back();
+    if (!lines.back().empty() && Canvas::text_width(trial, scale) > max_w) lines.push_back("");
+    lines.back() += word;
+    pos = next;
+  }
+  int ty = margin;
+  for (auto& l : lines) {
+    while (!l.empty() && (l.back() == ' ' || Canvas::text_width(l, scale) > max_w)) l.pop_back();
+    cv.text(margin, ty, l, scale, ink);
+    ty += line_h + 2 * scale;
+  }
 
   // Legend: sources by colour, then classes by shape.
   std::map<std::string, int64_t> per_source;
@@ -105,7 +120,7 @@ data::Image render_embedding(const std::vector<EmbedPoint>& points, const Embedd
     entries.push_back({name + " (" + std::to_string(n) + ")", shape_of(cls), grey});
   }
   const double legend_r = 4.0 * scale;
-  int lx = margin, ly = margin + line_h + 6 * scale;
+  int lx = margin, ly = ty + 4 * scale;
   for (const auto& en : entries) {
     const int w = static_cast<int>(2 * legend_r) + 5 * scale + Canvas::text_width(en.label, scale) + 14 * scale;
     if (lx + w > size - margin && lx > margin) {
