@@ -305,6 +305,7 @@ int run_embed_command(const EmbedCommandOptions& c) {
       throw std::invalid_argument("--perplexity must be below the number of points (2 x --count = " +
                                   std::to_string(2 * c.count) + ")");
     if (c.tsne.init != "pca" && c.tsne.init != "random") throw std::invalid_argument("--init must be pca or random");
+    if (c.tsne.iterations < 1) throw std::invalid_argument("--iterations must be at least 1");
   }
   if (c.dest.empty()) throw std::invalid_argument("--dest is required");
 
@@ -426,6 +427,15 @@ int run_embed_command(const EmbedCommandOptions& c) {
     } else {
       TsneOptions to = c.tsne;
       to.seed = c.seed;
+      if (!to.progress)
+        to.progress = [&](int it, double kl) {
+          if (it % 250 == 0 && it < to.iterations) {
+            char msg[96];
+            std::snprintf(msg, sizeof msg, "t-SNE: iteration %d of %d, KL %.3f%s", it, to.iterations, kl,
+                          it <= to.exaggeration_iters ? " (exaggerated)" : "");
+            log(msg);
+          }
+        };
       e = tsne_2d(fm, to);
       std::snprintf(line, sizeof line, "t-SNE (perplexity %g, %d iterations, KL %.3f)", to.perplexity, e.iterations,
                     e.kl_divergence);
