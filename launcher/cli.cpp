@@ -26,6 +26,7 @@ const std::vector<Subcommand>& subcommands() {
       {"metrics", "FID/KID of a checkpoint against a dataset pack (offline, single rank)", cmd_metrics},
       {"vtt", "Visual Turing Test: one offline page of real and generated images for readers, and its key", cmd_vtt},
       {"vtt-score", "score readers' Visual Turing Test answers: accuracy, sensitivity, specificity, kappas", cmd_vtt_score},
+      {"embed", "PCA and t-SNE maps (CSV, PNG) of detector features of real and generated images", cmd_embed},
       {"selftest", "recompute every reference fixture in a folder and compare", cmd_selftest},
       {"version", "print the versions of styleforge and the libraries it was built with", cmd_version},
   };

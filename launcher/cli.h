@@ -52,6 +52,7 @@ int cmd_generate(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_bench_comm(const std::vector<std::string>& args);
 int cmd_metrics(const std::vector<std::string>& args);
+int cmd_embed(const std::vector<std::string>& args);
 int cmd_status(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_import(const std::vector<std::string>& args);

@@ -5,10 +5,11 @@
 #   click, Pillow, requests, scipy  what a stylegan2-ada-pytorch checkout imports to load network
 #                pickles and run its generate.py (the export test, $STYLEFORGE_REFERENCE)
 #   selenium     tests/vtt_click.py drives headless Chromium through the Visual Turing Test page
+#   scikit-learn  tests/tsne_check.py compares our PCA and t-SNE maps with its PCA, TSNE and trustworthiness
 # Idempotent and quiet: nothing is fetched when the pinned versions are there already.
 set -euo pipefail
 py="${STYLEFORGE_TEST_PYTHON:-$(bash "$(dirname "$0")/torch-env.sh")}"
-pins=(tensorboard==2.20.0 click==8.1.8 pillow==11.3.0 requests==2.32.3 scipy==1.15.3 selenium==4.50.0)
+pins=(tensorboard==2.20.0 click==8.1.8 pillow==11.3.0 requests==2.32.3 scipy==1.15.3 selenium==4.50.0 scikit-learn==1.7.2)
 missing=()
 for p in "${pins[@]}"; do
   name="${p%%==*}" want="${p##*==}"
