@@ -5,7 +5,11 @@
 #include <iostream>
 #include <stdexcept>
 
+#include <memory>
+
 #include "launcher/cli.h"
+#include "sharding/mpi_comm.h"
+#include "sharding/topology.h"
 #include "trainer/classify.h"
 #include "trainer/training_loop.h"
 
@@ -69,8 +73,6 @@ int cmd_classify(const std::vector<std::string>& args) {
     std::cerr << "styleforge classify: " << msg << " (see styleforge classify --help)\n";
     return kUsage;
   };
-  if (const int n = launched_world_size(); n > 1)
-    return usage("runs on one rank only (launched with " + std::to_string(n) + "); start it without mpirun");
   if (o.arch != "resnet18" && o.arch != "resnet50")
     return usage("--arch: unknown architecture '" + o.arch + "' (resnet18 or resnet50)");
   if (!(o.val_frac >= 0 && o.val_frac < 1)) return usage("--val-frac must be in [0, 1)");
@@ -94,11 +96,24 @@ int cmd_classify(const std::vector<std::string>& args) {
   } catch (const std::invalid_argument& e) {
     return usage(e.what());
   }
+  // Under mpirun/srun: data-parallel over every rank of the job (trainer/classify.h).
+  const int world = launched_world_size();
+  sharding::MpiSession mpi(world > 1 && sharding::launched_by_mpi());
+  std::unique_ptr<sharding::MpiCommunicator> comm;
+  if (mpi.active()) {
+    comm = std::make_unique<sharding::MpiCommunicator>(MPI_COMM_WORLD, 600.0);
+    o.comm = comm.get();
+  }
   try {
     trainer::classify::run_classify(o);
   } catch (const std::invalid_argument& e) {
     std::cerr << "styleforge classify: " << e.what() << "\n";
+    if (mpi.active()) MPI_Abort(MPI_COMM_WORLD, kUsage);
     return kUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "styleforge classify: " << (comm ? "rank " + std::to_string(comm->rank()) + ": " : std::string()) << e.what() << "\n";
+    if (mpi.active()) MPI_Abort(MPI_COMM_WORLD, kFailure);
+    return kFailure;
   }
   return kOk;
 }

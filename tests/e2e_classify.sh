@@ -8,7 +8,9 @@
 #  3. Real + synthetic (20 images per class from the GAN): two arms; the synthetic arm trains on
 #     the real training images plus 40, validates and tests on the same real images.
 #  4. Refusals with exit 2 and one line: unknown --arch, a pack without labels, fractions out of
-#     range, a conditional network whose class count differs from the pack's, more than one rank.
+#     range, a conditional network whose class count differs from the pack's.
+#  5. Data-parallel under mpirun (2 ranks): one classify.json/png written by rank 0, "ranks": 2,
+#     test accuracy at least 0.75 (the ranks end with the same model or classify fails).
 # Usage: e2e_classify.sh STYLEFORGE_BINARY
 set -u
 BIN=${1:?usage: e2e_classify.sh STYLEFORGE_BINARY}
@@ -105,5 +107,22 @@ EOF
 "$BIN" pack --source "$W/ph3" --dest "$W/ph3.h5" >/dev/null 2>&1 || fail "pack (three classes)"
 refuse "conditional on 2 classes, the pack has 3" --data "$W/ph3.h5" --outdir "$W/x" "${small[@]}" \
   --synthetic-network "$CKPT" --synthetic-per-class 2
-OMPI_COMM_WORLD_SIZE=2 refuse "one rank only" --data "$W/ph.h5" --outdir "$W/x"
+
+# ---- 5. data-parallel under mpirun ----
+if command -v mpirun >/dev/null; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 "$BIN" classify \
+    --data "$W/ph.h5" --outdir "$W/mpi" "${small[@]}" --epochs 25 --seeds 0 > "$W/mpi.log" 2>&1 \
+    || { tail -5 "$W/mpi.log"; fail "classify under mpirun -np 2"; }
+  [ "$(grep -c '^wrote ' "$W/mpi.log")" -eq 1 ] || { cat "$W/mpi.log"; fail "mpirun -np 2: not one writer"; }
+  "$PY" - "$W/mpi/classify.json" <<'EOF' || fail "mpirun -np 2: classify.json"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["ranks"] == 2, r["ranks"]
+acc = r["arms"][0]["runs"][0]["accuracy"]
+assert acc >= 0.75, "2 ranks: test accuracy %.3f below 0.75" % acc
+print("2 ranks (data-parallel): test accuracy %.3f" % acc)
+EOF
+else
+  echo "SKIP (part): no mpirun, data-parallel classify not checked"
+fi
 echo "e2e_classify: OK"

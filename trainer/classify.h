@@ -25,6 +25,10 @@
 
 #include "data/image.h"
 
+namespace sf::sharding {
+class Communicator;
+}
+
 namespace sf::trainer::classify {
 
 // ---- splits ----
@@ -90,6 +94,11 @@ struct Options {
   int64_t synthetic_seed = 0;           // class c's images use seeds synthetic_seed .. + N - 1
   bool quiet = false;
   bool verbose = false;                 // one line per epoch (train loss, validation loss and accuracy)
+  // Data-parallel ranks (started by mpirun/srun): each rank takes every size()-th image of each
+  // batch, gradients are summed over the ranks (the loss is the mean over the whole batch),
+  // BatchNorm buffers averaged after each epoch, so every rank holds the same model; rank 0
+  // prints and writes. Null: one process.
+  sharding::Communicator* comm = nullptr;
 };
 
 // Parses --augment ("", "none" or a comma list of flips, rot90, intensity).

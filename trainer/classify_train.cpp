@@ -25,6 +25,7 @@
 #include "trainer/class_images.h"
 #include "trainer/classify.h"
 #include "trainer/device.h"
+#include "sharding/communicator.h"
 
 namespace fs = std::filesystem;
 namespace nn = torch::nn;
@@ -260,6 +261,46 @@ struct RunResult {
   double val_accuracy = std::nan(""), seconds = 0;
 };
 
+// Sums the gradients (grads) or the values of `tensors` over the ranks, through one host buffer.
+void sum_over_ranks(sharding::Communicator& comm, const std::vector<torch::Tensor>& tensors, bool grads) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& t : tensors) {
+    const torch::Tensor v = grads ? t.grad() : t;
+    if (v.defined()) parts.push_back(v.detach().to(torch::kCPU, torch::kFloat).reshape({-1}));
+  }
+  if (parts.empty()) return;
+  torch::Tensor flat = torch::cat(parts).contiguous();
+  comm.allreduce_sum(flat.data_ptr<float>(), static_cast<size_t>(flat.numel()));
+  torch::NoGradGuard ng;
+  int64_t off = 0;
+  for (const auto& t : tensors) {
+    torch::Tensor v = grads ? t.grad() : t;
+    if (!v.defined()) continue;
+    v.copy_(flat.narrow(0, off, v.numel()).view(v.sizes()));
+    off += v.numel();
+  }
+}
+
+// BatchNorm running statistics: the mean over the ranks (each rank saw its share of the batches).
+void average_buffers(sharding::Communicator& comm, torch::nn::Module& model) {
+  std::vector<torch::Tensor> floats;
+  for (auto& b : model.buffers())
+    if (b.is_floating_point()) floats.push_back(b);
+  sum_over_ranks(comm, floats, /*grads=*/false);
+  torch::NoGradGuard ng;
+  for (auto& b : floats) b.div_(static_cast<double>(comm.size()));
+}
+
+// Every rank must end with the same parameters (same batches, summed gradients, same Adam steps).
+void check_same_model(sharding::Communicator& comm, torch::nn::Module& model) {
+  double local = 0;
+  for (const auto& p : model.parameters()) local += p.detach().to(torch::kCPU, torch::kDouble).abs().sum().item<double>();
+  double sum = local;
+  comm.allreduce_sum(&sum, 1);
+  if (std::abs(sum - local * comm.size()) > 1e-9 * std::abs(sum) + 1e-12)
+    throw std::runtime_error("classify: rank " + std::to_string(comm.rank()) + ": the ranks' models diverged");
+}
+
 // One classifier: trained on split.train (which holds the synthetic images' indices in the
 // real+synthetic arm, see with_synthetic), the epoch with the best validation accuracy (lower
 // validation loss on ties; the last epoch without a validation set) evaluated on split.test.
@@ -282,23 +323,34 @@ RunResult train_one(const Options& o, const Data& d, const torch::Tensor& images
   torch::Tensor all_idx = torch::tensor(train_idx, torch::kLong);
   torch::Tensor all_y = torch::tensor(labels_of(labels, train_idx), torch::kLong);
   const std::vector<int64_t> val_y = labels_of(labels, split.val);
+  const int world = o.comm ? o.comm->size() : 1, rank = o.comm ? o.comm->rank() : 0;
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     model->train();
+    // Several ranks draw the same batch order: the global stream is re-seeded per epoch (the
+    // augmentation's draws, which depend on the local batch size, differ between ranks).
+    if (world > 1) torch::manual_seed(static_cast<uint64_t>(seed) * 1000003u + static_cast<uint64_t>(epoch));
     torch::Tensor perm = torch::randperm(n, torch::kLong);
     double loss_sum = 0;
     int64_t loss_n = 0;
     for (int64_t b = 0; b < n; b += o.batch) {
       const int64_t m = std::min<int64_t>(o.batch, n - b);
-      if (m < 2) break;  // BatchNorm needs two images
+      if (m < 2 * world) break;  // BatchNorm needs two images (per rank)
       torch::Tensor sel = perm.narrow(0, b, m);
+      if (world > 1) sel = sel.slice(0, rank, m, world);  // this rank's share of the batch
       torch::Tensor x = augment(normalize(images.index_select(0, all_idx.index_select(0, sel)), dev), o.augment);
       torch::Tensor y = all_y.index_select(0, sel).to(dev);
-      torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+      torch::Tensor loss = world > 1
+                               ? torch::nn::functional::cross_entropy(
+                                     model->forward(x), y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+                                     static_cast<double>(m)
+                               : torch::nn::functional::cross_entropy(model->forward(x), y);
       opt.zero_grad();
       loss.backward();
+      if (world > 1) sum_over_ranks(*o.comm, model->parameters(), /*grads=*/true);
       opt.step();
       loss_sum += loss.item<double>() * static_cast<double>(m), loss_n += m;
     }
+    if (world > 1) average_buffers(*o.comm, *model);
     const double train_loss = loss_n ? loss_sum / static_cast<double>(loss_n) : std::nan("");
     if (split.val.empty()) {
       if (o.verbose) log << "  epoch " << epoch << ": train loss " << train_loss << "\n";
@@ -324,6 +376,7 @@ RunResult train_one(const Options& o, const Data& d, const torch::Tensor& images
   } else {
     res.best_epoch = o.epochs;
   }
+  if (world > 1) check_same_model(*o.comm, *model);
   res.test = evaluate_predictions(labels_of(labels, split.test),
                                   predict(model, images, split.test, labels, o.batch, dev, nullptr), d.num_classes);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -347,7 +400,9 @@ const char* kMetricKeys[4] = {"accuracy", "sensitivity", "specificity", "auc"};
 }  // namespace
 
 nlohmann::json run_classify(const Options& o) {
-  std::ostream& log = std::cout;
+  const bool rank0 = !o.comm || o.comm->rank() == 0;  // prints and writes; other ranks compute the same
+  std::ostringstream quiet_log;
+  std::ostream& log = rank0 ? static_cast<std::ostream&>(std::cout) : quiet_log;
   if (o.arch != "resnet18" && o.arch != "resnet50")
     throw std::invalid_argument("--arch: unknown architecture '" + o.arch + "' (resnet18 or resnet50)");
   if (o.seeds.empty()) throw std::invalid_argument("--seeds: no seeds");
@@ -531,6 +586,8 @@ nlohmann::json run_classify(const Options& o) {
                          {"runs", runs}, {"per_seed", per_seed}, {"summary", summary}});
   }
   result["arms"] = arms_json;
+  result["ranks"] = o.comm ? o.comm->size() : 1;
+  if (!rank0) return result;
 
   fs::create_directories(o.outdir);
   const std::string json_path = (fs::path(o.outdir) / "classify.json").string();
