@@ -1,5 +1,7 @@
 #include "data/tb_events.h"
 
+#include <nlohmann/json.hpp>
+
 #include <unistd.h>
 
 #include <atomic>
@@ -113,6 +115,14 @@ std::string tb_scalars_event(const std::vector<std::pair<std::string, double>>& 
     put_bytes(summary, 1, value);
   }
   return event_with_summary(summary, step, wall_time);
+}
+
+std::vector<std::pair<std::string, double>> tb_metric_scalars(const nlohmann::json& result) {
+  std::vector<std::pair<std::string, double>> out;
+  if (result.contains("results"))
+    for (const auto& [name, v] : result.at("results").items())
+      if (v.is_number()) out.emplace_back("Metrics/" + name, v.get<double>());
+  return out;
 }
 
 std::string tb_session_start_event(int64_t step, double wall_time, const std::string& checkpoint_path) {

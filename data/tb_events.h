@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace sf::data {
 
 class TbEventError : public std::runtime_error {
@@ -46,6 +48,10 @@ std::string tb_image_event(const std::string& tag, const std::string& png, const
                            double wall_time);
 // One TFRecord record around `payload`.
 std::string tfrecord_frame(const std::string& payload);
+
+// The numeric results of one metric evaluation ({"results": {name: value, ...}, ...}, as
+// metric-*.jsonl lines hold them) as TensorBoard scalars `Metrics/<name>`, the reference's tags.
+std::vector<std::pair<std::string, double>> tb_metric_scalars(const nlohmann::json& result);
 
 class TbEventWriter {
  public:

@@ -1,6 +1,5 @@
 // `styleforge classify`: a ResNet classifier on a pack's class labels, real-only against real +
 // synthetic images, over seeds (trainer/classify.h).
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <stdexcept>
@@ -16,19 +15,6 @@
 namespace po = boost::program_options;
 
 namespace sf::cli {
-namespace {
-
-// Ranks of the MPI job this process belongs to (1 outside mpirun/srun).
-int launched_world_size() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"})
-    if (const char* s = std::getenv(v)) {
-      const int n = std::atoi(s);
-      if (n > 0) return n;
-    }
-  return 1;
-}
-
-}  // namespace
 
 int cmd_classify(const std::vector<std::string>& args) {
   trainer::classify::Options o;
@@ -97,12 +83,11 @@ int cmd_classify(const std::vector<std::string>& args) {
     return usage(e.what());
   }
   // Under mpirun/srun: data-parallel over every rank of the job (trainer/classify.h).
-  const int world = launched_world_size();
-  sharding::MpiSession mpi(world > 1 && sharding::launched_by_mpi());
+  sharding::MpiSession mpi(sharding::launched_by_mpi());
   std::unique_ptr<sharding::MpiCommunicator> comm;
   if (mpi.active()) {
     comm = std::make_unique<sharding::MpiCommunicator>(MPI_COMM_WORLD, 600.0);
-    o.comm = comm.get();
+    if (comm->size() > 1) o.comm = comm.get();
   }
   try {
     trainer::classify::run_classify(o);

@@ -46,13 +46,7 @@ int cmd_pack(const std::vector<std::string>& args) {
     }
   }
   std::unique_ptr<Progress> bar;
-  if (!quiet)
-    o.progress = [&bar](const data::ImportProgress& p) {
-      if (!bar) bar = std::make_unique<Progress>("pack", p.total, p.unit);
-      bar->set_total(p.total);
-      // Volumes: the images so far, as their count is known only once each volume is read.
-      bar->update(p.done, std::string(p.unit) == "images" ? "" : std::to_string(p.images) + (p.images == 1 ? " image" : " images"));
-    };
+  if (!quiet) o.progress = pack_progress(bar);
   data::ImportSummary s = data::pack_dataset(o);
   if (bar) bar->finish();
   std::cout << s.line() << "\n";

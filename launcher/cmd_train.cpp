@@ -182,11 +182,7 @@ int cmd_train(const std::vector<std::string>& args) {
         io.dest = pack;
         io.force = true;
         std::unique_ptr<Progress> bar;
-        io.progress = [&bar](const data::ImportProgress& p) {
-          if (!bar) bar = std::make_unique<Progress>("pack", p.total, p.unit);
-          bar->set_total(p.total);
-          bar->update(p.done, std::string(p.unit) == "images" ? "" : std::to_string(p.images) + (p.images == 1 ? " image" : " images"));
-        };
+        io.progress = pack_progress(bar);
         try {
           data::ImportSummary packed = data::pack_dataset(io);
           if (bar) bar->finish();

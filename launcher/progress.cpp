@@ -160,4 +160,12 @@ void Progress::finish() {
   if (opts_.enabled && (drawn_ || done_ > 0)) draw(true);
 }
 
+std::function<void(const data::ImportProgress&)> pack_progress(std::unique_ptr<Progress>& bar) {
+  return [&bar](const data::ImportProgress& p) {
+    if (!bar) bar = std::make_unique<Progress>("pack", p.total, p.unit);
+    bar->set_total(p.total);
+    bar->update(p.done, std::string(p.unit) == "images" ? "" : std::to_string(p.images) + (p.images == 1 ? " image" : " images"));
+  };
+}
+
 }  // namespace sf::cli

@@ -15,8 +15,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
+
+#include "data/import.h"
 
 namespace sf::cli {
 
@@ -74,5 +77,9 @@ class Progress {
   int last_decile_ = 0;
   size_t last_width_ = 0;
 };
+
+// The progress callback of data::pack_dataset (`pack`, `train --pack-if-needed`): creates `bar` on
+// the first call; volumes show the images so far, as their count is known once each is read.
+std::function<void(const data::ImportProgress&)> pack_progress(std::unique_ptr<Progress>& bar);
 
 }  // namespace sf::cli

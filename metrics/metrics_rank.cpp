@@ -86,9 +86,7 @@ int run_metrics_rank(sharding::MetricsLink& link, const MetricsRankOptions& opts
     for (const auto& result : evaluator->evaluate_flat(h.at("G"), keys, m.data.data(), m.data.size())) {
       report_metric(result, run_dir, ckpt);
       log(result.dump());
-      if (result.contains("results"))
-        for (const auto& [name, v] : result.at("results").items())
-          if (v.is_number()) scalars.emplace_back("Metrics/" + name, v.get<double>());
+      for (auto& sc : data::tb_metric_scalars(result)) scalars.push_back(std::move(sc));
     }
     if (h.value("tensorboard", false) && !scalars.empty()) {
       if (!tb) {

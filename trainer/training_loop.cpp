@@ -561,9 +561,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
         for (const auto& r : metric_results) {
           try {
             log.line("metrics: " + req.local_metrics->report(r, run_dir, path));
-            if (r.contains("results"))
-              for (const auto& [name, v] : r.at("results").items())
-                if (v.is_number()) metric_scalars.emplace_back("Metrics/" + name, v.get<double>());
+            for (auto& sc : data::tb_metric_scalars(r)) metric_scalars.push_back(std::move(sc));
           } catch (const std::exception& e) {
             log.line(std::string("metrics: ") + e.what());
           }
