@@ -253,4 +253,15 @@ Image nifti_slice(const NiftiVolume& vol, int axis, int64_t index, int64_t t, do
   return img;
 }
 
+Volume read_nifti_volume(const std::string& path) {
+  NiftiVolume n = read_nifti(path);
+  Volume v;
+  v.path = n.path;
+  v.description = "NIfTI-" + std::to_string(n.version) + " " + n.dtype;
+  v.nx = n.nx(), v.ny = n.ny(), v.nz = n.nz(), v.nt = n.nt();
+  v.data = std::move(n.data);
+  for (int a = 0; a < 3; ++a) v.affine[a][a] = n.pixdim[static_cast<size_t>(a)] > 0 ? n.pixdim[static_cast<size_t>(a)] : 1.0;
+  return v;
+}
+
 }  // namespace sf::data

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "data/volume.h"
 
 namespace sf::data {
 
@@ -34,6 +35,9 @@ struct NiftiVolume {
 // True for names ending in .nii or .nii.gz.
 bool is_nifti_name(const std::string& name);
 NiftiVolume read_nifti(const std::string& path);
+// The volume with its voxel-to-RAS affine (sform when its code is set, else qform, else the
+// voxel sizes; nibabel's get_best_affine), values as read_nifti gives them.
+Volume read_nifti_volume(const std::string& path);
 
 // Intensity scaling of one volume (or series) to uint8.
 struct IntensityScaling {
