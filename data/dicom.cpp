@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <iterator>
 
 #include "data/tfrecord.h"
@@ -276,6 +278,61 @@ DicomImage read_dicom(const std::string& path) {
   }
   (void)src;
   return img;
+}
+
+std::vector<DicomSeries> find_dicom_series(const std::string& source) {
+  namespace fs = std::filesystem;
+  std::map<std::string, DicomSeries> by_dir;
+  if (fs::is_directory(source)) {
+    for (const auto& e : fs::recursive_directory_iterator(source))
+      if (e.is_regular_file() && looks_like_dicom(e.path().string())) {
+        std::string dir = fs::relative(e.path().parent_path(), source).generic_string();
+        DicomSeries& s = by_dir[dir];
+        s.root = source;
+        s.name = dir;
+        s.files.push_back(fs::relative(e.path(), source).generic_string());
+      }
+  } else {
+    DicomSeries& s = by_dir[""];
+    s.root = fs::path(source).parent_path().string();
+    s.name = fs::path(source).filename().string();
+    s.files.push_back(s.name);
+  }
+  std::vector<DicomSeries> out;
+  for (auto& [dir, s] : by_dir) out.push_back(std::move(s));
+  return out;
+}
+
+Volume read_dicom_series(const DicomSeries& series) {
+  namespace fs = std::filesystem;
+  std::vector<DicomImage> imgs;
+  for (const auto& rel : series.files) {
+    imgs.push_back(read_dicom((fs::path(series.root) / rel).string()));
+    imgs.back().path = rel;
+  }
+  std::stable_sort(imgs.begin(), imgs.end(), [](const DicomImage& a, const DicomImage& b) {
+    if (a.instance_number != b.instance_number) return a.instance_number < b.instance_number;
+    if (a.slice_position != b.slice_position) return a.slice_position < b.slice_position;
+    return a.path < b.path;
+  });
+  Volume v;
+  v.path = (fs::path(series.root) / series.name).string();
+  v.description = "DICOM series";
+  v.has_orientation = false;
+  if (imgs.empty()) throw FormatError(v.path + ": no DICOM files");
+  v.nx = imgs[0].cols, v.ny = imgs[0].rows, v.nz = 0;
+  v.has_window = imgs[0].has_window, v.window_center = imgs[0].window_center, v.window_width = imgs[0].window_width;
+  for (const auto& d : imgs) {
+    if (d.cols != v.nx || d.rows != v.ny)
+      throw FormatError(series.root + "/" + d.path + ": image is " + std::to_string(d.cols) + "x" + std::to_string(d.rows) +
+                        ", earlier images of the series are " + std::to_string(v.nx) + "x" + std::to_string(v.ny));
+    for (int f = 0; f < d.frames; ++f) {
+      auto fr = d.frame_values(f);
+      v.data.insert(v.data.end(), fr.begin(), fr.end());
+      ++v.nz;
+    }
+  }
+  return v;
 }
 
 }  // namespace sf::data

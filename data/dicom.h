@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "data/volume.h"
+
 namespace sf::data {
 
 struct DicomImage {
@@ -35,5 +37,21 @@ struct DicomImage {
 // True when the file starts like a DICOM Part-10 file or has a .dcm/.dicom suffix.
 bool looks_like_dicom(const std::string& path);
 DicomImage read_dicom(const std::string& path);
+
+// One series: the DICOM files sharing a SeriesInstanceUID under the source.
+struct DicomSeries {
+  std::string uid;                 // SeriesInstanceUID ("" when the files carry none)
+  std::string root;                // the folder `files` are relative to
+  std::vector<std::string> files;  // relative paths ('/' separators), in no particular order
+  // Short name for pack image names and messages: the series' folder (relative to the source)
+  // and, when a folder holds several series, the UID.
+  std::string name;
+};
+// The series in `source` (one DICOM file, or a folder searched recursively), sorted by name.
+std::vector<DicomSeries> find_dicom_series(const std::string& source);
+// The series as a volume: slices ordered along the slice normal by ImagePositionPatient, equal
+// spacing checked (a missing slice is an error naming the series), rescale applied, the affine
+// from ImagePositionPatient/ImageOrientationPatient/PixelSpacing (LPS) turned into RAS.
+Volume read_dicom_series(const DicomSeries& series);
 
 }  // namespace sf::data

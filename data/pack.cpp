@@ -73,8 +73,12 @@ PackWriter::~PackWriter() {
 
 void PackWriter::add(const uint8_t* chw, int channels, int resolution, const std::string& name, const Label& label) {
   if (n_ == 0) {
-    if (channels != 1 && channels != 3)
-      throw PackError(name + ": has " + std::to_string(channels) + " channels; a pack holds 1 (gray) or 3 (RGB)");
+    if (channels < 1 || channels > kMaxPackChannels)
+      throw PackError(name + ": has " + std::to_string(channels) + " channels; a pack holds 1.." +
+                      std::to_string(kMaxPackChannels));
+    if (!opts_.channel_names.empty() && static_cast<int>(opts_.channel_names.size()) != channels)
+      throw PackError(name + ": has " + std::to_string(channels) + " channels but " +
+                      std::to_string(opts_.channel_names.size()) + " channel names were given");
     if (!is_pow2(resolution))
       throw PackError(name + ": resolution " + std::to_string(resolution) + " is not a power of two");
     if (resolution < kMinPackResolution || resolution > kMaxPackResolution)
@@ -134,6 +138,7 @@ PackInfo PackWriter::commit() {
   info.resolution = resolution_;
   info.channels = channels_;
   info.label_kind = label_kind_;
+  info.channel_names = opts_.channel_names;
   info.importer_json = opts_.importer_json;
   info.compression = opts_.gzip_level > 0 ? "gzip-" + std::to_string(opts_.gzip_level) : "none";
   if (label_kind_ == LabelKind::Class) {
@@ -145,6 +150,8 @@ PackInfo PackWriter::commit() {
       throw PackError(dest_ + ": " + std::to_string(info.class_names.size()) + " class names for class indices up to " +
                       std::to_string(max_cls));
     if (!info.class_names.empty()) info.label_dim = static_cast<int>(info.class_names.size());
+    info.class_counts.assign(static_cast<size_t>(info.label_dim), 0);
+    for (int64_t c : classes_) ++info.class_counts[static_cast<size_t>(c)];
     h5::write_i64(file_, "labels", classes_.data(), {n_});
   } else if (label_kind_ == LabelKind::Vector) {
     info.label_dim = static_cast<int>(label_dim_);
@@ -163,6 +170,8 @@ PackInfo PackWriter::commit() {
   h5::write_string_attr(file_, "label_kind", label_kind_name(info.label_kind));
   h5::write_int_attr(file_, "label_dim", info.label_dim);
   h5::write_string_attr(file_, "class_names", nlohmann::json(info.class_names).dump());
+  h5::write_string_attr(file_, "channel_names", nlohmann::json(info.channel_names).dump());
+  if (label_kind_ == LabelKind::Class) h5::write_string_attr(file_, "class_counts", nlohmann::json(info.class_counts).dump());
   h5::write_string_attr(file_, "importer", info.importer_json);
   h5::write_string_attr(file_, "compression", info.compression);
   h5::write_string_attr(file_, "content_hash", info.content_hash);
@@ -219,7 +228,7 @@ void PackReader::open(const std::string& path) {
     if (info_.num_images < 0 || info_.num_images > (int64_t(1) << 40)) throw bad("implausible num_images " + std::to_string(info_.num_images));
     if (info_.resolution < 1 || info_.resolution > kMaxPackResolution || !is_pow2(info_.resolution))
       throw bad("invalid resolution " + std::to_string(info_.resolution));
-    if (info_.channels != 1 && info_.channels != 3) throw bad("invalid channels " + std::to_string(info_.channels));
+    if (info_.channels < 1 || info_.channels > kMaxPackChannels) throw bad("invalid channels " + std::to_string(info_.channels));
     std::string kind = str("label_kind");
     info_.label_kind = kind == "class" ? LabelKind::Class : kind == "vector" ? LabelKind::Vector : LabelKind::None;
     if (kind != "class" && kind != "vector" && kind != "none") throw bad("unknown label_kind '" + kind + "'");
@@ -228,11 +237,19 @@ void PackReader::open(const std::string& path) {
       throw bad("invalid label_dim " + std::to_string(label_dim) + " for label_kind '" + kind + "'");
     info_.label_dim = static_cast<int>(label_dim);
     info_.class_names = nlohmann::json::parse(str("class_names")).get<std::vector<std::string>>();
+    if (h5::has_attr(file_, "channel_names")) {
+      info_.channel_names = nlohmann::json::parse(str("channel_names")).get<std::vector<std::string>>();
+      if (!info_.channel_names.empty() && static_cast<int>(info_.channel_names.size()) != info_.channels)
+        throw bad("channel_names lists " + std::to_string(info_.channel_names.size()) + " names for " +
+                  std::to_string(info_.channels) + " channels");
+    }
+    if (h5::has_attr(file_, "class_counts"))
+      info_.class_counts = nlohmann::json::parse(str("class_counts")).get<std::vector<int64_t>>();
     info_.importer_json = str("importer");
     info_.compression = str("compression");
     info_.content_hash = str("content_hash");
   } catch (const nlohmann::json::exception& e) {
-    throw bad(std::string("bad class_names attribute (") + e.what() + ")");
+    throw bad(std::string("bad class_names, channel_names or class_counts attribute (") + e.what() + ")");
   }
   if (!h5::is_dataset(file_, "images")) throw bad("no dataset /images");
   auto shape = h5::dataset_shape(file_, "images");

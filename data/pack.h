@@ -1,10 +1,13 @@
 // The styleforge dataset pack: one HDF5 file holding a whole training set (see data/README.md).
 //
-//   /images  uint8 [N, C, R, R]   C = 1 or 3, R a power of two; one image per chunk
+//   /images  uint8 [N, C, R, R]   C = 1 (gray), 3 (RGB) or any 1..16 (modalities stacked as
+//                                 channels), R a power of two; one image per chunk
 //   /labels  int64 [N] (class indices) or float32 [N, D] (vectors); absent without labels
 //   /names   UTF-8 strings [N]    source file of each image (and slice/record where it applies)
 //   root attributes: format, format_version, styleforge_version, num_images, resolution, channels,
-//   label_kind, label_dim, class_names (JSON), importer (JSON), compression, content_hash
+//   label_kind, label_dim, class_names (JSON), importer (JSON), compression, content_hash;
+//   channel_names (JSON list, one name per channel, e.g. ["t1", "t1ce", "t2", "flair"]; [] when
+//   the channels are plain gray/RGB) and class_counts (JSON list, images per class) when present
 //
 // PackWriter builds a pack in a temporary file next to the destination (`DEST.tmp-PID@HOST`),
 // checks every HDF5 write and the close, fsyncs it and renames it over the destination on
@@ -48,6 +51,8 @@ inline constexpr int64_t kPackFormatVersion = 2;
 inline constexpr int kMinPackResolution = 4;
 // Largest side (bounds what a damaged header can make a reader allocate).
 inline constexpr int kMaxPackResolution = 1 << 15;
+// Most channels an image may have (modalities stacked as channels).
+inline constexpr int kMaxPackChannels = 16;
 
 enum class LabelKind { None, Class, Vector };
 const char* label_kind_name(LabelKind k);
@@ -69,6 +74,8 @@ struct PackInfo {
   LabelKind label_kind = LabelKind::None;
   int label_dim = 0;  // number of classes (Class) or vector length (Vector); 0 without labels
   std::vector<std::string> class_names;
+  std::vector<std::string> channel_names;  // empty: plain gray (1) or RGB (3) channels
+  std::vector<int64_t> class_counts;       // Class packs: images per class index (label_dim entries)
   std::string importer_json;
   std::string compression;  // "none" or "gzip-N"
   std::string content_hash; // "sha256:<hex>"
@@ -82,6 +89,7 @@ class PackWriter {
     int gzip_level = 0;        // 0: raw chunks (default); 1..9: deflate
     std::string importer_json = "{}";
     std::vector<std::string> class_names;  // written for Class labels when given
+    std::vector<std::string> channel_names;  // one per channel when given (checked at the first image)
   };
   PackWriter(const std::string& dest, Options opts);
   ~PackWriter();
