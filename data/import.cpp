@@ -14,6 +14,7 @@
 
 #include "data/dicom.h"
 #include "data/image.h"
+#include "data/import_internal.h"
 #include "data/nifti.h"
 #include "data/tfrecord.h"
 #include "data/zip.h"
@@ -23,24 +24,14 @@ using nlohmann::json;
 
 namespace sf::data {
 
-namespace {
-
-class ImportError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace detail {
 
 bool ends_with(const std::string& s, const std::string& suf) {
   if (s.size() < suf.size()) return false;
   return std::equal(suf.rbegin(), suf.rend(), s.rbegin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); });
 }
-bool is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
-int next_pow2(int v) {
-  int p = 1;
-  while (p < v) p <<= 1;
-  return p;
-}
 
+namespace {
 std::vector<std::string> split_path(const std::string& rel) {
   std::vector<std::string> parts;
   std::string cur;
@@ -51,30 +42,34 @@ std::vector<std::string> split_path(const std::string& rel) {
   parts.push_back(cur);
   return parts;
 }
+}  // namespace
 
 void sort_by_components(std::vector<std::string>& names) {
   std::sort(names.begin(), names.end(),
             [](const std::string& a, const std::string& b) { return split_path(a) < split_path(b); });
 }
 
-struct Item {
-  Image img;
-  std::string name;
-  Label label;
-};
+std::string count_and_examples(const std::vector<std::string>& names, const std::string& what, size_t first) {
+  std::string s = std::to_string(names.size()) + " " + what;
+  if (names.empty()) return s;
+  s += " (";
+  for (size_t i = 0; i < names.size() && i < first; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > first) s += ", ...";
+  return s + ")";
+}
 
-class Source {
- public:
-  virtual ~Source() = default;
-  virtual int64_t count() const = 0;  // -1 when unknown before reading
-  virtual bool next(Item& item) = 0;
-  virtual std::vector<std::string> class_names() const { return {}; }
-  virtual bool is_volume() const { return false; }
-  // Progress in the source's own unit: images, or volumes for volume sources.
-  virtual const char* unit() const { return "images"; }
-  virtual int64_t units_total() const { return count(); }
-  virtual int64_t units_done(int64_t images) const { return images; }
-};
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
+bool is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
+int next_pow2(int v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
 
 // ---- labels ----
 
@@ -308,203 +303,10 @@ class TfSource : public Source {
   std::unique_ptr<TfRecordReader> reader_;
 };
 
-// ---- volumes ----
-
-IntensityScaling parse_intensity(const std::string& s) {
-  IntensityScaling out;
-  std::vector<std::string> p;
-  std::stringstream ss(s);
-  std::string t;
-  while (std::getline(ss, t, ':')) p.push_back(t);
-  try {
-    if (p.empty() || p[0] == "minmax") {
-      out.mode = IntensityScaling::MinMax;
-    } else if (p[0] == "percentile") {
-      out.mode = IntensityScaling::Percentile;
-      if (p.size() == 3) { out.lo_pct = std::stod(p[1]); out.hi_pct = std::stod(p[2]); }
-      else if (p.size() != 1) throw ImportError("");
-    } else if (p[0] == "window") {
-      out.mode = IntensityScaling::Window;
-      if (p.size() == 3) { out.center = std::stod(p[1]); out.width = std::stod(p[2]); }
-      else if (p.size() != 1) throw ImportError("");
-    } else {
-      throw ImportError("");
-    }
-  } catch (const std::exception&) {
-    throw ImportError("bad --intensity '" + s + "' (minmax, percentile[:LO:HI], window[:CENTER:WIDTH])");
-  }
-  return out;
-}
-
-// Smallest side of a slice taken from a volume: smaller "slices" are damaged headers or the
-// wrong axis, and would be upsampled into many large images from a few bytes.
-constexpr int64_t kMinSliceSide = 8;
-
-class NiftiSource : public Source {
- public:
-  NiftiSource(const std::string& source, const ImportOptions& opts) : opts_(opts), scaling_(parse_intensity(opts.intensity)) {
-    if (scaling_.mode == IntensityScaling::Window && scaling_.width <= 0)
-      throw ImportError("--intensity window needs CENTER:WIDTH for NIfTI volumes");
-    if (fs::is_directory(source)) {
-      root_ = source;
-      for (const auto& e : fs::recursive_directory_iterator(source))
-        if (e.is_regular_file() && is_nifti_name(e.path().string()))
-          files_.push_back(fs::relative(e.path(), source).generic_string());
-      sort_by_components(files_);
-    } else {
-      root_ = fs::path(source).parent_path().string();
-      files_.push_back(fs::path(source).filename().string());
-    }
-    if (opts.labels != "auto" && opts.labels != "none") throw ImportError("--labels " + opts.labels + " does not apply to NIfTI volumes");
-  }
-  int64_t count() const override { return -1; }
-  bool is_volume() const override { return true; }
-  const char* unit() const override { return "volumes"; }
-  int64_t units_total() const override { return static_cast<int64_t>(files_.size()); }
-  int64_t units_done(int64_t) const override { return static_cast<int64_t>(file_idx_) - (vol_ ? 1 : 0); }
-  bool next(Item& item) override {
-    if (opts_.max_images >= 0 && emitted_ >= opts_.max_images) return false;
-    while (!vol_ || t_ >= vol_->nt()) {
-      if (file_idx_ >= files_.size()) return false;
-      const std::string rel = files_[file_idx_++];
-      vol_ = std::make_unique<NiftiVolume>(read_nifti((fs::path(root_) / rel).string()));
-      rel_ = rel;
-      if (opts_.axis < 0 || opts_.axis > 2) throw ImportError("--axis must be 0, 1 or 2");
-      int64_t n = opts_.axis == 0 ? vol_->nx() : opts_.axis == 1 ? vol_->ny() : vol_->nz();
-      const int64_t cols = opts_.axis == 0 ? vol_->ny() : vol_->nx(), rows = opts_.axis == 2 ? vol_->ny() : vol_->nz();
-      if (cols < kMinSliceSide || rows < kMinSliceSide)
-        throw ImportError(vol_->path + ": slices along axis " + std::to_string(opts_.axis) + " are " + std::to_string(cols) + "x" +
-                          std::to_string(rows) + ", smaller than " + std::to_string(kMinSliceSide) + "x" +
-                          std::to_string(kMinSliceSide) + " (not images; damaged header or wrong --axis?)");
-      begin_ = std::max<int64_t>(0, opts_.slice_begin);
-      end_ = opts_.slice_end < 0 ? n : std::min(n, opts_.slice_end);
-      if (begin_ >= end_)
-        throw ImportError(vol_->path + ": --slices " + std::to_string(opts_.slice_begin) + ":" + std::to_string(opts_.slice_end) +
-                          " selects nothing (axis " + std::to_string(opts_.axis) + " has " + std::to_string(n) + " slices)");
-      auto [lo, hi] = intensity_range(vol_->data, scaling_);  // per volume (all time points)
-      lo_ = lo;
-      hi_ = hi;
-      t_ = 0;
-      k_ = begin_;
-    }
-    item.img = nifti_slice(*vol_, opts_.axis, k_, t_, lo_, hi_);
-    item.name = rel_ + (vol_->nt() > 1 ? "#t=" + std::to_string(t_) + ",slice=" : "#slice=") + std::to_string(k_);
-    item.label = Label{};
-    if (++k_ >= end_) { k_ = begin_; ++t_; }
-    ++emitted_;
-    return true;
-  }
-
- private:
-  const ImportOptions& opts_;
-  IntensityScaling scaling_;
-  std::string root_, rel_;
-  std::vector<std::string> files_;
-  size_t file_idx_ = 0;
-  std::unique_ptr<NiftiVolume> vol_;
-  int64_t t_ = 0, k_ = 0, begin_ = 0, end_ = 0, emitted_ = 0;
-  double lo_ = 0, hi_ = 1;
-};
-
-class DicomSource : public Source {
- public:
-  DicomSource(const std::string& source, const ImportOptions& opts) : opts_(opts), scaling_(parse_intensity(opts.intensity)) {
-    if (fs::is_directory(source)) {
-      root_ = source;
-      std::map<std::string, std::vector<std::string>> by_dir;
-      for (const auto& e : fs::recursive_directory_iterator(source))
-        if (e.is_regular_file() && looks_like_dicom(e.path().string()))
-          by_dir[fs::relative(e.path().parent_path(), source).generic_string()].push_back(
-              fs::relative(e.path(), source).generic_string());
-      for (auto& [dir, files] : by_dir) series_.push_back(files);
-    } else {
-      root_ = fs::path(source).parent_path().string();
-      series_.push_back({fs::path(source).filename().string()});
-    }
-    if (opts.labels != "auto" && opts.labels != "none") throw ImportError("--labels " + opts.labels + " does not apply to DICOM series");
-  }
-  int64_t count() const override { return -1; }
-  bool is_volume() const override { return true; }
-  const char* unit() const override { return "series"; }
-  int64_t units_total() const override { return static_cast<int64_t>(series_.size()); }
-  int64_t units_done(int64_t) const override { return static_cast<int64_t>(series_idx_) - (frames_.empty() ? 0 : 1); }
-  bool next(Item& item) override {
-    if (opts_.max_images >= 0 && emitted_ >= opts_.max_images) return false;
-    while (frame_ >= frames_.size()) {
-      if (series_idx_ >= series_.size()) return false;
-      load_series(series_[series_idx_++]);
-    }
-    const auto& fr = frames_[frame_++];
-    item.img.width = fr.cols;
-    item.img.height = fr.rows;
-    item.img.channels = 1;
-    item.img.pixels.resize(fr.values.size());
-    for (size_t i = 0; i < fr.values.size(); ++i) item.img.pixels[i] = to_u8(fr.values[i], lo_, hi_);
-    item.name = fr.name;
-    item.label = Label{};
-    ++emitted_;
-    return true;
-  }
-
- private:
-  struct Frame {
-    std::string name;
-    int rows, cols;
-    std::vector<float> values;
-  };
-  void load_series(const std::vector<std::string>& files) {
-    std::vector<DicomImage> imgs;
-    for (const auto& rel : files) {
-      imgs.push_back(read_dicom((fs::path(root_) / rel).string()));
-      if (imgs.back().rows < kMinSliceSide || imgs.back().cols < kMinSliceSide)
-        throw ImportError(imgs.back().path + ": image is " + std::to_string(imgs.back().cols) + "x" +
-                          std::to_string(imgs.back().rows) + ", smaller than " + std::to_string(kMinSliceSide) + "x" +
-                          std::to_string(kMinSliceSide));
-      imgs.back().path = rel;
-    }
-    std::stable_sort(imgs.begin(), imgs.end(), [](const DicomImage& a, const DicomImage& b) {
-      if (a.instance_number != b.instance_number) return a.instance_number < b.instance_number;
-      if (a.slice_position != b.slice_position) return a.slice_position < b.slice_position;
-      return a.path < b.path;
-    });
-    frames_.clear();
-    frame_ = 0;
-    std::vector<float> all;
-    for (const auto& d : imgs)
-      for (int f = 0; f < d.frames; ++f) {
-        Frame fr{d.path + (d.frames > 1 ? "#frame=" + std::to_string(f) : ""), d.rows, d.cols, d.frame_values(f)};
-        if (static_cast<int>(fr.values.size()) != d.rows * d.cols) throw ImportError(d.path + ": bad frame size");
-        all.insert(all.end(), fr.values.begin(), fr.values.end());
-        frames_.push_back(std::move(fr));
-      }
-    IntensityScaling s = scaling_;
-    if (s.mode == IntensityScaling::Window && s.width <= 0) {
-      if (imgs.empty() || !imgs[0].has_window || imgs[0].window_width <= 0)
-        throw ImportError(root_ + "/" + (imgs.empty() ? std::string("?") : imgs[0].path) +
-                          ": --intensity window without values, and the file has no WindowCenter/WindowWidth");
-      s.center = imgs[0].window_center;
-      s.width = imgs[0].window_width;
-    }
-    auto [lo, hi] = intensity_range(all, s);  // per series
-    lo_ = lo;
-    hi_ = hi;
-  }
-  const ImportOptions& opts_;
-  IntensityScaling scaling_;
-  std::string root_;
-  std::vector<std::vector<std::string>> series_;
-  size_t series_idx_ = 0;
-  std::vector<Frame> frames_;
-  size_t frame_ = 0;
-  int64_t emitted_ = 0;
-  double lo_ = 0, hi_ = 1;
-};
-
 std::unique_ptr<Source> open_source(const std::string& kind, const ImportOptions& opts) {
   const std::string& src = opts.source;
   if (kind == "tfrecords") return std::make_unique<TfSource>(src, opts);
-  if (kind == "nifti") return std::make_unique<NiftiSource>(src, opts);
-  if (kind == "dicom") return std::make_unique<DicomSource>(src, opts);
+  if (kind == "nifti" || kind == "dicom") return open_volume_source(kind, opts);
   if (kind == "zip") {
     auto zip = std::make_shared<ZipReader>(src);
     std::vector<std::string> names;
@@ -531,8 +333,9 @@ std::unique_ptr<Source> open_source(const std::string& kind, const ImportOptions
 
 // Brings one image to the pack's geometry, or explains why it cannot.
 Image conform(Image img, const std::string& name, const ImportOptions& opts, bool volume, ResizeFilter filter) {
+  // Volume slices carry one channel per modality (any count): never gray+alpha or RGBA.
   if (opts.channels) img = to_channels(img, opts.channels);
-  else if (img.channels == 2 || img.channels == 4)
+  else if (!volume && (img.channels == 2 || img.channels == 4))
     throw ImportError(name + ": image has an alpha channel (" + img.size_str() + "); use --channels 1 or 3 to drop it");
   if (img.width != img.height) {
     if (opts.transform == "center-crop") img = center_crop_square(img);
@@ -561,48 +364,113 @@ std::vector<std::string> list_image_folder(const std::string& dir) {
   return names;
 }
 
-std::string detect_source_kind(const std::string& source) {
+namespace {
+
+// What a file in a source folder is, for the importer: "image-folder" (PNG/JPEG), "nifti",
+// "dicom", "tfrecords", or "" (not usable: .txt, .csv, .json, masks' companions, ...).
+std::string file_kind(const fs::path& p) {
+  const std::string n = p.filename().string();
+  if (is_image_name(n)) return "image-folder";
+  if (is_nifti_name(n)) return "nifti";
+  if (ends_with(n, ".tfrecords")) return "tfrecords";
+  if (ends_with(n, ".dcm") || ends_with(n, ".dicom")) return "dicom";
+  if (n == "DICOMDIR") return "";
+  static const char* kNot[] = {".txt", ".csv", ".json", ".md", ".labels", ".npy", ".h5", ".zip", ".py", ".sh", ".log", ".xml", ".html", ".pdf"};
+  for (const char* e : kNot)
+    if (ends_with(n, e)) return "";
+  return looks_like_dicom(p.string()) ? "dicom" : "";
+}
+
+const char* kind_text(const std::string& k) {
+  if (k == "image-folder") return "PNG/JPEG images";
+  if (k == "nifti") return "NIfTI files";
+  if (k == "dicom") return "DICOM files";
+  if (k == "tfrecords") return "TFRecord files";
+  return "files";
+}
+
+}  // namespace
+
+std::string detect_source_kind(const std::string& source, const std::string& forced, std::string* skipped) {
+  static const std::set<std::string> kKinds = {"image-folder", "nifti", "dicom", "zip", "tfrecords"};
+  if (!forced.empty() && !kKinds.count(forced))
+    throw ImportError("unknown --source-kind '" + forced + "' (image-folder, nifti, dicom, zip or tfrecords)");
   if (!fs::exists(source)) throw ImportError(source + ": no such file or folder");
   if (fs::is_directory(source)) {
-    bool tfr = false, nii = false, dcm = false, img = false;
-    for (const auto& e : fs::directory_iterator(source)) {
-      std::string n = e.path().filename().string();
-      if (ends_with(n, ".tfrecords")) tfr = true;
+    // Every supported file under the folder, by kind (TFRecord files count at the top level only,
+    // as the TF layout keeps them there), in sorted order for the examples.
+    std::map<std::string, std::vector<std::string>> by_kind;
+    for (auto it = fs::recursive_directory_iterator(source, fs::directory_options::follow_directory_symlink);
+         it != fs::recursive_directory_iterator(); ++it) {
+      if (!it->is_regular_file()) continue;
+      std::string k = file_kind(it->path());
+      if (k.empty() || (k == "tfrecords" && it.depth() > 0)) continue;
+      by_kind[k].push_back(fs::relative(it->path(), source).generic_string());
     }
-    if (tfr) return "tfrecords";
-    for (const auto& e : fs::recursive_directory_iterator(source)) {
-      if (!e.is_regular_file()) continue;
-      std::string n = e.path().filename().string();
-      if (is_nifti_name(n)) nii = true;
-      else if (is_image_name(n)) img = true;
-      else if (ends_with(n, ".dcm") || ends_with(n, ".dicom")) dcm = true;
+    for (auto& [k, names] : by_kind) sort_by_components(names);
+    auto describe = [&](bool all_but_forced) {
+      std::string s;
+      for (const auto& [k, names] : by_kind) {
+        if (all_but_forced && k == forced) continue;
+        s += (s.empty() ? "" : ", ") + std::to_string(names.size()) + " " + kind_text(k) + " (e.g. " + names[0] + ")";
+      }
+      return s;
+    };
+    if (!forced.empty()) {
+      if (forced == "zip") throw ImportError(source + ": --source-kind zip needs a .zip file as --source");
+      if (!by_kind.count(forced)) throw ImportError(source + ": folder holds no " + std::string(kind_text(forced)) + " (--source-kind " + forced + ")");
+      if (by_kind.size() > 1 && skipped) *skipped = describe(true) + " (not " + forced + ")";
+      return forced;
     }
-    if (img) return "image-folder";
-    if (nii) return "nifti";
-    if (dcm) return "dicom";
-    throw ImportError(source + ": folder holds no PNG/JPEG images, tfrecords, NIfTI or DICOM files");
+    if (by_kind.empty()) throw ImportError(source + ": folder holds no PNG/JPEG images, tfrecords, NIfTI or DICOM files");
+    if (by_kind.size() > 1)
+      throw ImportError(source + ": folder mixes " + describe(false) +
+                        "; choose one with --source-kind image-folder|nifti|dicom|tfrecords");
+    return by_kind.begin()->first;
   }
-  if (ends_with(source, ".zip")) return "zip";
-  if (ends_with(source, ".tfrecords")) return "tfrecords";
-  if (is_nifti_name(source)) return "nifti";
-  if (looks_like_dicom(source)) return "dicom";
-  throw ImportError(source + ": unknown source type (expected a folder, .zip, .tfrecords, .nii[.gz] or DICOM file)");
+  std::string kind;
+  if (ends_with(source, ".zip")) kind = "zip";
+  else if (ends_with(source, ".tfrecords")) kind = "tfrecords";
+  else if (is_nifti_name(source)) kind = "nifti";
+  else if (looks_like_dicom(source)) kind = "dicom";
+  else throw ImportError(source + ": unknown source type (expected a folder, .zip, .tfrecords, .nii[.gz] or DICOM file)");
+  if (!forced.empty() && forced != kind) throw ImportError(source + ": is a " + kind + " source, not --source-kind " + forced);
+  return kind;
 }
 
 std::string ImportSummary::line() const {
   std::ostringstream s;
   std::string labels = label_kind_name(info.label_kind);
   if (info.label_kind != LabelKind::None) labels += "[" + std::to_string(info.label_dim) + "]";
-  s << "packed " << info.num_images << (info.num_images == 1 ? " image " : " images ") << info.resolution << "x" << info.resolution << "x" << info.channels
-    << " (labels: " << labels << ") from " << source_kind << " into " << info.path << " in " << std::fixed
-    << std::setprecision(1) << seconds << " s, " << info.content_hash.substr(0, 19);
+  if (dry_run) {
+    s << "dry run: would pack " << images << (images == 1 ? " image " : " images ") << info.resolution << "x" << info.resolution << "x"
+      << info.channels << " (labels: " << labels << ") from " << source_kind << " into " << info.path << "; nothing written";
+  } else {
+    s << "packed " << info.num_images << (info.num_images == 1 ? " image " : " images ") << info.resolution << "x" << info.resolution << "x"
+      << info.channels << " (labels: " << labels << ") from " << source_kind << " into " << info.path << " in " << std::fixed
+      << std::setprecision(1) << seconds << " s, " << info.content_hash.substr(0, 19);
+  }
+  if (!info.class_counts.empty()) {
+    s << "; classes:";
+    for (size_t c = 0; c < info.class_counts.size(); ++c)
+      s << (c ? ", " : " ") << (c < info.class_names.size() ? info.class_names[c] : std::to_string(c)) << " " << info.class_counts[c];
+  }
+  if (!dropped.empty()) {
+    int64_t n = 0;
+    for (const auto& [why, k] : dropped) n += k;
+    s << "; dropped " << n << " slices (";
+    bool first = true;
+    for (const auto& [why, k] : dropped) s << (first ? "" : ", ") << why << " " << k, first = false;
+    s << ")";
+  }
   return s.str();
 }
 
 ImportSummary pack_dataset(const ImportOptions& opts) {
   auto t0 = std::chrono::steady_clock::now();
   if (opts.dest.empty()) throw ImportError("--dest is empty");
-  if (fs::exists(opts.dest) && !opts.force) throw ImportError(opts.dest + ": exists already (use --force to replace it)");
+  if (!ends_with(opts.dest, ".h5")) throw ImportError(opts.dest + ": --dest must name a .h5 pack file");
+  if (fs::exists(opts.dest) && !opts.force && !opts.dry_run) throw ImportError(opts.dest + ": exists already (use --force to replace it)");
   if (opts.channels != 0 && opts.channels != 1 && opts.channels != 3) throw ImportError("--channels must be 1 or 3");
   if (opts.resolution != 0 && !is_pow2(opts.resolution)) throw ImportError("--resolution " + std::to_string(opts.resolution) + " is not a power of two");
   if (!opts.transform.empty() && opts.transform != "center-crop" && opts.transform != "pad")
@@ -611,8 +479,20 @@ ImportSummary pack_dataset(const ImportOptions& opts) {
   ResizeFilter filter = parse_resize_filter(opts.resize_filter);
 
   ImportSummary summary;
-  summary.source_kind = detect_source_kind(opts.source);
-  auto source = open_source(summary.source_kind, opts);
+  summary.dry_run = opts.dry_run;
+  ImportOptions o = opts;  // with a notice hook that also records
+  o.notice = [&summary, &opts](const std::string& line) {
+    summary.notices.push_back(line);
+    if (opts.notice) opts.notice(line);
+  };
+  std::string skipped;
+  summary.source_kind = detect_source_kind(opts.source, opts.source_kind, &skipped);
+  if (!skipped.empty()) o.notice("skipped: " + skipped);
+  const bool volume_kind = summary.source_kind == "nifti" || summary.source_kind == "dicom";
+  if (!volume_kind && (!opts.channels_from.empty() || !opts.mask_glob.empty() || opts.min_foreground != 0 || !opts.keep_classes.empty() ||
+                       !opts.mask_values.empty() || opts.labels == "mask"))
+    throw ImportError(opts.source + ": --channels-from, --labels mask, --mask-*, --min-foreground and --keep-classes apply to volumes (NIfTI, DICOM)");
+  auto source = open_source(summary.source_kind, o);
 
   json importer = {{"source", fs::absolute(opts.source).lexically_normal().string()},
                    {"source_kind", summary.source_kind},
@@ -624,17 +504,15 @@ ImportSummary pack_dataset(const ImportOptions& opts) {
                    {"labels", opts.labels},
                    {"labels_file", opts.labels_file},
                    {"gzip", opts.gzip_level}};
-  if (source->is_volume()) {
-    importer["axis"] = opts.axis;
-    importer["slices"] = std::to_string(opts.slice_begin) + ":" + (opts.slice_end < 0 ? std::string() : std::to_string(opts.slice_end));
-    importer["intensity"] = opts.intensity;
-  }
+  source->settings(importer);
   PackWriter::Options wopts;
   wopts.force = opts.force;
   wopts.gzip_level = opts.gzip_level;
   wopts.importer_json = importer.dump();
   wopts.class_names = source->class_names();
-  PackWriter writer(opts.dest, wopts);
+  wopts.channel_names = source->channel_names();
+  std::unique_ptr<PackWriter> writer;
+  if (!opts.dry_run) writer = std::make_unique<PackWriter>(opts.dest, wopts);
 
   ImportProgress at;
   at.unit = source->unit();
@@ -643,17 +521,40 @@ ImportSummary pack_dataset(const ImportOptions& opts) {
   Item item;
   std::vector<uint8_t> chw;
   int64_t done = 0;
+  // Dry run: what the writer would check and count.
+  std::vector<std::string> first_names;
+  std::map<int64_t, int64_t> class_counts;
+  int res = 0, channels = 0;
+  LabelKind label_kind = LabelKind::None;
+  int label_dim = 0;
   while (source->next(item)) {
     std::string display = summary.source_kind == "image-folder" ? (fs::path(opts.source) / item.name).string()
                           : summary.source_kind == "zip"        ? opts.source + ":" + item.name
                                                                 : item.name;
     Image img = conform(std::move(item.img), display, opts, source->is_volume(), filter);
-    chw.resize(img.pixels.size());
-    hwc_to_chw(img, chw.data());
-    try {
-      writer.add(chw.data(), img.channels, img.width, item.name, item.label);
-    } catch (const PackError& e) {
-      throw ImportError(display.substr(0, display.size() - item.name.size()) + e.what());
+    if (writer) {
+      chw.resize(img.pixels.size());
+      hwc_to_chw(img, chw.data());
+      try {
+        writer->add(chw.data(), img.channels, img.width, item.name, item.label);
+      } catch (const PackError& e) {
+        throw ImportError(display.substr(0, display.size() - item.name.size()) + e.what());
+      }
+    } else {
+      if (done == 0) res = img.width, channels = img.channels, label_kind = item.label.kind;
+      else if (img.width != res || img.channels != channels)
+        throw ImportError(display + ": image is " + std::to_string(img.width) + "x" + std::to_string(img.width) + "x" + std::to_string(img.channels) +
+                          ", earlier images are " + std::to_string(res) + "x" + std::to_string(res) + "x" + std::to_string(channels) +
+                          " (use --channels or --resolution)");
+      else if (item.label.kind != label_kind)
+        throw ImportError(display + ": label kind differs from the first image's");
+      if (item.label.kind == LabelKind::Class) {
+        ++class_counts[item.label.cls];
+        label_dim = std::max<int>(label_dim, static_cast<int>(item.label.cls) + 1);
+      } else if (item.label.kind == LabelKind::Vector) {
+        label_dim = static_cast<int>(item.label.vec.size());
+      }
+      if (first_names.size() < 5) first_names.push_back(item.name);
     }
     ++done;
     if (opts.progress) {
@@ -667,8 +568,58 @@ ImportSummary pack_dataset(const ImportOptions& opts) {
     if (at.total <= 0) at.total = done;
     opts.progress(at);
   }
-  if (done == 0) throw ImportError(opts.source + ": no images found");
-  summary.info = writer.commit();
+  summary.dropped = source->dropped();
+  summary.images = done;
+  if (done == 0) {
+    std::string why;
+    for (const auto& [w, n] : summary.dropped) why += (why.empty() ? " (all slices dropped: " : ", ") + w + " " + std::to_string(n);
+    throw ImportError(opts.source + ": no images found" + (why.empty() ? "" : why + ")"));
+  }
+  if (writer) {
+    summary.info = writer->commit();
+  } else {
+    PackInfo& info = summary.info;
+    info.path = opts.dest;
+    info.num_images = done;
+    info.resolution = res;
+    info.channels = channels;
+    info.label_kind = label_kind;
+    info.class_names = wopts.class_names;
+    info.channel_names = wopts.channel_names;
+    if (label_kind == LabelKind::Class) {
+      if (!info.class_names.empty()) label_dim = std::max<int>(label_dim, static_cast<int>(info.class_names.size()));
+      info.class_counts.assign(static_cast<size_t>(label_dim), 0);
+      for (const auto& [c, n] : class_counts) info.class_counts[static_cast<size_t>(c)] = n;
+    }
+    info.label_dim = label_dim;
+    auto& r = summary.report_lines;
+    r.push_back("dry run: nothing is written (would write " + opts.dest + (fs::exists(opts.dest) ? ", which exists" : "") + ")");
+    r.push_back("source: " + summary.source_kind + " " + fs::absolute(opts.source).lexically_normal().string());
+    for (const auto& n : summary.notices) r.push_back(n);
+    auto more = source->report();
+    r.insert(r.end(), more.begin(), more.end());
+    r.push_back("images: " + count_and_examples(first_names, "first", 5).substr(2) + ", " + std::to_string(done) + " in all");
+    if (!info.channel_names.empty()) {
+      std::string c;
+      for (const auto& n : info.channel_names) c += (c.empty() ? "" : ", ") + n;
+      r.push_back("channel names: " + c);
+    }
+    if (label_kind == LabelKind::Class) {
+      std::string c;
+      for (size_t i = 0; i < info.class_counts.size(); ++i)
+        c += (i ? ", " : "") + (i < info.class_names.size() ? info.class_names[i] : std::to_string(i)) + " " + std::to_string(info.class_counts[i]);
+      r.push_back("classes: " + c);
+    } else {
+      r.push_back(std::string("labels: ") + label_kind_name(label_kind) + (label_kind == LabelKind::Vector ? "[" + std::to_string(label_dim) + "]" : ""));
+    }
+    if (!summary.dropped.empty()) {
+      std::string d;
+      for (const auto& [w, n] : summary.dropped) d += (d.empty() ? "" : ", ") + w + " " + std::to_string(n);
+      r.push_back("dropped slices: " + d);
+    }
+    r.push_back("output: " + std::to_string(done) + " images " + std::to_string(res) + "x" + std::to_string(res) + "x" + std::to_string(channels) +
+                (opts.resolution ? " (--resolution)" : " (source size, padded to a power of two for volumes)"));
+  }
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
 }
