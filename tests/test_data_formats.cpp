@@ -271,7 +271,8 @@ TEST(DataNifti, PacksSlicesPaddedToPowerOfTwo) {
   ImportOptions o;
   o.source = real("anatomical.nii");
   o.dest = tmp / "mri.h5";
-  o.axis = 2;
+  o.axis = "axial";
+  o.intensity = "minmax";  // the default is percentile:0.5:99.5
   o.slice_begin = 5;
   o.slice_end = 20;
   auto s = pack_dataset(o);
@@ -280,17 +281,21 @@ TEST(DataNifti, PacksSlicesPaddedToPowerOfTwo) {
   EXPECT_EQ(pack.size(), 15);
   EXPECT_EQ(pack.info().resolution, 64);  // 33x41 -> padded to 64x64
   EXPECT_EQ(pack.info().channels, 1);
-  // Slice 12 recomputed: min-max over the whole volume, image centred on the 64x64 canvas.
+  // Slice 12 recomputed: min-max over the whole volume, image centred on the 64x64 canvas. The
+  // file is stored LAS (nibabel: aff2axcodes == ('L', 'A', 'S'), affine diag(-2, 2, 2)): the
+  // canonical grid reverses i, and the radiological axial view (patient's right on the left,
+  // anterior at the top) reverses columns and rows again, so image row r, column c is stored
+  // voxel (i = c, j = 40 - r, k = 12).
   NiftiVolume vol = read_nifti(o.source);
   auto [mn, mx] = std::minmax_element(vol.data.begin(), vol.data.end());
   std::vector<uint8_t> img(pack.info().image_bytes());
   pack.read_image(12 - 5, img.data());
   int x0 = (64 - 33) / 2, y0 = (64 - 41) / 2;
-  for (int j = 0; j < 41; ++j)
-    for (int i = 0; i < 33; ++i) {
-      float v = vol.data[static_cast<size_t>(i + 33 * (j + 41 * 12))];
+  for (int r = 0; r < 41; ++r)
+    for (int c = 0; c < 33; ++c) {
+      float v = vol.data[static_cast<size_t>(c + 33 * ((40 - r) + 41 * 12))];
       int want = static_cast<int>(std::lround((v - *mn) / (*mx - *mn) * 255.0));
-      ASSERT_EQ(img[static_cast<size_t>((y0 + j) * 64 + x0 + i)], want) << i << "," << j;
+      ASSERT_EQ(img[static_cast<size_t>((y0 + r) * 64 + x0 + c)], want) << r << "," << c;
     }
   EXPECT_EQ(img[0], 0);  // padding
   EXPECT_EQ(pack.names()[0], "anatomical.nii#slice=5");

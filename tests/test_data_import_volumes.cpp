@@ -1,0 +1,496 @@
+// The volume importer end to end on volumes written here with data::write_nifti: lesion-mask and
+// CSV labels, modalities stacked as channels, the foreground filter, the dry run, mixed folders
+// and one-line errors that leave no pack behind. Expected values are computed in the test from
+// the arrays it wrote, with its own index arithmetic for orientation (display convention of
+// data/orient.h: axial slice s of a canonical RAS array C is row r, column c = C[nx-1-c, ny-1-r, s]).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+#include "data/import.h"
+#include "data/nifti_write.h"
+#include "data/pack.h"
+#include "data/volume.h"
+#include "tests/test_data_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace sf::data;
+using sf::test::ScratchDir;
+
+using Fill = std::function<float(int64_t, int64_t, int64_t)>;
+
+// A 3-D volume whose stored voxel (i, j, k) is fill(i, j, k), with the given affine.
+Volume make_volume(int64_t nx, int64_t ny, int64_t nz, const Affine& affine, const Fill& fill) {
+  Volume v;
+  v.nx = nx, v.ny = ny, v.nz = nz, v.nt = 1;
+  v.affine = affine;
+  v.data.resize(static_cast<size_t>(nx * ny * nz));
+  for (int64_t k = 0; k < nz; ++k)
+    for (int64_t j = 0; j < ny; ++j)
+      for (int64_t i = 0; i < nx; ++i) v.data[static_cast<size_t>(i + nx * (j + ny * k))] = fill(i, j, k);
+  return v;
+}
+
+Affine diag_affine(double sx, double sy, double sz, double tx = 0, double ty = 0, double tz = 0) {
+  Affine a = identity_affine();
+  a[0][0] = sx, a[1][1] = sy, a[2][2] = sz;
+  a[0][3] = tx, a[1][3] = ty, a[2][3] = tz;
+  return a;
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
+
+// Nothing named like the pack (the pack or a temporary of it) in its folder.
+bool no_pack_left(const std::string& dest) {
+  const std::string stem = fs::path(dest).filename().string();
+  for (const auto& e : fs::directory_iterator(fs::path(dest).parent_path()))
+    if (e.path().filename().string().rfind(stem, 0) == 0) return false;
+  return true;
+}
+
+// Expects pack_dataset to throw a one-line error containing each of `parts`, and no pack left.
+void expect_error(const ImportOptions& o, const std::vector<std::string>& parts) {
+  try {
+    pack_dataset(o);
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    EXPECT_TRUE(one_line(msg)) << msg;
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  }
+  EXPECT_TRUE(no_pack_left(o.dest)) << o.dest;
+}
+
+std::vector<uint8_t> read_img(const PackReader& p, int64_t i) {
+  std::vector<uint8_t> out(p.info().image_bytes());
+  p.read_image(i, out.data());
+  return out;
+}
+
+// numpy.percentile (linear interpolation) of `v`.
+double percentile(std::vector<float> v, double p) {
+  std::sort(v.begin(), v.end());
+  const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (static_cast<double>(v[hi]) - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+// Window [lo, hi] to 0..255, rounded, clamped.
+uint8_t window(float v, double lo, double hi) {
+  const double x = (static_cast<double>(v) - lo) / (hi - lo) * 255.0;
+  return static_cast<uint8_t>(std::clamp(std::lround(x), 0L, 255L));
+}
+
+// ---- masks ----
+
+// Two patients, 16x16x10 each; P1 stored RAS, P2 stored with i, j and k all reversed (LPI).
+// Lesion voxels (values 1 and 4) are put at stored positions; value 2 marks non-lesion tissue
+// when --mask-values 1,4. Returns the canonical-k lesion counts the test derives itself.
+struct MaskCase {
+  std::string root;
+  std::map<std::string, std::vector<int64_t>> counts;  // patient -> lesion voxels per canonical axial slice
+};
+
+constexpr int64_t N = 16, NZ = 10;
+
+MaskCase make_mask_case(const std::string& root) {
+  MaskCase mc;
+  mc.root = root;
+  for (int p = 1; p <= 2; ++p) {
+    const std::string pid = "P" + std::to_string(p);
+    fs::create_directories(fs::path(root) / pid);
+    const bool flipped = p == 2;
+    const Affine aff = flipped ? diag_affine(-1, -1, -1, N - 1, N - 1, NZ - 1) : diag_affine(1, 1, 1);
+    // Stored lesion layout: slice k (stored) holds (k * 3 + p) % 5 voxels of value 1 or 4 along
+    // row j = 3, plus two voxels of value 2 along row j = 9.
+    auto mask_at = [&](int64_t i, int64_t j, int64_t k) -> float {
+      const int64_t n = (k * 3 + p) % 5;
+      if (j == 3 && i < n) return i % 2 ? 4.0f : 1.0f;
+      if (j == 9 && i < 2) return 2.0f;
+      return 0.0f;
+    };
+    Volume img = make_volume(N, N, NZ, aff, [&](int64_t i, int64_t j, int64_t k) { return static_cast<float>(10 + i + 2 * j + 3 * k + 50 * p); });
+    Volume mask = make_volume(N, N, NZ, aff, mask_at);
+    write_nifti((fs::path(root) / pid / (pid + "_t1.nii.gz")).string(), img);
+    write_nifti((fs::path(root) / pid / (pid + "_seg.nii.gz")).string(), mask, NiftiStoreType::UInt8);
+    // The count, per canonical axial slice: canonical k = stored k (P1) or NZ-1-k (P2).
+    std::vector<int64_t> cnt(NZ, 0);
+    for (int64_t k = 0; k < NZ; ++k)
+      for (int64_t j = 0; j < N; ++j)
+        for (int64_t i = 0; i < N; ++i) {
+          const float v = mask.data[static_cast<size_t>(i + N * (j + N * k))];
+          if (v == 1.0f || v == 4.0f) ++cnt[static_cast<size_t>(flipped ? NZ - 1 - k : k)];
+        }
+    mc.counts[pid] = cnt;
+  }
+  return mc;
+}
+
+TEST(DataImportVolumes, MaskLabelsEqualAnIndependentCount) {
+  ScratchDir tmp("vol_mask");
+  MaskCase mc = make_mask_case(tmp / "src");
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "m.h5";
+  o.labels = "mask";
+  o.mask_glob = "*_seg.nii.gz";
+  o.mask_values = "1,4";
+  o.mask_min_voxels = 2;
+  o.intensity = "minmax";
+  ImportSummary s = pack_dataset(o);
+  EXPECT_EQ(s.source_kind, "nifti");
+
+  // Expected: every canonical slice with 0 or >= 2 lesion voxels, labelled 0 or 1; 1 voxel: dropped.
+  std::vector<std::string> want_names;
+  std::vector<int64_t> want_labels;
+  int64_t ambiguous = 0, lesion = 0, none = 0;
+  for (const auto& [pid, cnt] : mc.counts)
+    for (int64_t k = 0; k < NZ; ++k) {
+      const int64_t c = cnt[static_cast<size_t>(k)];
+      if (c == 1) {
+        ++ambiguous;
+        continue;
+      }
+      want_names.push_back(pid + "/" + pid + "_t1.nii.gz#slice=" + std::to_string(k));
+      want_labels.push_back(c >= 2 ? 1 : 0);
+      (c >= 2 ? lesion : none) += 1;
+    }
+  ASSERT_GT(ambiguous, 0);
+  ASSERT_GT(lesion, 0);
+  ASSERT_GT(none, 0);
+  PackReader pack(o.dest);
+  EXPECT_EQ(pack.names(), want_names);
+  ASSERT_EQ(pack.size(), static_cast<int64_t>(want_labels.size()));
+  for (int64_t i = 0; i < pack.size(); ++i) EXPECT_EQ(pack.class_label(i), want_labels[static_cast<size_t>(i)]) << want_names[static_cast<size_t>(i)];
+  EXPECT_EQ(pack.info().label_kind, LabelKind::Class);
+  EXPECT_EQ(pack.info().class_names, (std::vector<std::string>{"no-lesion", "lesion"}));
+  EXPECT_EQ(pack.info().class_counts, (std::vector<int64_t>{none, lesion}));
+  EXPECT_EQ(s.dropped.at("ambiguous mask"), ambiguous);
+  EXPECT_NE(s.line().find("no-lesion " + std::to_string(none) + ", lesion " + std::to_string(lesion)), std::string::npos) << s.line();
+  for (const auto& n : pack.names()) EXPECT_EQ(n.find("_seg"), std::string::npos) << n;  // masks are never images
+
+  // The flipped patient's image: canonical C[i, j, k] = stored S[N-1-i, N-1-j, NZ-1-k], so
+  // display row r, column c of axial slice s is C[N-1-c, N-1-r, s] = S[c, r, NZ-1-s].
+  const std::string name = "P2/P2_t1.nii.gz#slice=4";
+  auto names = pack.names();
+  auto it = std::find(names.begin(), names.end(), name);
+  ASSERT_NE(it, names.end());
+  auto px = read_img(pack, it - names.begin());
+  ASSERT_EQ(pack.info().resolution, 16);
+  auto stored = [](int64_t i, int64_t j, int64_t k) { return static_cast<float>(10 + i + 2 * j + 3 * k + 100); };
+  const double lo = stored(0, 0, 0), hi = stored(N - 1, N - 1, NZ - 1);  // min-max over P2
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t c = 0; c < N; ++c) ASSERT_EQ(px[static_cast<size_t>(r * N + c)], window(stored(c, r, NZ - 1 - 4), lo, hi)) << r << "," << c;
+
+  // --keep-classes 1: only the lesion slices.
+  o.dest = tmp / "k.h5";
+  o.keep_classes = "1";
+  s = pack_dataset(o);
+  PackReader kept(o.dest);
+  EXPECT_EQ(kept.size(), lesion);
+  EXPECT_EQ(kept.info().class_counts, (std::vector<int64_t>{0, lesion}));
+  EXPECT_EQ(s.dropped.at("keep-classes"), none);
+}
+
+// ---- CSV ----
+
+TEST(DataImportVolumes, CsvLabelsPerPatient) {
+  ScratchDir tmp("vol_csv");
+  const std::vector<std::string> pids = {"P01", "P02", "P03"};
+  for (size_t p = 0; p < pids.size(); ++p) {
+    fs::create_directories(tmp.path / "src" / pids[p]);
+    write_nifti(tmp / ("src/" + pids[p] + "/" + pids[p] + "_flair.nii.gz"),
+                make_volume(N, N, 4, diag_affine(1, 1, 1), [&](int64_t i, int64_t j, int64_t k) { return static_cast<float>(i * j + k + p); }));
+  }
+  write_text(tmp / "grades.csv", "patient,grade\nP01,low\nP02,high\n\nP03,low\n\n");  // trailing blank lines are fine
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "c.h5";
+  o.labels = "csv";
+  o.labels_file = tmp / "grades.csv";
+  // A blank line inside the file is an empty row.
+  expect_error(o, {tmp / "grades.csv:4", "empty row"});
+  write_text(tmp / "grades.csv", "patient,grade\nP01,low\nP02,high\nP03,low\n");
+  pack_dataset(o);
+  PackReader pack(o.dest);
+  EXPECT_EQ(pack.info().class_names, (std::vector<std::string>{"high", "low"}));
+  ASSERT_EQ(pack.size(), 12);
+  const std::vector<int64_t> per_patient = {1, 0, 1};  // low, high, low in sorted class names
+  for (int64_t i = 0; i < 12; ++i) EXPECT_EQ(pack.class_label(i), per_patient[static_cast<size_t>(i / 4)]) << i;
+  EXPECT_EQ(pack.info().class_counts, (std::vector<int64_t>{4, 8}));
+
+  // Integer classes keyed by the file name without .nii.gz.
+  write_text(tmp / "ids.csv", "P01_flair,2\nP02_flair,0\nP03_flair,1\n");
+  o.labels_file = tmp / "ids.csv";
+  o.dest = tmp / "i.h5";
+  pack_dataset(o);
+  PackReader ids(o.dest);
+  for (int64_t i = 0; i < 12; ++i) EXPECT_EQ(ids.class_label(i), (std::vector<int64_t>{2, 0, 1})[static_cast<size_t>(i / 4)]);
+
+  // A volume without a row, one matched by two rows, a malformed row.
+  write_text(tmp / "bad.csv", "P01,1\nP02,0\n");
+  o.labels_file = tmp / "bad.csv";
+  o.dest = tmp / "b.h5";
+  expect_error(o, {"P03_flair.nii.gz", "no row"});
+  write_text(tmp / "bad.csv", "P01,1\nP02,0\nP03,1\nP03_flair,0\n");
+  expect_error(o, {"P03_flair.nii.gz", "two rows"});
+  write_text(tmp / "bad.csv", "P01,1\nP02\nP03,1\n");
+  expect_error(o, {tmp / "bad.csv:2"});
+  write_text(tmp / "bad.csv", "P01,1\nP02,\nP03,1\n");
+  expect_error(o, {tmp / "bad.csv:2", "empty"});
+}
+
+// ---- channels ----
+
+TEST(DataImportVolumes, FourModalitiesAsChannels) {
+  ScratchDir tmp("vol_chan");
+  const std::vector<std::string> mods = {"t1", "t1ce", "t2", "flair"};
+  std::map<std::string, std::map<std::string, Volume>> vols;  // patient -> modality -> volume
+  for (int p = 0; p < 2; ++p) {
+    const std::string pid = "BraTS_" + std::to_string(p);
+    fs::create_directories(tmp.path / "src" / pid);
+    for (size_t m = 0; m < mods.size(); ++m) {
+      // Different ranges and patterns per modality (and an outlier voxel that percentile windowing clips).
+      Volume v = make_volume(N, N, 6, diag_affine(1, 1, 1), [&](int64_t i, int64_t j, int64_t k) {
+        float x = static_cast<float>((i * (m + 2) + j * (3 - m % 2) + k * 5 + p * 7) % 37) * static_cast<float>(m + 1) * 10.0f;
+        if (i == 0 && j == 0 && k == 0) x = 5000.0f * static_cast<float>(m + 1);
+        return x;
+      });
+      write_nifti(tmp / ("src/" + pid + "/" + pid + "_" + mods[m] + ".nii.gz"), v);
+      vols[pid][mods[m]] = v;
+    }
+    write_text(tmp / ("src/" + pid + "/notes.txt"), "not an image");
+  }
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "c.h5";
+  o.channels_from = "flair:*_flair.nii.gz,t1:*_t1.nii.gz,t1ce:*_t1ce.nii.gz,t2:*_t2.nii.gz";
+  const std::vector<std::string> order = {"flair", "t1", "t1ce", "t2"};
+  pack_dataset(o);
+  PackReader pack(o.dest);
+  ASSERT_EQ(pack.info().channels, 4);
+  EXPECT_EQ(pack.info().channel_names, order);
+  ASSERT_EQ(pack.size(), 12);
+  EXPECT_EQ(pack.names()[0], "BraTS_0#slice=0");
+  const int64_t plane = N * N;
+  for (int64_t i = 0; i < pack.size(); ++i) {
+    const std::string pid = "BraTS_" + std::to_string(i / 6);
+    const int64_t s = i % 6;
+    auto px = read_img(pack, i);
+    for (size_t c = 0; c < order.size(); ++c) {
+      const Volume& v = vols[pid][order[c]];
+      const double lo = percentile(v.data, 0.5), hi = percentile(v.data, 99.5);  // the default window, per modality
+      for (int64_t r = 0; r < N; ++r)
+        for (int64_t col = 0; col < N; ++col) {
+          const float val = v.data[static_cast<size_t>((N - 1 - col) + N * ((N - 1 - r) + N * s))];
+          ASSERT_EQ(px[static_cast<size_t>(static_cast<int64_t>(c) * plane + r * N + col)], window(val, lo, hi))
+              << pid << " slice " << s << " channel " << order[c] << " at " << r << "," << col;
+        }
+    }
+  }
+
+  // A modality on another grid: one line naming both files.
+  Volume small = make_volume(N, N, 5, diag_affine(1, 1, 1), [](int64_t, int64_t, int64_t) { return 1.0f; });
+  write_nifti(tmp / "src/BraTS_1/BraTS_1_t2.nii.gz", small);
+  o.dest = tmp / "bad.h5";
+  expect_error(o, {"BraTS_1_t2.nii.gz", "BraTS_1_flair.nii.gz", "does not match"});
+  // Same shape, shifted affine.
+  Volume shifted = vols["BraTS_1"]["t2"];
+  shifted.affine[0][3] += 2.0;
+  write_nifti(tmp / "src/BraTS_1/BraTS_1_t2.nii.gz", shifted);
+  o.dest = tmp / "bad2.h5";
+  expect_error(o, {"BraTS_1_t2.nii.gz", "BraTS_1_flair.nii.gz"});
+  // A missing modality: names the folder and the glob.
+  fs::remove(tmp.path / "src/BraTS_1/BraTS_1_t2.nii.gz");
+  o.dest = tmp / "bad3.h5";
+  expect_error(o, {(tmp.path / "src/BraTS_1").string(), "*_t2.nii.gz"});
+}
+
+// ---- foreground ----
+
+TEST(DataImportVolumes, MinForegroundDropsExactlyTheEmptySlices) {
+  ScratchDir tmp("vol_fg");
+  // Slices 0, 1, 8, 9 empty; 5 holds a 2x2 spot (4/256 of the slice); the others an 8x8 block.
+  auto fill = [](int64_t i, int64_t j, int64_t k) -> float {
+    if (k == 0 || k == 1 || k == 8 || k == 9) return 0.0f;
+    if (k == 5) return (i < 2 && j < 2) ? 100.0f : 0.0f;
+    return (i >= 4 && i < 12 && j >= 4 && j < 12) ? 100.0f : 0.0f;
+  };
+  Volume v = make_volume(N, N, NZ, diag_affine(1, 1, 1), fill);
+  write_nifti(tmp / "v.nii.gz", v);
+  ImportOptions o;
+  o.source = tmp / "v.nii.gz";
+  o.dest = tmp / "all.h5";
+  pack_dataset(o);
+  EXPECT_EQ(PackReader(o.dest).size(), NZ);  // default 0: every slice
+  o.dest = tmp / "fg.h5";
+  o.min_foreground = 0.01;
+  ImportSummary s = pack_dataset(o);
+  std::vector<std::string> want;
+  int64_t empty = 0;
+  for (int64_t k = 0; k < NZ; ++k) {
+    int64_t nonzero = 0;
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t i = 0; i < N; ++i) nonzero += v.data[static_cast<size_t>(i + N * (j + N * k))] != 0;
+    if (nonzero > 0) want.push_back("v.nii.gz#slice=" + std::to_string(k));
+    else ++empty;
+  }
+  EXPECT_EQ(PackReader(o.dest).names(), want);
+  EXPECT_EQ(s.dropped.at("foreground"), empty);
+  // 0.1: the 2x2 spot (1.6%) goes too.
+  o.dest = tmp / "fg2.h5";
+  o.min_foreground = 0.1;
+  pack_dataset(o);
+  auto names = PackReader(o.dest).names();
+  EXPECT_EQ(names.size(), want.size() - 1);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "v.nii.gz#slice=5"), 0);
+}
+
+// ---- planes ----
+
+TEST(DataImportVolumes, CoronalAndSagittalPlanes) {
+  ScratchDir tmp("vol_plane");
+  Volume v = make_volume(16, 12, 8, diag_affine(1, 1, 1), [](int64_t i, int64_t j, int64_t k) { return static_cast<float>(i + 16 * j + 192 * k); });
+  write_nifti(tmp / "v.nii", v);
+  ImportOptions o;
+  o.source = tmp / "v.nii";
+  o.dest = tmp / "c.h5";
+  o.axis = "coronal";
+  o.intensity = "minmax";
+  pack_dataset(o);
+  PackReader c(o.dest);
+  ASSERT_EQ(c.size(), 12);  // coronal: one slice per j
+  EXPECT_EQ(c.names()[3], "v.nii#coronal=3");
+  // Coronal slice s: row r, column c = C[nx-1-c, s, nz-1-r]; 16x8 padded to 16x16 (rows 4..11).
+  auto px = read_img(c, 3);
+  const double hi = 15 + 16 * 11 + 192 * 7;
+  for (int64_t r = 0; r < 8; ++r)
+    for (int64_t col = 0; col < 16; ++col)
+      ASSERT_EQ(px[static_cast<size_t>((r + 4) * 16 + col)], window(static_cast<float>((15 - col) + 16 * 3 + 192 * (7 - r)), 0, hi));
+  o.axis = "0";  // sagittal
+  o.dest = tmp / "s.h5";
+  pack_dataset(o);
+  EXPECT_EQ(PackReader(o.dest).size(), 16);
+  o.axis = "oblique";
+  o.dest = tmp / "x.h5";
+  expect_error(o, {"oblique"});
+}
+
+// ---- dry run ----
+
+TEST(DataImportVolumes, DryRunWritesNothingAndCounts) {
+  ScratchDir tmp("vol_dry");
+  MaskCase mc = make_mask_case(tmp / "src");
+  auto listing = [&]() {
+    std::set<std::string> s;
+    for (const auto& e : fs::recursive_directory_iterator(tmp.path)) s.insert(e.path().string());
+    return s;
+  };
+  const auto before = listing();
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "d.h5";
+  o.labels = "mask";
+  o.mask_glob = "*_seg.nii.gz";
+  o.mask_min_voxels = 3;
+  o.dry_run = true;
+  ImportSummary s = pack_dataset(o);
+  EXPECT_EQ(listing(), before);  // not even a temporary
+  int64_t lesion = 0, none = 0, ambiguous = 0;
+  // Without --mask-values every non-zero voxel counts, the two 2s included.
+  for (const auto& [pid, cnt] : mc.counts)
+    for (int64_t c : cnt) {
+      const int64_t all = c + 2;
+      (all >= 3 ? lesion : all == 0 ? none : ambiguous) += 1;
+    }
+  EXPECT_EQ(s.images, lesion + none);
+  std::string report;
+  for (const auto& l : s.report_lines) report += l + "\n";
+  EXPECT_NE(report.find("classes: no-lesion " + std::to_string(none) + ", lesion " + std::to_string(lesion)), std::string::npos) << report;
+  EXPECT_NE(report.find("2 NIfTI volumes (" + (tmp / "src/P1/P1_t1.nii.gz") + ", " + (tmp / "src/P2/P2_t1.nii.gz") + ")"), std::string::npos)
+      << report;
+  EXPECT_NE(report.find("P1/P1_t1.nii.gz: RAS -> RAS 16x16x10"), std::string::npos) << report;
+  EXPECT_NE(report.find("P2/P2_t1.nii.gz: LPI -> RAS 16x16x10"), std::string::npos) << report;
+  if (ambiguous) EXPECT_NE(report.find("ambiguous mask"), std::string::npos) << report;
+  EXPECT_NE(report.find("intensity: percentile 0.5:99.5"), std::string::npos) << report;
+  EXPECT_NE(report.find("output: " + std::to_string(lesion + none) + " images 16x16x1"), std::string::npos) << report;
+  EXPECT_NE(s.line().find("dry run"), std::string::npos);
+}
+
+// ---- mixed folders and other bad input ----
+
+TEST(DataImportVolumes, MixedFoldersNeedSourceKind) {
+  ScratchDir tmp("vol_mixed");
+  fs::create_directories(tmp.path / "src/a");
+  Image img;
+  img.width = img.height = 8;
+  img.channels = 1;
+  img.pixels.assign(64, 7);
+  write_png_file(tmp / "src/a/x.png", img);
+  write_png_file(tmp / "src/a/y.png", img);
+  write_nifti(tmp / "src/v.nii.gz", make_volume(N, N, 3, diag_affine(1, 1, 1), [](int64_t i, int64_t, int64_t) { return static_cast<float>(i); }));
+  write_text(tmp / "src/readme.txt", "notes");
+  write_text(tmp / "src/labels.csv", "a,1\n");
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "m.h5";
+  expect_error(o, {tmp / "src", "2 PNG/JPEG images (e.g. a/x.png)", "1 NIfTI files (e.g. v.nii.gz)", "--source-kind"});
+  std::vector<std::string> notices;
+  o.notice = [&](const std::string& l) { notices.push_back(l); };
+  o.source_kind = "nifti";
+  ImportSummary s = pack_dataset(o);
+  EXPECT_EQ(PackReader(o.dest).size(), 3);
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_EQ(notices[0].rfind("skipped: 2 PNG/JPEG images (e.g. a/x.png)", 0), 0u) << notices[0];
+  EXPECT_EQ(s.notices, notices);
+  o.source_kind = "image-folder";
+  o.dest = tmp / "i.h5";
+  notices.clear();
+  pack_dataset(o);
+  EXPECT_EQ(PackReader(o.dest).size(), 2);
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_NE(notices[0].find("1 NIfTI files (e.g. v.nii.gz)"), std::string::npos) << notices[0];
+  o.source_kind = "dicom";
+  o.dest = tmp / "d.h5";
+  expect_error(o, {tmp / "src", "no DICOM"});
+  // --dest must be a .h5 file.
+  o.source_kind = "nifti";
+  o.dest = tmp / "out.hdf";
+  expect_error(o, {tmp / "out.hdf", ".h5"});
+}
+
+TEST(DataImportVolumes, MaskNotMatchingItsImageIsAnError) {
+  ScratchDir tmp("vol_badmask");
+  fs::create_directories(tmp.path / "src/P1");
+  write_nifti(tmp / "src/P1/P1_t1.nii.gz", make_volume(N, N, NZ, diag_affine(1, 1, 1), [](int64_t i, int64_t, int64_t) { return static_cast<float>(i); }));
+  write_nifti(tmp / "src/P1/P1_seg.nii.gz", make_volume(N, N, NZ - 1, diag_affine(1, 1, 1), [](int64_t, int64_t, int64_t) { return 0.0f; }),
+              NiftiStoreType::UInt8);
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "m.h5";
+  o.labels = "mask";
+  o.mask_glob = "*_seg.nii.gz";
+  expect_error(o, {"P1_seg.nii.gz", "P1_t1.nii.gz", "does not match"});
+  // Same shape, 1 mm voxels against 2 mm: also a different grid.
+  write_nifti(tmp / "src/P1/P1_seg.nii.gz", make_volume(N, N, NZ, diag_affine(2, 2, 2), [](int64_t, int64_t, int64_t) { return 0.0f; }),
+              NiftiStoreType::UInt8);
+  expect_error(o, {"P1_seg.nii.gz", "P1_t1.nii.gz"});
+  // No mask beside the volume.
+  fs::remove(tmp.path / "src/P1/P1_seg.nii.gz");
+  expect_error(o, {"P1_t1.nii.gz", "*_seg.nii.gz"});
+}
+
+}  // namespace
