@@ -598,7 +598,9 @@ ImportSummary pack_dataset(const ImportOptions& opts) {
     for (const auto& n : summary.notices) r.push_back(n);
     auto more = source->report();
     r.insert(r.end(), more.begin(), more.end());
-    r.push_back("images: " + count_and_examples(first_names, "first", 5).substr(2) + ", " + std::to_string(done) + " in all");
+    std::string first;
+    for (const auto& n : first_names) first += (first.empty() ? "" : ", ") + n;
+    r.push_back("images: " + std::to_string(done) + " (first: " + first + (done > static_cast<int64_t>(first_names.size()) ? ", ...)" : ")"));
     if (!info.channel_names.empty()) {
       std::string c;
       for (const auto& n : info.channel_names) c += (c.empty() ? "" : ", ") + n;
