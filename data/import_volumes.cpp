@@ -134,6 +134,12 @@ std::string parent_rel(const std::string& rel) {
   std::string p = fs::path(rel).parent_path().generic_string();
   return p.empty() ? "." : p;
 }
+// The last component of a folder path ("a/b/" and "a/b/." give "b").
+std::string dir_name(const fs::path& dir) {
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
 std::string nifti_stem(const std::string& name) {
   if (ends_with(name, ".nii.gz")) return name.substr(0, name.size() - 7);
   if (ends_with(name, ".nii")) return name.substr(0, name.size() - 4);
@@ -415,9 +421,10 @@ class VolumeSource : public Source {
     if (kind_ == "dicom") {
       for (auto& s : find_dicom_series(src)) {
         Unit u;
-        u.name = s.name;
         u.shown = (fs::path(s.root) / s.name).lexically_normal().string();
-        u.keys = {s.name, file_name(s.name), fs::path(u.shown).parent_path().filename().string()};
+        // Files directly in the source folder: the folder's own name.
+        u.name = s.name.empty() || s.name == "." ? dir_name(u.shown) : s.name;
+        u.keys = {s.name, file_name(s.name), u.name, dir_name(fs::path(u.shown).parent_path())};
         VolumeRef r;
         r.rel = s.name;
         r.dicom = true;
@@ -458,11 +465,7 @@ class VolumeSource : public Source {
       r.path = (fs::path(root_) / rel).string();
       return r;
     };
-    auto folder_name = [&](const std::string& dir) {
-      return fs::path(dir == "." ? fs::absolute(root_).lexically_normal() : fs::absolute(fs::path(root_) / dir).lexically_normal())
-          .filename()
-          .string();
-    };
+    auto folder_name = [&](const std::string& dir) { return dir_name(fs::path(root_) / dir); };
     auto attach_mask = [&](Unit& u, const std::string& dir) {
       if (labels_ != "mask") return;
       auto it = masks_by_dir.find(dir);

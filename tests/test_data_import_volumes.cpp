@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -428,6 +429,90 @@ TEST(DataImportVolumes, DryRunWritesNothingAndCounts) {
   EXPECT_NE(report.find("intensity: percentile 0.5:99.5"), std::string::npos) << report;
   EXPECT_NE(report.find("output: " + std::to_string(lesion + none) + " images 16x16x1"), std::string::npos) << report;
   EXPECT_NE(s.line().find("dry run"), std::string::npos);
+}
+
+// ---- DICOM (written by hand: explicit VR little-endian Part-10 files) ----
+
+void put_u16(std::string& b, uint16_t v) { b.push_back(static_cast<char>(v & 0xFF)), b.push_back(static_cast<char>(v >> 8)); }
+void put_u32(std::string& b, uint32_t v) { put_u16(b, static_cast<uint16_t>(v & 0xFFFF)), put_u16(b, static_cast<uint16_t>(v >> 16)); }
+
+// One data element; values padded to even length (UI with NUL, text with a space).
+void element(std::string& b, uint16_t g, uint16_t e, const char* vr, std::string v) {
+  const std::string r(vr);
+  if (v.size() % 2) v.push_back(r == "UI" || r == "OB" || r == "OW" ? '\0' : ' ');
+  put_u16(b, g), put_u16(b, e);
+  b += r;
+  if (r == "OB" || r == "OW") {
+    put_u16(b, 0);
+    put_u32(b, static_cast<uint32_t>(v.size()));
+  } else {
+    put_u16(b, static_cast<uint16_t>(v.size()));
+  }
+  b += v;
+}
+std::string us(uint16_t v) {
+  std::string s;
+  put_u16(s, v);
+  return s;
+}
+
+// An axial MR slice at z = `z` mm (16x16, int16 values v(i, j) + z), instance `n`.
+void write_dicom_slice(const std::string& path, int n, double z) {
+  const std::string sop = "1.2.826.0.1.3680043.9.7777.2." + std::to_string(n), series = "1.2.826.0.1.3680043.9.7777.1";
+  std::string ds;
+  element(ds, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.4");
+  element(ds, 0x0008, 0x0018, "UI", sop);
+  element(ds, 0x0008, 0x0060, "CS", "MR");
+  element(ds, 0x0020, 0x000D, "UI", "1.2.826.0.1.3680043.9.7777.3");
+  element(ds, 0x0020, 0x000E, "UI", series);
+  element(ds, 0x0020, 0x0013, "IS", std::to_string(n));
+  element(ds, 0x0020, 0x0032, "DS", "0\\0\\" + std::to_string(z));
+  element(ds, 0x0020, 0x0037, "DS", "1\\0\\0\\0\\1\\0");
+  element(ds, 0x0028, 0x0002, "US", us(1));
+  element(ds, 0x0028, 0x0004, "CS", "MONOCHROME2");
+  element(ds, 0x0028, 0x0010, "US", us(16));
+  element(ds, 0x0028, 0x0011, "US", us(16));
+  element(ds, 0x0028, 0x0030, "DS", "1\\1");
+  element(ds, 0x0028, 0x0100, "US", us(16));
+  element(ds, 0x0028, 0x0101, "US", us(16));
+  element(ds, 0x0028, 0x0102, "US", us(15));
+  element(ds, 0x0028, 0x0103, "US", us(1));
+  std::string px;
+  for (int j = 0; j < 16; ++j)
+    for (int i = 0; i < 16; ++i) put_u16(px, static_cast<uint16_t>(i * 3 + j * 5 + static_cast<int>(z) * 7));
+  element(ds, 0x7FE0, 0x0010, "OW", px);
+  std::string meta;
+  element(meta, 0x0002, 0x0001, "OB", std::string("\0\1", 2));
+  element(meta, 0x0002, 0x0002, "UI", "1.2.840.10008.5.1.4.1.1.4");
+  element(meta, 0x0002, 0x0003, "UI", sop);
+  element(meta, 0x0002, 0x0010, "UI", "1.2.840.10008.1.2.1");
+  std::string file(128, '\0');
+  file += "DICM";
+  element(file, 0x0002, 0x0000, "UL", [&] {
+    std::string l;
+    put_u32(l, static_cast<uint32_t>(meta.size()));
+    return l;
+  }());
+  write_text(path, file + meta + ds);
+}
+
+TEST(DataImportVolumes, DicomSeriesThroughTheVolumePath) {
+  ScratchDir tmp("vol_dcm");
+  fs::create_directories(tmp.path / "dcm/S1");
+  for (int n = 0; n < 6; ++n) write_dicom_slice(tmp / ("dcm/S1/im" + std::to_string(n) + ".dcm"), n + 1, n * 2.0);
+  ImportOptions o;
+  o.source = tmp / "dcm";
+  o.dest = tmp / "d.h5";
+  ImportSummary s = pack_dataset(o);
+  EXPECT_EQ(s.source_kind, "dicom");
+  PackReader p(o.dest);
+  ASSERT_EQ(p.size(), 6);
+  EXPECT_EQ(p.names()[0], "S1#slice=0");
+  EXPECT_EQ(p.info().resolution, 16);
+  // A slice missing from the middle: the reader's error, naming the series; no pack.
+  fs::remove(tmp.path / "dcm/S1/im3.dcm");
+  o.dest = tmp / "gap.h5";
+  expect_error(o, {(tmp.path / "dcm/S1").string(), "missing"});
 }
 
 // ---- mixed folders and other bad input ----
