@@ -397,23 +397,25 @@ TEST(DataJpeg, FolderOfJpegsPacks) {
   }
 }
 
+// A folder holding one DICOM file is a series of one slice (multi-slice series, ordering and a
+// missing slice: tests/test_data_import_volumes.cpp, whose files differ in position; two copies
+// of one file are one position twice, which the series reader refuses).
 TEST(DataDicom, FolderIsASeries) {
   ScratchDir tmp("dcm_series");
   fs::create_directories(tmp.path / "s1");
   fs::copy_file(fixture("real/MR_small.dcm"), tmp.path / "s1/0001.dcm");
-  fs::copy_file(fixture("real/MR_small.dcm"), tmp.path / "s1/0002.dcm");
   ImportOptions o;
   o.source = tmp / "s1";
   o.dest = tmp / "s.h5";
   auto s = pack_dataset(o);
   EXPECT_EQ(s.source_kind, "dicom");
   PackReader p(o.dest);
-  EXPECT_EQ(p.size(), 2);
-  std::vector<uint8_t> a(64 * 64), b(64 * 64);
+  ASSERT_EQ(p.size(), 1);
+  EXPECT_EQ(p.names()[0], "s1#slice=0");
+  std::vector<uint8_t> a(64 * 64);
   p.read_image(0, a.data());
-  p.read_image(1, b.data());
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 255);  // min-max over the series
+  // Default percentile window (0.5..99.5): the extremes clip to 0 and 255.
+  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 255);
   EXPECT_EQ(*std::min_element(a.begin(), a.end()), 0);
 }
 
