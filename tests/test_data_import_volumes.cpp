@@ -303,6 +303,31 @@ TEST(DataImportVolumes, FourModalitiesAsChannels) {
     }
   }
 
+  // --resolution 32: every channel is resized on its own (as a one-channel image of it would be).
+  o.dest = tmp / "c32.h5";
+  o.resolution = 32;
+  pack_dataset(o);
+  PackReader p32(o.dest);
+  ASSERT_EQ(p32.info().resolution, 32);
+  ASSERT_EQ(p32.info().channels, 4);
+  for (int64_t i : {0, 7}) {
+    const std::string pid = "BraTS_" + std::to_string(i / 6);
+    auto px = read_img(p32, i);
+    for (size_t c = 0; c < order.size(); ++c) {
+      const Volume& v = vols[pid][order[c]];
+      const double lo = percentile(v.data, 0.5), hi = percentile(v.data, 99.5);
+      Image one;
+      one.width = one.height = static_cast<int>(N);
+      one.channels = 1;
+      for (int64_t r = 0; r < N; ++r)
+        for (int64_t col = 0; col < N; ++col)
+          one.pixels.push_back(window(v.data[static_cast<size_t>((N - 1 - col) + N * ((N - 1 - r) + N * (i % 6)))], lo, hi));
+      Image big = resize(one, 32, 32, ResizeFilter::Lanczos);
+      EXPECT_TRUE(std::equal(big.pixels.begin(), big.pixels.end(), px.begin() + static_cast<std::ptrdiff_t>(c * 32 * 32))) << "channel " << order[c];
+    }
+  }
+  o.resolution = 0;
+
   // A modality on another grid: one line naming both files.
   Volume small = make_volume(N, N, 5, diag_affine(1, 1, 1), [](int64_t, int64_t, int64_t) { return 1.0f; });
   write_nifti(tmp / "src/BraTS_1/BraTS_1_t2.nii.gz", small);
