@@ -6,6 +6,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -27,9 +28,24 @@ namespace {
 // Smallest side of a slice taken from a volume: smaller "slices" are damaged headers or the
 // wrong axis, and would be upsampled into many large images from a few bytes.
 constexpr int64_t kMinSliceSide = 8;
-// A pixel is foreground when its windowed value (0..255) exceeds this in any channel (~5% of the
-// window: above the noise floor that percentile windowing leaves near 0).
-constexpr int kForegroundLevel = 12;
+// Otsu's threshold of a 256-bin histogram: the t maximising the between-class variance of
+// [0, t] and (t, 255] (the first such t); 0 when every value is equal.
+int otsu_threshold(const std::array<int64_t, 256>& hist) {
+  double total = 0, sum = 0;
+  for (int v = 0; v < 256; ++v) total += static_cast<double>(hist[v]), sum += static_cast<double>(v) * static_cast<double>(hist[v]);
+  double w0 = 0, sum0 = 0, best = -1;
+  int t_best = 0;
+  for (int t = 0; t < 256; ++t) {
+    w0 += static_cast<double>(hist[t]);
+    sum0 += static_cast<double>(t) * static_cast<double>(hist[t]);
+    const double w1 = total - w0;
+    if (w0 <= 0 || w1 <= 0) continue;
+    const double d = sum0 / w0 - (sum - sum0) / w1;
+    const double var = w0 * w1 * d * d;
+    if (var > best) best = var, t_best = t;
+  }
+  return t_best;
+}
 // Largest difference between two affines' entries (mm) that still counts as the same grid.
 constexpr double kGridTolerance = 1e-3;
 
@@ -265,7 +281,7 @@ std::vector<CsvRow> parse_volume_csv(const std::string& path, const std::set<std
 // ---- the source ----
 
 struct UnitReport {
-  std::string name, orientation, shape;
+  std::string name, orientation, shape, otsu;
   int64_t slices = 0, kept = 0;
   std::map<std::string, int64_t> dropped;
 };
@@ -320,7 +336,9 @@ class VolumeSource : public Source {
     j["intensity"] = intensity_json(scaling_);
     j["orientation"] = "canonical RAS (closest axis-aligned), radiological display slices";
     j["min_foreground"] = opts_.min_foreground;
-    j["foreground"] = {{"rule", "windowed value (0..255) above level in any channel"}, {"level", kForegroundLevel}, {"channels", "any"}};
+    j["foreground"] = {{"rule", "windowed value (0..255) above the volume's Otsu threshold of that modality, in any channel"},
+                       {"threshold", "otsu per volume and modality (256-bin histogram of the windowed values)"},
+                       {"channels", "any"}};
     if (labels_ == "mask") {
       j["mask_glob"] = opts_.mask_glob;
       j["mask_values"] = mask_values_.empty() ? json("non-zero") : json(mask_values_);
@@ -343,7 +361,7 @@ class VolumeSource : public Source {
     for (const auto& r : reports_) {
       std::ostringstream s;
       s << "  " << r.name << ": " << r.orientation << " -> RAS " << r.shape << ", " << r.slices << " " << plane_name(plane_)
-        << " slices in range, kept " << r.kept;
+        << " slices in range, Otsu " << r.otsu << ", kept " << r.kept;
       int64_t dropped = 0;
       for (const auto& [why, n] : r.dropped) dropped += n;
       s << ", dropped " << dropped;
@@ -362,8 +380,8 @@ class VolumeSource : public Source {
     }
     out.push_back("intensity: " + intensity_text(scaling_));
     std::ostringstream f;
-    f << "slices: " << plane_name(plane_) << ", min foreground " << opts_.min_foreground << " (pixels above " << kForegroundLevel
-      << "/255 in any channel)";
+    f << "slices: " << plane_name(plane_) << ", min foreground " << opts_.min_foreground
+      << " (pixels above the volume's Otsu threshold in any channel)";
     if (labels_ == "mask")
       f << ", mask " << opts_.mask_glob << " values " << (opts_.mask_values.empty() ? "non-zero" : opts_.mask_values) << ", lesion at >= "
         << opts_.mask_min_voxels << " voxels (fewer but some: ambiguous, dropped)";
@@ -573,6 +591,7 @@ class VolumeSource : public Source {
     cur_ = &u;
     vols_.clear();
     ranges_.clear();
+    otsu_.clear();
     UnitReport rep;
     rep.name = u.name;
     for (size_t c = 0; c < u.channels.size(); ++c) {
@@ -593,6 +612,10 @@ class VolumeSource : public Source {
         s.center = v.window_center, s.width = v.window_width;
       }
       ranges_.push_back(intensity_range(v.data, s));  // per volume (all time points), per modality
+      std::array<int64_t, 256> hist{};
+      for (float x : v.data) ++hist[to_u8(x, ranges_.back().first, ranges_.back().second)];
+      otsu_.push_back(otsu_threshold(hist));
+      rep.otsu += (c ? "," : "") + std::to_string(otsu_.back());
       vols_.push_back(std::move(v));
     }
     const Volume& v0 = vols_[0];
@@ -645,7 +668,7 @@ class VolumeSource : public Source {
       size_t fg = 0;
       for (size_t i = 0; i < npx; ++i)
         for (int c = 0; c < C; ++c)
-          if (img.pixels[i * static_cast<size_t>(C) + static_cast<size_t>(c)] > kForegroundLevel) {
+          if (img.pixels[i * static_cast<size_t>(C) + static_cast<size_t>(c)] > otsu_[static_cast<size_t>(c)]) {
             ++fg;
             break;
           }
@@ -699,6 +722,7 @@ class VolumeSource : public Source {
   std::vector<Volume> vols_;
   Volume mask_;
   std::vector<std::pair<double, double>> ranges_;
+  std::vector<int> otsu_;  // foreground threshold of each channel (windowed value)
   int64_t rows_ = 0, cols_ = 0, nt_ = 0, t_ = 0, k_ = 0, begin_ = 0, end_ = 0, emitted_ = 0;
   std::vector<UnitReport> reports_;
   std::map<std::string, int64_t> dropped_;

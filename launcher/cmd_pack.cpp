@@ -36,7 +36,7 @@ int cmd_pack(const std::vector<std::string>& args) {
       ("intensity", po::value(&o.intensity)->default_value("percentile"),
        "volumes, per volume and modality: percentile[:LO:HI] (default 0.5:99.5) | window:CENTER:WIDTH (DICOM: plain `window` uses the file's) | minmax")
       ("min-foreground", po::value(&o.min_foreground)->default_value(0),
-       "volumes: drop slices whose foreground fraction is below F (0..1); foreground: windowed value above 12/255 in any channel")
+       "volumes: drop slices whose foreground fraction is below F (0..1); foreground: pixels whose windowed value is above the volume's Otsu threshold (per modality) in any channel")
       ("mask-glob", po::value(&o.mask_glob)->default_value(""), "volumes, --labels mask: the patient's mask beside each volume, e.g. '*_seg.nii.gz' (never packed as an image)")
       ("mask-values", po::value(&o.mask_values)->default_value(""), "mask values that are lesion, e.g. 1,2,4 (default: any non-zero)")
       ("mask-min-voxels", po::value(&o.mask_min_voxels)->default_value(1),

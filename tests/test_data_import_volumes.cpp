@@ -383,6 +383,23 @@ TEST(DataImportVolumes, MinForegroundDropsExactlyTheEmptySlices) {
   auto names = PackReader(o.dest).names();
   EXPECT_EQ(names.size(), want.size() - 1);
   EXPECT_EQ(std::count(names.begin(), names.end(), "v.nii.gz#slice=5"), 0);
+
+  // Air with noise: values 0..9 everywhere, a 6x6 block of 100 in slices 3..6. Windowed (0.5 and
+  // 99.5 percentiles: 0 and 100) the noise reaches 23 of 255, well above any small fixed level;
+  // foreground is above the volume's Otsu threshold, which lies between noise and block. Slices
+  // of noise alone have no foreground and go at any F > 0.
+  auto noisy = [](int64_t i, int64_t j, int64_t k) -> float {
+    if (k >= 3 && k <= 6 && i >= 5 && i < 11 && j >= 5 && j < 11) return 100.0f;
+    return static_cast<float>((i * 7 + j * 13 + k * 5) % 10);
+  };
+  write_nifti(tmp / "n.nii.gz", make_volume(N, N, NZ, diag_affine(1, 1, 1), noisy));
+  o.source = tmp / "n.nii.gz";
+  o.dest = tmp / "noise.h5";
+  o.min_foreground = 0.1;  // the block is 36/256 = 14% of a slice
+  s = pack_dataset(o);
+  EXPECT_EQ(PackReader(o.dest).names(),
+            (std::vector<std::string>{"n.nii.gz#slice=3", "n.nii.gz#slice=4", "n.nii.gz#slice=5", "n.nii.gz#slice=6"}));
+  EXPECT_EQ(s.dropped.at("foreground"), NZ - 4);
 }
 
 // ---- planes ----
