@@ -167,8 +167,9 @@ PhantomPatient render_phantom_patient(const PhantomVolumeOptions& opts, int64_t 
   // folding pattern's change with height, the lesion's centre section and vertical semi-axis.
   PhantomRng g(opts.seed, index, kVolumeStream);
   const int S = opts.slices > 0 ? opts.slices : 24 + static_cast<int>(g.uniform() * 9);
-  const double zc = 0.5 * (S - 1) + g.uniform(-0.04, 0.04) * S;
-  const double hz = g.uniform(0.32, 0.37) * S;
+  const double zc = 0.5 * (S - 1) + g.uniform(-0.03, 0.03) * S;
+  // The first and last sections are always air: |h| > 1 there.
+  const double hz = std::min(g.uniform(0.36, 0.42) * S, std::min(zc, S - 1 - zc) - 0.25);
   const double bias_z = g.uniform(-0.12, 0.12);
   const double fold_k = g.uniform(2.0, 3.5);
   const double lesion_h = g.uniform(-0.4, 0.4);

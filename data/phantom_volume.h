@@ -4,9 +4,10 @@
 // A head is a stack of axial sections (data/phantom.h, render_phantom_section) of the 2-D phantom
 // anatomy of the same (seed, index): the cross-section narrows towards the top and bottom of the
 // head (an ellipsoid profile), the lateral ventricles and deep grey nuclei appear only in the
-// middle sections, and a few sections above and below the head hold air (noise) only. A lesion
-// (in patients with label 1, drawn as render_phantom draws it) is a set of concentric ellipsoids,
-// enhancing rim, necrotic core and oedema, centred on one section and spanning a few sections.
+// middle sections, and a few sections above and below the head (always the first and the last)
+// hold air (noise) only. A lesion (in patients with label 1, drawn as render_phantom draws it) is
+// a set of concentric ellipsoids, enhancing rim, necrotic core and oedema, centred on one section
+// and spanning a few sections.
 //
 // Canonical grid (orientation "RAS"): voxel i runs towards the patient's right, j anterior, k
 // superior; voxels are 1 x 1 x 2.5 mm; the affine puts the grid's centre at world (0, 0, 0). So
