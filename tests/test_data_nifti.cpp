@@ -65,7 +65,8 @@ std::vector<uint8_t> nifti1(const std::vector<int16_t>& dims, int16_t datatype, 
   float off = 352;
   std::memcpy(&b[108], &off, 4);
   std::memcpy(&b[344], magic, 4);
-  b.insert(b.end(), voxels.begin(), voxels.end());
+  b.resize(352 + voxels.size());
+  if (!voxels.empty()) std::memcpy(&b[352], voxels.data(), voxels.size());
   return b;
 }
 
