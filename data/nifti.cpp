@@ -67,8 +67,9 @@ std::vector<uint8_t> read_head(const std::string& path, bool gz) {
   znzFile f = znzopen(path.c_str(), "rb", gz ? 1 : 0);
   if (znz_isnull(f)) throw FormatError(path + ": cannot open");
   std::vector<uint8_t> buf(sizeof(nifti_2_header));
-  size_t n = znzread(buf.data(), 1, buf.size(), f);
+  const size_t n = znzread(buf.data(), 1, buf.size(), f);
   znzclose(f);
+  if (n > buf.size()) throw FormatError(path + ": corrupt or truncated gzip data in the header");  // a read error
   buf.resize(n);
   return buf;
 }

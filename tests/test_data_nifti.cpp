@@ -266,6 +266,12 @@ TEST(DataNiftiReader, BadFilesGiveOneLineErrorsAndNothingOnStderr) {
     cases.emplace_back(tmp / "cut.nii.gz", "voxel data");
     put_gz(tmp / "bomb.nii.gz", nifti1({20000, 20000, 20}, 2, 8, vox));
     cases.emplace_back(tmp / "bomb.nii.gz", "gzip file");
+    // A damaged CRC trailer in a gzip file shorter than a NIfTI-2 header: the header read fails.
+    put_gz(tmp / "crc.nii.gz", nifti1({4, 4, 4}, 2, 8, vox));
+    auto crc = file_bytes(tmp / "crc.nii.gz");
+    crc[crc.size() - 6] ^= 0xFF;
+    put_bytes(tmp / "crc.nii.gz", crc);
+    cases.emplace_back(tmp / "crc.nii.gz", "gzip");
   }
   for (const auto& [path, part] : cases) {
     std::string msg;
