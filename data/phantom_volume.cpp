@@ -270,8 +270,12 @@ PhantomFolderSummary write_phantom_volume_folder(const std::string& dir, int64_t
         if (err.empty()) err = e.what();
       }
     };
+    // Workers: up to 8, fewer for large volumes (each holds a patient's volumes twice while storing).
     unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    int nthreads = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(hw), 8, count}));
+    const double patient_bytes = 2.0 * 4 * opts.resolution * opts.resolution * (opts.slices > 0 ? opts.slices : 32) *
+                                 static_cast<double>(opts.modalities.size() + 1);
+    const int64_t by_memory = std::max<int64_t>(1, static_cast<int64_t>(2e9 / patient_bytes));
+    int nthreads = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(hw), 8, count, by_memory}));
     std::vector<std::thread> pool;
     for (int t = 1; t < nthreads; ++t) pool.emplace_back(work);
     if (progress) {
