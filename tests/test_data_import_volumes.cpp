@@ -20,6 +20,7 @@
 #include "data/import.h"
 #include "data/nifti_write.h"
 #include "data/pack.h"
+#include "data/phantom_volume.h"
 #include "data/volume.h"
 #include "tests/test_data_util.h"
 
@@ -555,6 +556,82 @@ TEST(DataImportVolumes, DicomSeriesThroughTheVolumePath) {
   fs::remove(tmp.path / "dcm/S1/im3.dcm");
   o.dest = tmp / "gap.h5";
   expect_error(o, {(tmp.path / "dcm/S1").string(), "missing"});
+}
+
+// ---- phantom volumes (data/phantom_volume.h) ----
+
+// BraTS-like phantom folders stored RAS, LPS, PIL and oblique hold the same canonical voxels: the
+// packs are identical. Mask labels equal the lesion count of the canonical phantom mask per
+// axial section (render_phantom_patient, summed here), and the folder's labels.csv gives
+// per-patient labels.
+TEST(DataImportVolumes, PhantomVolumesPackAlikeInAnyStorageOrientation) {
+  ScratchDir tmp("vol_phantom");
+  PhantomVolumeOptions po;
+  po.resolution = 32;
+  po.slices = 12;
+  po.seed = 11;
+  const int64_t count = 3;
+  const int64_t min_voxels = 10;
+  std::string hash;
+  std::vector<std::string> names;
+  for (const char* orient : {"RAS", "LPS", "PIL", "oblique"}) {
+    SCOPED_TRACE(orient);
+    po.orientation = orient;
+    const std::string dir = tmp / (std::string("ph_") + orient);
+    write_phantom_volume_folder(dir, count, po);
+    ImportOptions o;
+    o.source = dir;
+    o.dest = tmp / (std::string("p_") + orient + ".h5");
+    o.channels_from = "t1:*_t1.nii.gz,t1ce:*_t1ce.nii.gz,t2:*_t2.nii.gz,flair:*_flair.nii.gz";
+    o.labels = "mask";
+    o.mask_glob = "*_seg.nii.gz";
+    o.mask_min_voxels = min_voxels;
+    ImportSummary s = pack_dataset(o);
+    PackReader p(o.dest);
+    EXPECT_EQ(p.info().channel_names, (std::vector<std::string>{"t1", "t1ce", "t2", "flair"}));
+    if (hash.empty()) {
+      hash = s.info.content_hash, names = p.names();
+      // The labels against the canonical masks.
+      std::vector<std::string> want_names;
+      std::vector<int64_t> want;
+      for (int64_t i = 0; i < count; ++i) {
+        PhantomPatient pt = render_phantom_patient(po, i, count);
+        const Volume& m = pt.mask;
+        for (int64_t k = 0; k < m.nz; ++k) {
+          int64_t n = 0;
+          for (int64_t j = 0; j < m.ny; ++j)
+            for (int64_t x = 0; x < m.nx; ++x) n += m.at(x, j, k) != 0;
+          if (n > 0 && n < min_voxels) continue;
+          want_names.push_back(pt.name + "#slice=" + std::to_string(k));
+          want.push_back(n > 0);
+        }
+      }
+      ASSERT_GT(std::count(want.begin(), want.end(), 1), 0);  // both classes present
+      ASSERT_GT(std::count(want.begin(), want.end(), 0), 0);
+      ASSERT_EQ(names, want_names);
+      for (int64_t i = 0; i < p.size(); ++i) EXPECT_EQ(p.class_label(i), want[static_cast<size_t>(i)]) << names[static_cast<size_t>(i)];
+    } else {
+      EXPECT_EQ(s.info.content_hash, hash);
+      EXPECT_EQ(p.names(), names);
+    }
+  }
+  // Patient labels from the folder's labels.csv ("patient,label" rows).
+  ImportOptions o;
+  o.source = tmp / "ph_LPS";
+  o.dest = tmp / "csv.h5";
+  o.channels_from = "flair:*_flair.nii.gz";
+  o.labels = "csv";
+  o.labels_file = tmp / "ph_LPS/labels.csv";
+  o.mask_glob = "*_seg.nii.gz";
+  pack_dataset(o);
+  PackReader p(o.dest);
+  EXPECT_EQ(p.info().channels, 1);
+  const auto pn = p.names();
+  for (int64_t i = 0; i < p.size(); ++i) {
+    const std::string patient = pn[static_cast<size_t>(i)].substr(0, pn[static_cast<size_t>(i)].find('#'));
+    const int64_t idx = std::stoll(patient.substr(patient.rfind('_') + 1));
+    EXPECT_EQ(p.class_label(i), render_phantom_patient(po, idx, count).label) << patient;
+  }
 }
 
 // ---- mixed folders and other bad input ----
