@@ -3,6 +3,7 @@
 #include <gdcmDataSet.h>
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
+#include <gdcmReader.h>
 #include <gdcmScanner.h>
 #include <gdcmSequenceOfItems.h>
 #include <gdcmTrace.h>
@@ -266,6 +267,22 @@ DicomImage read_dicom(const std::string& path) {
       throw FormatError(path + ": pixel data has " + std::to_string(have) + " bytes, too few for " + std::to_string(img.rows) + "x" +
                         std::to_string(img.cols) + "x" + std::to_string(img.frames) + " frames x" + std::to_string(spp) + " samples of " +
                         std::to_string(bytes_per) + " bytes");
+  }
+  // GDCM reads an element cut short by the end of the file as if it were whole: the pixel data
+  // (uncompressed, not deflated) must fit in the file after the elements before it.
+  if (!im.GetTransferSyntax().IsEncapsulated() && im.GetTransferSyntax() != gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian) {
+    gdcm::Reader head;
+    head.SetFileName(path.c_str());
+    bool read_head = false;
+    try {
+      read_head = head.ReadUpToTag(pixel_tag, {pixel_tag});  // stops where the pixel values start
+    } catch (const std::exception&) {
+    }
+    const uint64_t file_size = fs::file_size(path, ec);
+    const uint64_t start = read_head ? head.GetStreamCurrentPosition() : 0;
+    if (!read_head || ec || start > file_size || need > file_size - start)
+      throw FormatError(path + ": truncated: the pixel data needs " + std::to_string(need) + " bytes, the file holds " +
+                        std::to_string(file_size > start ? file_size - start : 0) + " after its start");
   }
   if (im.GetBufferLength() != need)
     throw FormatError(path + ": GDCM reports " + std::to_string(im.GetBufferLength()) + " pixel bytes, " + std::to_string(need) + " expected");
