@@ -1,6 +1,8 @@
 #include "data/dicom.h"
 
 #include <gdcmDataSet.h>
+#include <gdcmDicts.h>
+#include <gdcmGlobal.h>
 #include <gdcmImage.h>
 #include <gdcmImageReader.h>
 #include <gdcmReader.h>
@@ -173,6 +175,128 @@ void read_attributes(const gdcm::DataSet& ds, DicomImage& img) {
   }
 }
 
+// GDCM parses nested sequences recursively, so a small file of deeply nested sequences would
+// overflow the stack. This walk reads element headers only (tag, VR, length), iteratively, and
+// throws when sequences nest deeper than kMaxNesting; on anything it does not follow (a damaged
+// header, deflated data) it stops and leaves the verdict to GDCM.
+constexpr int kMaxNesting = 64;
+void check_nesting(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return;
+  f.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(std::max<std::streamoff>(0, f.tellg()));
+  uint64_t pos = 0;
+  auto get = [&](uint64_t at, uint8_t* out, size_t n) {
+    if (at + n > size) return false;
+    f.clear();
+    f.seekg(static_cast<std::streamoff>(at));
+    f.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(n));
+    return static_cast<size_t>(f.gcount()) == n;
+  };
+  bool big = false, implicit_vr = false;
+  auto u16 = [&](const uint8_t* b, bool be) { return static_cast<uint16_t>(be ? b[0] << 8 | b[1] : b[0] | b[1] << 8); };
+  auto u32 = [&](const uint8_t* b, bool be) {
+    return be ? uint32_t(u16(b, true)) << 16 | u16(b + 2, true) : uint32_t(u16(b, false)) | uint32_t(u16(b + 2, false)) << 16;
+  };
+  auto long_vr = [](const std::string& vr) {
+    static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+    return std::any_of(std::begin(kLong), std::end(kLong), [&](const char* l) { return vr == l; });
+  };
+  // GDCM allocates an element's declared length before reading it: a length past the end of the
+  // file (a truncated or damaged file) is refused here instead.
+  auto past_end = [&](uint16_t g, uint16_t e, uint64_t len) {
+    if (len == 0xFFFFFFFFu || pos + len <= size) return;
+    char tag[16];
+    std::snprintf(tag, sizeof tag, "(%04X,%04X)", g, e);
+    throw FormatError(path + ": truncated or damaged: element " + tag + " at byte " + std::to_string(pos) + " declares " +
+                      std::to_string(len) + " bytes, the file holds " + std::to_string(size - pos) + " more");
+  };
+  uint8_t h[12];
+  if (get(128, h, 4) && std::memcmp(h, "DICM", 4) == 0) {
+    pos = 132;
+    std::string ts;
+    while (get(pos, h, 8) && u16(h, false) == 0x0002) {  // meta group: explicit VR little-endian
+      uint64_t len = u16(h + 6, false), hdr = 8;
+      if (long_vr(std::string(reinterpret_cast<const char*>(h + 4), 2))) {
+        if (!get(pos, h, 12)) return;
+        len = u32(h + 8, false), hdr = 12;
+      }
+      pos += hdr;
+      past_end(0x0002, u16(h + 2, false), len);
+      pos -= hdr;
+      if (u16(h + 2, false) == 0x0010 && len < 128) {
+        std::string v(len, '\0');
+        if (!get(pos + hdr, reinterpret_cast<uint8_t*>(&v[0]), len)) return;
+        ts = trim(v);
+      }
+      pos += hdr + len;
+    }
+    if (ts == "1.2.840.10008.1.2.1.99") return;  // deflated: GDCM inflates it first
+    implicit_vr = ts == "1.2.840.10008.1.2";
+    big = ts == "1.2.840.10008.1.2.2";
+  } else if (get(0, h, 6)) {
+    implicit_vr = !(std::isupper(h[4]) && std::isupper(h[5]));
+  }
+  constexpr uint64_t kUndefined = ~uint64_t{0};
+  struct Level {
+    uint64_t end;    // kUndefined: ends with a delimiter
+    bool fragments;  // encapsulated pixel data: items are skipped, not entered
+    bool implicit_vr;
+  };
+  std::vector<Level> stack;
+  const gdcm::Dicts& dicts = gdcm::Global::GetInstance().GetDicts();
+  while (pos + 8 <= size) {
+    while (!stack.empty() && stack.back().end != kUndefined && pos >= stack.back().end) stack.pop_back();
+    if (static_cast<int>(stack.size()) > 2 * kMaxNesting)
+      throw FormatError(path + ": sequences nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    const bool imp = stack.empty() ? implicit_vr : stack.back().implicit_vr;
+    if (!get(pos, h, 8)) return;
+    const uint16_t g = u16(h, big), e = u16(h + 2, big);
+    if (g == 0xFFFE) {  // item or delimiter: no VR
+      const uint32_t len = u32(h + 4, big);
+      pos += 8;
+      if (e == 0xE000) {
+        past_end(g, e, len);
+        if (!stack.empty() && stack.back().fragments) {
+          if (len == 0xFFFFFFFFu) return;
+          pos += len;
+        } else {
+          stack.push_back({len == 0xFFFFFFFFu ? kUndefined : pos + len, false, imp});
+        }
+      } else if (e == 0xE00D || e == 0xE0DD) {
+        if (!stack.empty() && stack.back().end == kUndefined) stack.pop_back();
+      } else {
+        return;
+      }
+      continue;
+    }
+    uint64_t len, hdr = 8;
+    std::string vr;
+    if (imp) {
+      len = u32(h + 4, big);
+      vr = gdcm::VR::GetVRString(dicts.GetDictEntry(gdcm::Tag(g, e)).GetVR());
+    } else {
+      if (!std::isupper(h[4]) || !std::isupper(h[5])) return;
+      vr.assign(reinterpret_cast<const char*>(h + 4), 2);
+      if (long_vr(vr)) {
+        if (!get(pos, h, 12)) return;
+        len = u32(h + 8, big), hdr = 12;
+      } else {
+        len = u16(h + 6, big);
+      }
+    }
+    pos += hdr;
+    past_end(g, e, len);
+    if (len == 0xFFFFFFFFu) {  // sequence, UN read as a sequence, or encapsulated pixel data
+      stack.push_back({kUndefined, g == 0x7FE0 && e == 0x0010, imp || vr == "UN"});
+    } else if (vr == "SQ") {
+      stack.push_back({pos + len, false, imp});
+    } else {
+      pos += len;
+    }
+  }
+}
+
 float to_float(double d) {
   // Out-of-range doubles become +-inf (a plain cast would be undefined behaviour).
   return std::isfinite(d) && std::fabs(d) > 3.4e38 ? (d > 0 ? HUGE_VALF : -HUGE_VALF) : static_cast<float>(d);
@@ -205,6 +329,7 @@ DicomImage read_dicom(const std::string& path) {
   quiet_gdcm();
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw FormatError(path + ": cannot open (not a regular file)");
+  check_nesting(path);
   gdcm::ImageReader reader;
   reader.SetFileName(path.c_str());
   bool ok = false;
@@ -351,6 +476,7 @@ std::vector<DicomSeries> find_dicom_series(const std::string& source) {
   const gdcm::Tag series_tag(0x0020, 0x000E);
   gdcm::Scanner scanner;
   scanner.AddTag(series_tag);
+  for (const auto& f : files) check_nesting(f);
   if (!files.empty()) {
     bool scanned = false;
     try {
