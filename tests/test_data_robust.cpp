@@ -681,6 +681,18 @@ TEST(DataRobust, TinyFilesDoNotAllocateGigabytes) {
     const std::string p = tmp / "huge.dcm";
     put_bytes(p, d);
     cases.emplace_back(p, [p] { read_dicom(p); });
+    cases.emplace_back(p, [p] { read_dicom_series(find_dicom_series(p).at(0)); });
+    // An element claiming 4 GB (GDCM would allocate what it declares) before the pixel data.
+    d.resize(132);
+    el(0x0002, 0x0010, "UI", std::vector<uint8_t>(ts.begin(), ts.end()));
+    el(0x0008, 0x0070, "OB", {});
+    const uint32_t claim = 0xF0000000u;
+    std::memcpy(&d[d.size() - 4], &claim, 4);
+    d.resize(d.size() + 64, 0);
+    const std::string q = tmp / "claim.dcm";
+    put_bytes(q, d);
+    cases.emplace_back(q, [q] { read_dicom(q); });
+    cases.emplace_back(q, [q] { find_dicom_series(q); });
   }
   for (const auto& [path, fn] : cases) {
     Child c = in_child(
@@ -727,6 +739,21 @@ TEST(DataRobust, DicomDeeplyNestedSequencesAreAnError) {
       20);
   EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
   EXPECT_NE(c.msg.find("nested"), std::string::npos) << c.msg;
+  // Scanning a folder for series parses up to SeriesInstanceUID, past these sequences.
+  Child s = in_child(
+      [&](std::string& msg) {
+        try {
+          find_dicom_series(tmp.path.string());
+          return 0;
+        } catch (const FormatError& e) {
+          msg = e.what();
+          return 1;
+        }
+      },
+      20);
+  EXPECT_TRUE(s.exited && s.code == 1) << s.describe();
+  EXPECT_NE(s.msg.find("nested"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find(p), std::string::npos) << s.msg;
 }
 
 // Links and attributes stay in checksummed object headers however many there are: no fractal
