@@ -106,9 +106,29 @@ bool has_dicom_suffix(const std::string& path) {
   return ext == ".dcm" || ext == ".dicom";
 }
 
+// A short name for descriptions; GDCM's (up to the first ':') for the rarer ones.
 std::string ts_name(const std::string& uid) {
+  static const std::map<std::string, const char*> kShort = {
+      {"1.2.840.10008.1.2", "Implicit VR Little Endian"},
+      {"1.2.840.10008.1.2.1", "Explicit VR Little Endian"},
+      {"1.2.840.10008.1.2.2", "Explicit VR Big Endian"},
+      {"1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"},
+      {"1.2.840.10008.1.2.5", "RLE Lossless"},
+      {"1.2.840.10008.1.2.4.50", "JPEG Baseline"},
+      {"1.2.840.10008.1.2.4.51", "JPEG Extended"},
+      {"1.2.840.10008.1.2.4.57", "JPEG Lossless"},
+      {"1.2.840.10008.1.2.4.70", "JPEG Lossless SV1"},
+      {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"},
+      {"1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless"},
+      {"1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless"},
+      {"1.2.840.10008.1.2.4.91", "JPEG 2000"},
+  };
+  if (auto it = kShort.find(uid); it != kShort.end()) return it->second;
   gdcm::UIDs u;
-  if (!uid.empty() && u.SetFromUID(uid.c_str()) && u.GetName()) return u.GetName();
+  if (!uid.empty() && u.SetFromUID(uid.c_str()) && u.GetName()) {
+    std::string n = u.GetName();
+    return n.substr(0, n.find(':'));
+  }
   return uid.empty() ? "unknown transfer syntax" : uid;
 }
 

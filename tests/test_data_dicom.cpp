@@ -473,15 +473,24 @@ TEST(DataDicom, Monochrome1IsInvertedAndRgbBecomesLuma) {
   c.is_signed = false;
   c.slope = 1;
   c.intercept = 0;
-  c.rows = 4;
-  c.cols = 6;
-  for (int p = 0; p < 24; ++p)
+  c.rows = 16;
+  c.cols = 24;  // (gdcmconv --j2k crashes on tiny colour images)
+  for (int p = 0; p < 16 * 24; ++p)
     for (int ch = 0; ch < 3; ++ch) c.bytes.push_back(static_cast<uint8_t>((p * 10 + ch * 70) % 256));
   write_slice(tmp / "rgb.dcm", c);
   d = read_dicom(tmp / "rgb.dcm");
-  ASSERT_EQ(d.pixels.size(), 24u);
-  for (int p = 0; p < 24; ++p) {
+  ASSERT_EQ(d.pixels.size(), 16u * 24u);
+  for (int p = 0; p < 16 * 24; ++p) {
     const double r = (p * 10) % 256, g = (p * 10 + 70) % 256, b = (p * 10 + 140) % 256;
     EXPECT_EQ(d.pixels[static_cast<size_t>(p)], static_cast<int32_t>(std::lround(0.299 * r + 0.587 * g + 0.114 * b))) << p;
+  }
+  // The same luma from planar (RRR..GGG..BBB) and lossless compressed copies.
+  const std::string conv = gdcmconv();
+  ASSERT_FALSE(conv.empty()) << "gdcmconv not found: run scripts/install-test-deps.sh (package libgdcm-tools)";
+  for (const char* option : {"--planar-configuration 1", "--rle", "--jpeg", "--j2k", "--jpegls"}) {
+    const std::string out = tmp / "rgb_copy.dcm";
+    auto r = run_shell(conv + " " + option + " " + (tmp / "rgb.dcm") + " " + out);
+    ASSERT_EQ(r.rc, 0) << option << ": " << r.out;
+    EXPECT_EQ(read_dicom(out).pixels, d.pixels) << option;
   }
 }
