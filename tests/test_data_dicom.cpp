@@ -8,6 +8,8 @@
 #include <gdcmDataElement.h>
 #include <gdcmDataSet.h>
 #include <gdcmFile.h>
+#include <gdcmItem.h>
+#include <gdcmSequenceOfItems.h>
 #include <gdcmTransferSyntax.h>
 #include <gdcmWriter.h>
 
@@ -41,6 +43,21 @@ void put_us(gdcm::DataSet& ds, uint16_t g, uint16_t e, uint16_t v) {
   gdcm::DataElement de(gdcm::Tag(g, e));
   de.SetVR(gdcm::VR::US);
   de.SetByteValue(reinterpret_cast<const char*>(&v), gdcm::VL(2));
+  ds.Replace(de);
+}
+void put_seq(gdcm::DataSet& ds, uint16_t g, uint16_t e, const std::vector<gdcm::DataSet>& items) {
+  gdcm::SmartPointer<gdcm::SequenceOfItems> sq = new gdcm::SequenceOfItems;
+  sq->SetLengthToUndefined();
+  for (const auto& nested : items) {
+    gdcm::Item it;
+    it.SetVLToUndefined();
+    it.SetNestedDataSet(nested);
+    sq->AddItem(it);
+  }
+  gdcm::DataElement de(gdcm::Tag(g, e));
+  de.SetVR(gdcm::VR::SQ);
+  de.SetValue(*sq);
+  de.SetVLToUndefined();
   ds.Replace(de);
 }
 std::string ds_list(const std::vector<double>& v) {
@@ -447,6 +464,73 @@ TEST(DataDicom, MultiFrameStackedAlongTheNormal) {
   EXPECT_NEAR(v.affine[0][3], 10, 1e-9);
   EXPECT_NEAR(v.affine[1][3], -5, 1e-9);
   EXPECT_NEAR(v.affine[2][3], 20, 1e-9);
+}
+
+TEST(DataDicom, EnhancedMultiFrameUsesPerFramePositions) {
+  // Enhanced MR: geometry and rescale in the functional groups only; frames stored from the top
+  // (frame f at z = 10 - 4 f), so the volume must reverse them.
+  ScratchDir tmp("dcm_enh");
+  const int frames = 3, rows = 12, cols = 10;
+  gdcm::Writer w;
+  const std::string path = tmp / "enhanced.dcm";
+  w.SetFileName(path.c_str());
+  w.GetFile().GetHeader().SetDataSetTransferSyntax(gdcm::TransferSyntax::ExplicitVRLittleEndian);
+  gdcm::DataSet& ds = w.GetFile().GetDataSet();
+  put(ds, 0x0008, 0x0016, gdcm::VR::UI, "1.2.840.10008.5.1.4.1.1.4.1");  // Enhanced MR Image Storage
+  put(ds, 0x0008, 0x0018, gdcm::VR::UI, "1.2.826.0.1.3680043.9.7777.50.1");
+  put(ds, 0x0008, 0x0060, gdcm::VR::CS, "MR");
+  put(ds, 0x0020, 0x000D, gdcm::VR::UI, "1.2.826.0.1.3680043.9.7777.100");
+  put(ds, 0x0020, 0x000E, gdcm::VR::UI, "1.2.826.0.1.3680043.9.7777.50");
+  put(ds, 0x0020, 0x0013, gdcm::VR::IS, "1");
+  put_us(ds, 0x0028, 0x0002, 1);
+  put(ds, 0x0028, 0x0004, gdcm::VR::CS, "MONOCHROME2");
+  put(ds, 0x0028, 0x0008, gdcm::VR::IS, std::to_string(frames));
+  put_us(ds, 0x0028, 0x0010, rows);
+  put_us(ds, 0x0028, 0x0011, cols);
+  put_us(ds, 0x0028, 0x0100, 16);
+  put_us(ds, 0x0028, 0x0101, 16);
+  put_us(ds, 0x0028, 0x0102, 15);
+  put_us(ds, 0x0028, 0x0103, 1);
+  gdcm::DataSet orient, measures, rescale, shared;
+  put(orient, 0x0020, 0x0037, gdcm::VR::DS, "1\\0\\0\\0\\1\\0");
+  put(measures, 0x0028, 0x0030, gdcm::VR::DS, "0.8\\0.6");
+  put(measures, 0x0018, 0x0050, gdcm::VR::DS, "4");
+  put(rescale, 0x0028, 0x1052, gdcm::VR::DS, "-100");
+  put(rescale, 0x0028, 0x1053, gdcm::VR::DS, "0.5");
+  put(rescale, 0x0028, 0x1054, gdcm::VR::LO, "US");
+  put_seq(shared, 0x0020, 0x9116, {orient});
+  put_seq(shared, 0x0028, 0x9110, {measures});
+  put_seq(shared, 0x0028, 0x9145, {rescale});
+  put_seq(ds, 0x5200, 0x9229, {shared});
+  std::vector<gdcm::DataSet> per_frame;
+  std::vector<int16_t> values;
+  for (int f = 0; f < frames; ++f) {
+    gdcm::DataSet pos, item;
+    put(pos, 0x0020, 0x0032, gdcm::VR::DS, ds_list({-20, -30, 10.0 - 4 * f}));
+    put_seq(item, 0x0020, 0x9113, {pos});
+    per_frame.push_back(item);
+    auto v = slice_values(frames - 1 - f, rows, cols);  // slice index from the bottom
+    values.insert(values.end(), v.begin(), v.end());
+  }
+  put_seq(ds, 0x5200, 0x9230, per_frame);
+  gdcm::DataElement px(gdcm::Tag(0x7FE0, 0x0010));
+  px.SetVR(gdcm::VR::OW);
+  px.SetByteValue(reinterpret_cast<const char*>(values.data()), gdcm::VL(static_cast<uint32_t>(values.size() * 2)));
+  ds.Replace(px);
+  ASSERT_TRUE(w.Write());
+
+  DicomImage d = read_dicom(path);
+  ASSERT_EQ(d.frames, frames);
+  ASSERT_EQ(d.frame_positions.size(), static_cast<size_t>(frames));
+  Volume v = read_dicom_series(find_dicom_series(tmp.path.string()).at(0));
+  SeriesSpec sp;
+  sp.slices = frames;
+  sp.rows = rows;
+  sp.cols = cols;
+  sp.origin = {-20, -30, 2};
+  sp.dz = 4;
+  expect_series_values(v, sp);
+  expect_affine_near(v.affine, expected_affine(sp));
 }
 
 TEST(DataDicom, Monochrome1IsInvertedAndRgbBecomesLuma) {
