@@ -292,11 +292,12 @@ void check_nesting(const std::string& path) {
     }
     uint64_t len, hdr = 8;
     std::string vr;
-    if (imp) {
+    // An explicit-VR element without a VR is read as implicit, as GDCM's fallback does.
+    if (imp || !std::isupper(h[4]) || !std::isupper(h[5])) {
       len = u32(h + 4, big);
-      vr = gdcm::VR::GetVRString(dicts.GetDictEntry(gdcm::Tag(g, e)).GetVR());
+      const char* dict_vr = gdcm::VR::GetVRString(dicts.GetDictEntry(gdcm::Tag(g, e)).GetVR());
+      vr = dict_vr ? dict_vr : "";
     } else {
-      if (!std::isupper(h[4]) || !std::isupper(h[5])) return;
       vr.assign(reinterpret_cast<const char*>(h + 4), 2);
       if (long_vr(vr)) {
         if (!get(pos, h, 12)) return;
