@@ -11,7 +11,13 @@
 #include <gdcmTrace.h>
 #include <gdcmUIDs.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <functional>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -346,11 +352,12 @@ std::vector<float> DicomImage::frame_values(int f) const {
   return out;
 }
 
-DicomImage read_dicom(const std::string& path) {
+namespace {
+
+// The GDCM part of read_dicom (runs in the isolated child).
+DicomImage read_dicom_here(const std::string& path) {
   quiet_gdcm();
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw FormatError(path + ": cannot open (not a regular file)");
-  check_nesting(path);
   gdcm::ImageReader reader;
   reader.SetFileName(path.c_str());
   bool ok = false;
@@ -477,6 +484,130 @@ DicomImage read_dicom(const std::string& path) {
   return img;
 }
 
+// ---- isolation: GDCM runs in a forked child ----
+// Debian's libgdcm keeps its assert()s, and some damaged files reach them (a fuzzed file with a
+// garbled RescaleIntercept aborts in ImageHelper). GDCM therefore parses in a child process that
+// sends its result back through a pipe; a child that dies is a FormatError naming the file.
+
+struct Out {
+  std::string b;
+  template <typename T> void put(const T& v) { b.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void str(const std::string& s) { put(static_cast<uint64_t>(s.size())); b += s; }
+  template <typename T> void vec(const std::vector<T>& v) {
+    put(static_cast<uint64_t>(v.size()));
+    b.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  }
+};
+struct In {
+  const std::string& b;
+  size_t pos = 0;
+  void need(uint64_t n) {
+    if (n > b.size() - pos) throw std::length_error("short message");
+  }
+  template <typename T> void get(T& v) { need(sizeof v); std::memcpy(&v, b.data() + pos, sizeof v); pos += sizeof v; }
+  void str(std::string& s) { uint64_t n; get(n); need(n); s.assign(b, pos, n); pos += n; }
+  template <typename T> void vec(std::vector<T>& v) {
+    uint64_t n; get(n);
+    if (n > (b.size() - pos) / sizeof(T)) throw std::length_error("short message");
+    v.resize(n);
+    std::memcpy(v.data(), b.data() + pos, n * sizeof(T));
+    pos += n * sizeof(T);
+  }
+};
+
+// Both directions of DicomImage through Out / In (the same field order).
+template <typename S, typename Img> void fields(S& s, Img& d) {
+  s.str(d.path), s.str(d.transfer_syntax), s.str(d.transfer_syntax_name), s.str(d.modality), s.str(d.series_uid), s.str(d.photometric);
+  for (auto* v : {&d.rows, &d.cols, &d.frames, &d.samples_per_pixel, &d.bits_allocated, &d.bits_stored, &d.instance_number}) s.template io<int>(*v);
+  for (auto* v : {&d.is_signed, &d.has_rescale, &d.has_window, &d.has_position, &d.has_orientation, &d.has_pixel_spacing}) s.template io<bool>(*v);
+  for (auto* v : {&d.rescale_slope, &d.rescale_intercept, &d.window_center, &d.window_width, &d.slice_position, &d.slice_spacing})
+    s.template io<double>(*v);
+  s.template io<std::array<double, 3>>(d.position);
+  s.template io<std::array<double, 6>>(d.orientation);
+  s.template io<std::array<double, 2>>(d.pixel_spacing);
+  s.vec(d.frame_positions), s.vec(d.frame_slopes), s.vec(d.frame_intercepts), s.vec(d.pixels);
+}
+struct Writer : Out {
+  template <typename T> void io(const T& v) { put(v); }
+};
+struct Reader : In {
+  template <typename T> void io(T& v) { get(v); }
+};
+
+// Runs fn in a child process and returns what it produced; an exception in the child is rethrown
+// here as a FormatError with its message, a child that dies (signal, abort) is a FormatError
+// naming `what`.
+std::string isolated(const std::string& what, const std::function<std::string()>& fn) {
+  int fd[2];
+  if (::pipe(fd) != 0) throw FormatError(what + ": cannot create a pipe for the DICOM reader (" + std::strerror(errno) + ")");
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fd[0]), ::close(fd[1]);
+    throw FormatError(what + ": cannot start the DICOM reader process (" + std::strerror(errno) + ")");
+  }
+  if (pid == 0) {
+    ::close(fd[0]);
+    const int null_fd = ::open("/dev/null", O_WRONLY);  // GDCM's assert messages; ours go through the pipe
+    if (null_fd >= 0) ::dup2(null_fd, 2);
+    std::string msg;
+    try {
+      msg = "O" + fn();
+    } catch (const std::exception& e) {
+      msg = std::string("E") + e.what();
+    }
+    for (size_t off = 0; off < msg.size();) {
+      const ssize_t n = ::write(fd[1], msg.data() + off, std::min<size_t>(msg.size() - off, 1 << 20));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ::_exit(3);
+      off += static_cast<size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fd[1]);
+  std::string msg;
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    const ssize_t n = ::read(fd[0], buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status))
+    throw FormatError(what + ": the DICOM reader (GDCM) stopped with signal " + std::to_string(WTERMSIG(status)) +
+                      " on it: damaged or unsupported file");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || msg.empty())
+    throw FormatError(what + ": the DICOM reader (GDCM) failed on it" +
+                      (WIFEXITED(status) && WEXITSTATUS(status) != 0 ? " (exit " + std::to_string(WEXITSTATUS(status)) + ")" : std::string()));
+  if (msg[0] == 'E') throw FormatError(msg.substr(1));
+  return msg.substr(1);
+}
+
+}  // namespace
+
+DicomImage read_dicom(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw FormatError(path + ": cannot open (not a regular file)");
+  check_nesting(path);
+  const std::string bytes = isolated(path, [&] {
+    DicomImage d = read_dicom_here(path);
+    Writer w;
+    fields(w, d);
+    return std::move(w.b);
+  });
+  DicomImage d;
+  Reader r{{bytes}};
+  try {
+    fields(r, d);
+  } catch (const std::exception&) {
+    throw FormatError(path + ": the DICOM reader process sent a short result");
+  }
+  return d;
+}
+
 std::vector<DicomSeries> find_dicom_series(const std::string& source) {
   quiet_gdcm();
   std::error_code ec;
@@ -494,27 +625,48 @@ std::vector<DicomSeries> find_dicom_series(const std::string& source) {
     root = fs::path(source).parent_path().string();
     files.push_back(source);
   }
-  const gdcm::Tag series_tag(0x0020, 0x000E);
-  gdcm::Scanner scanner;
-  scanner.AddTag(series_tag);
   for (const auto& f : files) check_nesting(f);
+  // SeriesInstanceUID of each file ("" when absent), read by GDCM's scanner in a child process;
+  // a file it cannot read is named.
+  std::vector<std::string> uids;
   if (!files.empty()) {
-    bool scanned = false;
+    const std::string bytes = isolated(source, [&] {
+      quiet_gdcm();
+      const gdcm::Tag series_tag(0x0020, 0x000E);
+      gdcm::Scanner scanner;
+      scanner.AddTag(series_tag);
+      bool scanned = false;
+      try {
+        scanned = scanner.Scan(files);
+      } catch (const std::exception& e) {
+        throw FormatError(source + ": GDCM cannot scan the DICOM files (" + trim(std::string(e.what()).substr(0, 200)) + ")");
+      }
+      if (!scanned) throw FormatError(source + ": GDCM cannot scan the DICOM files");
+      Out o;
+      for (const auto& f : files) {
+        if (!scanner.IsKey(f.c_str()))
+          throw FormatError(f + ": looks like DICOM but GDCM cannot read it (damaged, truncated or not DICOM)");
+        const char* uid = scanner.GetValue(f.c_str(), series_tag);
+        o.str(uid ? trim(uid) : "");
+      }
+      return std::move(o.b);
+    });
+    In in{bytes};
+    uids.resize(files.size());
     try {
-      scanned = scanner.Scan(files);
-    } catch (const std::exception& e) {
-      throw FormatError(source + ": GDCM cannot scan the DICOM files (" + trim(std::string(e.what()).substr(0, 200)) + ")");
+      for (auto& u : uids) in.str(u);
+    } catch (const std::exception&) {
+      throw FormatError(source + ": the DICOM scanner process sent a short result");
     }
-    if (!scanned) throw FormatError(source + ": GDCM cannot scan the DICOM files");
   }
   // (folder, uid) -> files
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> groups;
-  for (const auto& f : files) {
-    if (!scanner.IsKey(f.c_str())) throw FormatError(f + ": looks like DICOM but GDCM cannot read it (damaged, truncated or not DICOM)");
-    const char* uid = scanner.GetValue(f.c_str(), series_tag);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string& f = files[i];
+    const std::string& uid = uids[i];
     const std::string rel = folder ? fs::relative(f, source).generic_string() : fs::path(f).filename().string();
     const std::string dir = folder ? fs::path(rel).parent_path().generic_string() : rel;
-    groups[{dir.empty() ? "." : dir, uid ? trim(uid) : ""}].push_back(rel);
+    groups[{dir.empty() ? "." : dir, uid}].push_back(rel);
   }
   // A series spread over several folders is one series (named by its first folder); files
   // without a UID form one series per folder.

@@ -18,8 +18,14 @@
 // Bounds: an image whose decoded pixels would exceed kMaxDicomImageBytes, or uncompressed pixel
 // data shorter than the image it declares, is refused before any pixel buffer is allocated.
 //
-// Reentrant (each call uses its own GDCM reader); errors throw FormatError (data/tfrecord.h), one
-// line, naming the file or the series.
+// Isolation: before GDCM sees a file, a walk over its element headers refuses sequences nested
+// deeper than 64 levels and elements longer than the rest of the file (GDCM recurses and allocates
+// as a file declares). GDCM then parses in a forked child process (Debian's libgdcm keeps its
+// assert()s, which some damaged files reach); the result comes back through a pipe, and a child
+// that dies is a FormatError naming the file.
+//
+// Reentrant (each call uses its own GDCM reader and child); errors throw FormatError
+// (data/tfrecord.h), one line, naming the file or the series.
 #pragma once
 
 #include <array>
