@@ -495,7 +495,7 @@ struct Out {
   void str(const std::string& s) { put(static_cast<uint64_t>(s.size())); b += s; }
   template <typename T> void vec(const std::vector<T>& v) {
     put(static_cast<uint64_t>(v.size()));
-    b.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+    if (!v.empty()) b.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
   }
 };
 struct In {
@@ -510,7 +510,7 @@ struct In {
     uint64_t n; get(n);
     if (n > (b.size() - pos) / sizeof(T)) throw std::length_error("short message");
     v.resize(n);
-    std::memcpy(v.data(), b.data() + pos, n * sizeof(T));
+    if (n) std::memcpy(v.data(), b.data() + pos, n * sizeof(T));
     pos += n * sizeof(T);
   }
 };
