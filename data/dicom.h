@@ -14,6 +14,9 @@
 //   YBR_FULL, YBR_FULL_422, the Y sample (the same BT.601 luma)
 //   YBR_PARTIAL_*
 //   PALETTE COLOR and others are refused (FormatError naming the file).
+// Known limit: a lossy JPEG (baseline/extended) colour file labelled RGB whose JPEG stream is
+// YCbCr (as `gdcmconv --jpeg --lossy` writes them) is handed over by GDCM as YCbCr still labelled
+// RGB, so its "luma" is computed from Y, Cb and Cr.
 //
 // Bounds: an image whose decoded pixels would exceed kMaxDicomImageBytes, or uncompressed pixel
 // data shorter than the image it declares, is refused before any pixel buffer is allocated.
