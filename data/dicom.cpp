@@ -12,6 +12,7 @@
 #include <gdcmUIDs.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -549,6 +550,7 @@ std::string isolated(const std::string& what, const std::function<std::string()>
     ::close(fd[0]);
     const int null_fd = ::open("/dev/null", O_WRONLY);  // GDCM's assert messages; ours go through the pipe
     if (null_fd >= 0) ::dup2(null_fd, 2);
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, SIG_DFL);  // die; the parent reports it
     std::string msg;
     try {
       msg = "O" + fn();
