@@ -584,7 +584,11 @@ std::string isolated(const std::string& what, const std::function<std::string()>
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || msg.empty())
     throw FormatError(what + ": the DICOM reader (GDCM) failed on it" +
                       (WIFEXITED(status) && WEXITSTATUS(status) != 0 ? " (exit " + std::to_string(WEXITSTATUS(status)) + ")" : std::string()));
-  if (msg[0] == 'E') throw FormatError(msg.substr(1));
+  if (msg[0] == 'E') {
+    std::string e = msg.substr(1);
+    std::replace(e.begin(), e.end(), '\n', ' ');  // one line, whatever GDCM's exceptions said
+    throw FormatError(e);
+  }
   return msg.substr(1);
 }
 
