@@ -99,7 +99,7 @@ class AugmentPipe {
   void set_p(double p);
   double p() const { return p_; }
 
-  // images: [N, C, H, W] with C = 1 or 3 when colour transforms are enabled, float32 (float64 is
+  // images: [N, C, H, W] with any C (see above), float32 (float64 is
   // accepted: parameters are still drawn in float32). Random draws use `gen` (on its device; an
   // undefined generator means LibTorch's default one) and are moved to the images' device.
   at::Tensor forward(const at::Tensor& images, at::Generator gen,
