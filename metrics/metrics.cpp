@@ -366,7 +366,7 @@ const std::string& MetricsEvaluator::detector_path() const { return impl_->detec
 void MetricsEvaluator::prepare() {
   Impl& d = *impl_;
   if (!d.det) return;
-  std::vector<std::shared_ptr<FeatureStats>> stats;
+  std::vector<std::vector<std::shared_ptr<FeatureStats>>> stats;
   std::vector<double> secs;
   d.all_real_stats(stats, secs);
 }
