@@ -416,7 +416,7 @@ TEST(MetricsEvaluate, AnyChannelCountIsMeasuredPerChannel) {
   }
   // The real-statistics cache: one file per channel of the 4-channel pack, besides the gray one.
   int cached = 0;
-  for (const auto& f : files_in(tmp / "cache" / "metrics")) cached += fs::path(f).filename().string().rfind("four-", 0) == 0;
+  for (const auto& f : files_in(fs::path(tmp / "cache") / "metrics")) cached += fs::path(f).filename().string().rfind("four-", 0) == 0;
   EXPECT_EQ(cached, 4);
   // The detector itself takes 1 or 3 channels only.
   metrics::Detector det(standin());
