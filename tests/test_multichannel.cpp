@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -163,3 +164,22 @@ TEST(Multichannel, FourChannelTrainingSnapshotsResumeAndTransferFromRgb) {
     EXPECT_NE(std::string(e.what()).find("--snapshot-rgb"), std::string::npos) << e.what();
   }
 }
+
+#ifdef STYLEFORGE_BINARY
+TEST(Multichannel, SnapshotRgbFlag) {
+  test::ScratchDir dir("multichannel_cli");
+  const std::string pack = dir / "mri.h5";
+  make_pack(pack);
+  auto ok = test::run_styleforge("train --data " + pack + " --outdir " + (dir / "runs") +
+                                 " --kimg 0.1 --dry-run --threads 1 --snapshot-rgb 3,0,2");
+  EXPECT_EQ(ok.rc, 0) << ok.out;
+  EXPECT_NE(ok.out.find("\"snapshot_rgb\": \"3,0,2\""), std::string::npos) << ok.out;
+  for (const char* bad : {"0,1", "0,1,4", "x"}) {
+    auto e = test::run_styleforge("train --data " + pack + " --outdir " + (dir / "runs") +
+                                  " --kimg 0.1 --dry-run --threads 1 --snapshot-rgb " + bad);
+    EXPECT_NE(e.rc, 0) << bad << ": " << e.out;
+    EXPECT_NE(e.out.find("--snapshot-rgb"), std::string::npos) << bad << ": " << e.out;
+    EXPECT_EQ(std::count(e.out.begin(), e.out.end(), '\n'), 1) << bad << ": " << e.out;
+  }
+}
+#endif
