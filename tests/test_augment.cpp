@@ -220,7 +220,7 @@ TEST(AugmentPipe, AnyChannelCountGrayStackEqualsOneChannel) {
   // C copies of a gray image go through every transform but noise (which draws per channel) as
   // the gray image does: brightness, contrast and luma flip act alike on the axis ones(C) /
   // sqrt(C), saturation leaves the axis alone, hue is skipped for C != 3 as for C = 1.
-  at::Tensor gray = randn_t({3, 1, 16, 16}, 30, at::kFloat);
+  at::Tensor gray = randn_t({3, 1, 32, 32}, 30, at::kFloat);  // the filter bank needs 32 pixels
   nlohmann::json all = AugmentConfig::from_pipeline("bgcfnc").to_json();
   all["noise"] = 0;
   AugmentPipe pipe(AugmentConfig::from_json(all));

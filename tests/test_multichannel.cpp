@@ -51,7 +51,7 @@ trainer::TrainOptions options(const std::string& pack, const std::string& outdir
   o.data = pack;
   o.outdir = outdir;
   o.aug = "ada";
-  o.augpipe = "bgcfnc";  // every transform, colour ones included
+  o.augpipe = "bgc";  // blit, geometry and colour (image-space filtering needs 32 pixels)
   o.batch_override = 4;
   o.cbase_override = 256;
   o.cmax_override = 32;
