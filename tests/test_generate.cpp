@@ -537,6 +537,25 @@ TEST(GenerateCli, SummaryErrorsAndHelpText) {
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("generate [########################] 100%  60/60 images"), std::string::npos) << r.out;
   EXPECT_EQ(data::PackReader(dir / "s.h5").size(), 60);
+  // --channels-to-rgb 2,1,0 swaps R and B of the RGB network's PNGs.
+  auto pl = test::run_styleforge("generate --network " + net + " --seeds 3 --class 1 --threads 1 --device cpu --quiet "
+                                 "--outdir " + (dir / "plain"));
+  ASSERT_EQ(pl.rc, 0) << pl.out;
+  EXPECT_NE(pl.out.find("(RGB)"), std::string::npos) << pl.out;
+  auto sw = test::run_styleforge("generate --network " + net + " --seeds 3 --class 1 --threads 1 --device cpu --quiet "
+                                 "--channels-to-rgb 2,1,0 --outdir " + (dir / "swapped"));
+  ASSERT_EQ(sw.rc, 0) << sw.out;
+  EXPECT_NE(sw.out.find("(RGB from channels 2,1,0)"), std::string::npos) << sw.out;
+  {
+    data::Image plain = data::read_image_file((fs::path(dir / "plain") / "seed0003.png").string());
+    data::Image swapped = data::read_image_file((fs::path(dir / "swapped") / "seed0003.png").string());
+    ASSERT_EQ(plain.pixels.size(), swapped.pixels.size());
+    for (size_t k = 0; k + 2 < plain.pixels.size(); k += 3) {
+      EXPECT_EQ(swapped.pixels[k], plain.pixels[k + 2]);
+      EXPECT_EQ(swapped.pixels[k + 1], plain.pixels[k + 1]);
+      EXPECT_EQ(swapped.pixels[k + 2], plain.pixels[k]);
+    }
+  }
 
   for (const auto& [flags, says] : std::vector<std::pair<std::string, std::string>>{
            {"--class 3 --outdir x", "--class"},
