@@ -1,7 +1,6 @@
 #include "data/nifti_write.h"
 
 #include <unistd.h>
-#include <cstdlib>
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +21,7 @@ void write_nifti(const std::string& path, const Volume& v, NiftiStoreType type) 
   if (!gz && !nii) throw std::runtime_error(path + ": a NIfTI file name ends in .nii or .nii.gz");
   if (v.nx < 1 || v.ny < 1 || v.nz < 1 || v.nt < 1 || v.data.size() != v.voxels_per_frame() * static_cast<size_t>(v.nt))
     throw std::runtime_error(path + ": volume size and data do not agree");
-  nifti_set_debug_level(getenv("NDBG")?3:0);
+  nifti_set_debug_level(0);
   const int dtype = type == NiftiStoreType::Float32 ? DT_FLOAT32 : type == NiftiStoreType::Int16 ? DT_INT16 : DT_UINT8;
   const int64_t dims[8] = {v.nt > 1 ? 4 : 3, v.nx, v.ny, v.nz, v.nt, 1, 1, 1};
   std::unique_ptr<nifti_image, void (*)(nifti_image*)> nim(nifti_make_new_nim(dims, dtype, 1), nifti_image_free);

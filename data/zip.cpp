@@ -1,18 +1,21 @@
 #include "data/zip.h"
 
-#include <zlib.h>
+#include <zip.h>
 
-#include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <iterator>
+#include <system_error>
 
 #include "data/tfrecord.h"
 
 namespace sf::data {
 
 namespace {
-uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
-uint32_t le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+
+// Deflate expands at most 1032:1; other methods are given the same bound plus a small margin.
+constexpr uint64_t kMaxRatio = 1032;
+// Largest entry read into memory.
+constexpr uint64_t kMaxEntryBytes = 4ull << 30;
 
 bool unsafe_name(const std::string& n) {
   if (n.empty() || n[0] == '/' || n[0] == '\\') return true;
@@ -21,120 +24,149 @@ bool unsafe_name(const std::string& n) {
   while (start <= n.size()) {
     size_t end = n.find_first_of("/\\", start);
     if (end == std::string::npos) end = n.size();
-    if (n.compare(start, end - start, "..") == 0 && end - start == 2) return true;
+    if (end - start == 2 && n.compare(start, 2, "..") == 0) return true;
     start = end + 1;
   }
   return false;
 }
+
+std::string error_text(int code) {
+  zip_error_t e;
+  zip_error_init_with_code(&e, code);
+  std::string s = zip_error_strerror(&e);
+  zip_error_fini(&e);
+  return s;
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
 }  // namespace
 
 ZipReader::ZipReader(const std::string& path) : path_(path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw FormatError(path + ": cannot open");
-  bytes_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  const size_t n = bytes_.size();
-  if (n < 22) throw FormatError(path + ": not a zip archive (too short)");
-  size_t eocd = std::string::npos;
-  for (size_t i = n - 22 + 1; i-- > 0 && n - i <= 22 + 65535;) {
-    if (le32(&bytes_[i]) == 0x06054b50) { eocd = i; break; }
+  std::error_code ec;
+  file_size_ = std::filesystem::file_size(path, ec);
+  if (ec) throw FormatError(path + ": cannot open (" + ec.message() + ")");
+  int err = 0;
+  za_ = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
+  if (!za_) {
+    if (err == ZIP_ER_NOZIP) throw FormatError(path + ": not a zip archive (or its central directory is damaged)");
+    throw FormatError(path + ": cannot open zip archive (" + one_line(error_text(err)) + ")");
   }
-  if (eocd == std::string::npos) throw FormatError(path + ": not a zip archive (no end of central directory)");
-  uint16_t count = le16(&bytes_[eocd + 10]);
-  uint32_t cd_size = le32(&bytes_[eocd + 12]);
-  uint32_t cd_off = le32(&bytes_[eocd + 16]);
-  if (cd_off == 0xFFFFFFFFu || count == 0xFFFF) throw FormatError(path + ": zip64 archives are not supported");
-  if (static_cast<size_t>(cd_off) + cd_size > n) throw FormatError(path + ": truncated zip archive (central directory)");
-  size_t p = cd_off;
-  for (uint16_t i = 0; i < count; ++i) {
-    if (p + 46 > n || le32(&bytes_[p]) != 0x02014b50) throw FormatError(path + ": corrupt zip central directory (entry " + std::to_string(i) + ")");
-    Entry e;
-    e.method = le16(&bytes_[p + 10]);
-    e.crc = le32(&bytes_[p + 16]);
-    e.csize = le32(&bytes_[p + 20]);
-    e.usize = le32(&bytes_[p + 24]);
-    uint16_t nlen = le16(&bytes_[p + 28]), xlen = le16(&bytes_[p + 30]), clen = le16(&bytes_[p + 32]);
-    e.local_offset = le32(&bytes_[p + 42]);
-    if (p + 46 + nlen > n) throw FormatError(path + ": corrupt zip central directory (entry " + std::to_string(i) + ")");
-    e.name.assign(reinterpret_cast<const char*>(&bytes_[p + 46]), nlen);
-    p += 46 + nlen + xlen + clen;
-    if (unsafe_name(e.name))
-      throw FormatError(path + ": entry '" + e.name + "' has an absolute path or '..' component (refused)");
-    if (!e.name.empty() && e.name.back() == '/') continue;
-    names_.push_back(e.name);
-    entries_.push_back(std::move(e));
+  try {
+    const zip_int64_t n = zip_get_num_entries(za_, 0);
+    for (zip_int64_t i = 0; i < n; ++i) {
+      const char* raw = zip_get_name(za_, static_cast<zip_uint64_t>(i), 0);
+      if (!raw)
+        throw FormatError(path + ": corrupt zip central directory (entry " + std::to_string(i) + ": " +
+                          one_line(zip_strerror(za_)) + ")");
+      std::string name = raw;
+      if (unsafe_name(name))
+        throw FormatError(path + ": entry '" + name + "' has an absolute path or '..' component (refused)");
+      if (name.back() == '/') continue;  // a folder
+      names_.push_back(name);
+      index_.emplace(name, static_cast<uint64_t>(i));
+    }
+  } catch (...) {
+    zip_discard(za_);
+    throw;
   }
 }
 
-bool ZipReader::contains(const std::string& name) const {
-  for (const auto& e : entries_)
-    if (e.name == name) return true;
-  return false;
+ZipReader::~ZipReader() {
+  if (za_) zip_discard(za_);  // opened read-only: nothing to write
 }
+
+bool ZipReader::contains(const std::string& name) const { return index_.count(name) > 0; }
 
 std::vector<uint8_t> ZipReader::read(const std::string& name) const {
-  for (const auto& e : entries_) {
-    if (e.name != name) continue;
-    const std::string where = path_ + ": entry '" + name + "'";
-    size_t p = e.local_offset;
-    if (p + 30 > bytes_.size() || le32(&bytes_[p]) != 0x04034b50) throw FormatError(where + ": corrupt local header");
-    size_t data = p + 30 + le16(&bytes_[p + 26]) + le16(&bytes_[p + 28]);
-    if (data + e.csize > bytes_.size()) throw FormatError(where + ": truncated");
-    // The declared size is bounded by what the entry can really hold: stored entries are their
-    // bytes, deflate expands at most ~1032x.
-    const uint64_t max_usize = e.method == 0 ? uint64_t(e.csize) : uint64_t(e.csize) * 1032 + 64;
-    if (e.usize > max_usize)
-      throw FormatError(where + ": declares " + std::to_string(e.usize) + " bytes from " + std::to_string(e.csize) +
-                        " compressed (damaged archive)");
-    std::vector<uint8_t> out(e.usize);
-    if (e.method == 0) {
-      if (e.csize != e.usize) throw FormatError(where + ": stored entry with different sizes");
-      if (e.usize) std::memcpy(out.data(), bytes_.data() + data, e.usize);
-    } else if (e.method == 8) {
-      z_stream zs{};
-      inflateInit2(&zs, -MAX_WBITS);
-      zs.next_in = const_cast<Bytef*>(bytes_.data() + data);
-      zs.avail_in = e.csize;
-      zs.next_out = out.data();
-      zs.avail_out = e.usize;
-      int rc = inflate(&zs, Z_FINISH);
-      inflateEnd(&zs);
-      if (rc != Z_STREAM_END || zs.total_out != e.usize) throw FormatError(where + ": corrupt deflate data");
-    } else {
-      throw FormatError(where + ": unsupported compression method " + std::to_string(e.method));
+  auto it = index_.find(name);
+  if (it == index_.end()) throw FormatError(path_ + ": no entry '" + name + "'");
+  const std::string where = path_ + ": entry '" + name + "'";
+  std::lock_guard<std::mutex> lock(mu_);
+  zip_stat_t st;
+  zip_stat_init(&st);
+  if (zip_stat_index(za_, it->second, 0, &st) != 0) throw FormatError(where + ": " + one_line(zip_strerror(za_)));
+  const zip_uint64_t need = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
+  if ((st.valid & need) != need) throw FormatError(where + ": sizes unknown (damaged archive)");
+  if (st.comp_size > file_size_)
+    throw FormatError(where + ": declares " + std::to_string(st.comp_size) + " compressed bytes in an archive of " +
+                      std::to_string(file_size_) + " (damaged archive)");
+  if (st.comp_method == ZIP_CM_STORE ? st.size != st.comp_size : st.size > st.comp_size * kMaxRatio + 64)
+    throw FormatError(where + ": declares " + std::to_string(st.size) + " bytes from " + std::to_string(st.comp_size) +
+                      " compressed (damaged archive)");
+  if (st.size > kMaxEntryBytes)
+    throw FormatError(where + ": " + std::to_string(st.size) + " bytes (larger than " +
+                      std::to_string(kMaxEntryBytes >> 30) + " GiB, refused)");
+  if (!zip_compression_method_supported(static_cast<zip_int32_t>(st.comp_method), 0))
+    throw FormatError(where + ": unsupported compression method " + std::to_string(st.comp_method));
+  if (st.valid & ZIP_STAT_ENCRYPTION_METHOD && st.encryption_method != ZIP_EM_NONE)
+    throw FormatError(where + ": encrypted entries are not supported");
+  zip_file_t* f = zip_fopen_index(za_, it->second, 0);
+  if (!f) throw FormatError(where + ": " + one_line(zip_strerror(za_)));
+  std::vector<uint8_t> out(static_cast<size_t>(st.size));
+  zip_uint64_t done = 0;
+  std::string error;
+  while (true) {
+    // Reads until the end so that libzip checks the CRC; a stream longer than declared is an error.
+    uint8_t extra;
+    void* dst = done < out.size() ? static_cast<void*>(out.data() + done) : static_cast<void*>(&extra);
+    const zip_uint64_t want = done < out.size() ? out.size() - done : 1;
+    const zip_int64_t got = zip_fread(f, dst, want);
+    if (got < 0) {
+      error = one_line(zip_file_strerror(f));
+      break;
     }
-    uint32_t crc = static_cast<uint32_t>(::crc32(0L, out.data(), static_cast<uInt>(out.size())));
-    if (crc != e.crc) throw FormatError(where + ": CRC mismatch");
-    return out;
+    if (got == 0) break;
+    if (done >= out.size()) {
+      error = "more data than the declared " + std::to_string(st.size) + " bytes";
+      break;
+    }
+    done += static_cast<zip_uint64_t>(got);
   }
-  throw FormatError(path_ + ": no entry '" + name + "'");
+  zip_fclose(f);
+  if (!error.empty()) throw FormatError(where + ": " + error);
+  if (done != out.size())
+    throw FormatError(where + ": truncated (" + std::to_string(done) + " of " + std::to_string(st.size) + " bytes)");
+  return out;
 }
 
 void write_zip_stored(const std::string& path, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& files) {
-  std::vector<uint8_t> out, cd;
-  auto put16 = [](std::vector<uint8_t>& v, uint16_t x) { v.push_back(x & 0xFF); v.push_back(x >> 8); };
-  auto put32 = [&](std::vector<uint8_t>& v, uint32_t x) { put16(v, x & 0xFFFF); put16(v, x >> 16); };
-  for (const auto& [name, data] : files) {
-    uint32_t crc = static_cast<uint32_t>(::crc32(0L, data.data(), static_cast<uInt>(data.size())));
-    uint32_t off = static_cast<uint32_t>(out.size());
-    put32(out, 0x04034b50); put16(out, 20); put16(out, 0); put16(out, 0); put16(out, 0); put16(out, 0);
-    put32(out, crc); put32(out, static_cast<uint32_t>(data.size())); put32(out, static_cast<uint32_t>(data.size()));
-    put16(out, static_cast<uint16_t>(name.size())); put16(out, 0);
-    out.insert(out.end(), name.begin(), name.end());
-    out.insert(out.end(), data.begin(), data.end());
-    put32(cd, 0x02014b50); put16(cd, 20); put16(cd, 20); put16(cd, 0); put16(cd, 0); put16(cd, 0); put16(cd, 0);
-    put32(cd, crc); put32(cd, static_cast<uint32_t>(data.size())); put32(cd, static_cast<uint32_t>(data.size()));
-    put16(cd, static_cast<uint16_t>(name.size())); put16(cd, 0); put16(cd, 0); put16(cd, 0); put16(cd, 0);
-    put32(cd, 0); put32(cd, off);
-    cd.insert(cd.end(), name.begin(), name.end());
+  if (files.empty()) {
+    // libzip removes an archive left without entries: write the empty archive itself.
+    const char eocd[22] = {'P', 'K', 5, 6};
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(eocd, sizeof eocd);
+    if (!f) throw FormatError(path + ": cannot write");
+    return;
   }
-  uint32_t cd_off = static_cast<uint32_t>(out.size());
-  out.insert(out.end(), cd.begin(), cd.end());
-  put32(out, 0x06054b50); put16(out, 0); put16(out, 0);
-  put16(out, static_cast<uint16_t>(files.size())); put16(out, static_cast<uint16_t>(files.size()));
-  put32(out, static_cast<uint32_t>(cd.size())); put32(out, cd_off); put16(out, 0);
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
-  if (!f) throw FormatError(path + ": cannot write");
+  int err = 0;
+  zip_t* za = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  if (!za) throw FormatError(path + ": cannot create zip archive (" + one_line(error_text(err)) + ")");
+  for (const auto& [name, data] : files) {
+    zip_source_t* src = zip_source_buffer(za, data.data(), data.size(), 0);
+    zip_int64_t idx = src ? zip_file_add(za, name.c_str(), src, ZIP_FL_ENC_UTF_8) : -1;
+    if (idx < 0) {
+      if (src) zip_source_free(src);
+      const std::string e = one_line(zip_strerror(za));
+      zip_discard(za);
+      throw FormatError(path + ": cannot add '" + name + "' (" + e + ")");
+    }
+    if (zip_set_file_compression(za, static_cast<zip_uint64_t>(idx), ZIP_CM_STORE, 0) != 0 ||
+        zip_file_set_mtime(za, static_cast<zip_uint64_t>(idx), 946684800, 0) != 0) {
+      const std::string e = one_line(zip_strerror(za));
+      zip_discard(za);
+      throw FormatError(path + ": cannot add '" + name + "' (" + e + ")");
+    }
+  }
+  if (zip_close(za) != 0) {
+    const std::string e = one_line(zip_strerror(za));
+    zip_discard(za);
+    throw FormatError(path + ": cannot write (" + e + ")");
+  }
 }
 
 }  // namespace sf::data

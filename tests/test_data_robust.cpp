@@ -681,6 +681,18 @@ TEST(DataRobust, TinyFilesDoNotAllocateGigabytes) {
     const std::string p = tmp / "huge.dcm";
     put_bytes(p, d);
     cases.emplace_back(p, [p] { read_dicom(p); });
+    cases.emplace_back(p, [p] { read_dicom_series(find_dicom_series(p).at(0)); });
+    // An element claiming 4 GB (GDCM would allocate what it declares) before the pixel data.
+    d.resize(132);
+    el(0x0002, 0x0010, "UI", std::vector<uint8_t>(ts.begin(), ts.end()));
+    el(0x0008, 0x0070, "OB", {});
+    const uint32_t claim = 0xF0000000u;
+    std::memcpy(&d[d.size() - 4], &claim, 4);
+    d.resize(d.size() + 64, 0);
+    const std::string q = tmp / "claim.dcm";
+    put_bytes(q, d);
+    cases.emplace_back(q, [q] { read_dicom(q); });
+    cases.emplace_back(q, [q] { find_dicom_series(q); });
   }
   for (const auto& [path, fn] : cases) {
     Child c = in_child(
@@ -727,6 +739,55 @@ TEST(DataRobust, DicomDeeplyNestedSequencesAreAnError) {
       20);
   EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
   EXPECT_NE(c.msg.find("nested"), std::string::npos) << c.msg;
+  // Scanning a folder for series parses up to SeriesInstanceUID, past these sequences.
+  Child s = in_child(
+      [&](std::string& msg) {
+        try {
+          find_dicom_series(tmp.path.string());
+          return 0;
+        } catch (const FormatError& e) {
+          msg = e.what();
+          return 1;
+        }
+      },
+      20);
+  EXPECT_TRUE(s.exited && s.code == 1) << s.describe();
+  EXPECT_NE(s.msg.find("nested"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find(p), std::string::npos) << s.msg;
+}
+
+// A 298-byte file (found by fuzz_dicom) with a garbled RescaleIntercept: Debian's libgdcm aborts
+// on it in an assert(); GDCM runs in a child process, so this is a one-line error.
+TEST(DataRobust, DicomThatAbortsGdcmIsAnError) {
+  ScratchDir tmp("dcm_abort");
+  const std::string hex =
+      "08006000435302004d52200013004953020033202000320044530800305c305c31322e352800020055530200010028001000555302000800"
+      "280011005553020009002800000155530200100028000101555302000c002800030155530200010028005010445302003430280051104453"
+      "0400343030202800521044530600b7681008215600005310445302003120e07f10004f5700009000000000050a0f14191e23282d32373c41"
+      "464b50555a5f64696e73787d82878c91969ba0a5aaafb4b9bec3c8cdd2d7dce1e6ebf0f5faff04090e13181d22272c31363b40454a4f5459"
+      "5e63686d72777c81868b90959a9fa4a9aeb3b8bdc2c7ccd1d6dbe0e5eaeff4f9fe03080d12171c21262b30353a3f44494e53585d62676c71"
+      "767b80858a8f94999ea3a8adb2b7bcc1c6cb";
+  std::vector<uint8_t> d;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) d.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  const std::string p = tmp / "abort.dcm";
+  put_bytes(p, d);
+  for (int how = 0; how < 2; ++how) {
+    Child c = in_child(
+        [&](std::string& msg) {
+          try {
+            if (how == 0) read_dicom(p);
+            else read_dicom_series(find_dicom_series(p).at(0));
+            return 0;
+          } catch (const FormatError& e) {
+            msg = e.what();
+            return 1;
+          }
+        },
+        20);
+    EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
+    EXPECT_TRUE(one_line(c.msg)) << c.msg;
+    EXPECT_NE(c.msg.find(p), std::string::npos) << c.msg;
+  }
 }
 
 // Links and attributes stay in checksummed object headers however many there are: no fractal

@@ -1,4 +1,5 @@
-// Uncompressed DICOM (data/dicom.h): meta group, transfer syntaxes, sequences, pixel module.
+// DICOM through GDCM (data/dicom.h): the nesting/length walk before GDCM, GDCM's parser and
+// decoders (not instrumented), the pixel module and the frame values.
 #include "data/dicom.h"
 #include "data/tfrecord.h"
 #include "tests/fuzz/fuzz_util.h"
