@@ -50,6 +50,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       ("styles", po::value(&styles)->default_value("0-6"), "--mix: ws layers taken from the column seeds")
       ("interpolate", po::value(&r.interpolate), "N frames between consecutive --seeds, linear in W (frameNNNNNN.png, interpolation.gif)")
       ("fps", po::value(&r.fps)->default_value(25), "--interpolate: frames per second of interpolation.gif")
+      ("channels-to-rgb", po::value(&r.channels_to_rgb), "PNGs/GIF of images with C channels: channels shown as R,G,B, e.g. 0,1,3 (one index: gray); default: gray for C = 1, RGB for C = 3, one gray panel per channel side by side otherwise")
       ("threads", po::value(&r.threads)->default_value(0), "LibTorch threads (0: all cores)")
       ("device", po::value(&r.device)->default_value("auto"), "auto | cpu | cuda | cuda:N")
       ("quiet", po::bool_switch(&quiet), "no progress bar");

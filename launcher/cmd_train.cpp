@@ -88,6 +88,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("mbstd-group", po::value<int>(), "minibatch-std group size (default: the preset's)")
       ("threads", po::value(&o.threads)->default_value(0), "LibTorch threads (0: all cores)")
       ("grid", po::value(&grid_text), "snapshot grid COLSxROWS (default: the reference's size for the resolution)")
+      ("snapshot-rgb", po::value(&o.snapshot_rgb), "channels shown as R,G,B in snapshot grids, e.g. 0,1,3 (or one index: gray; default: gray panels per channel unless the data is gray or RGB)")
       ("resume", po::value(&req.resume), "continue a run (a training checkpoint, or latest in --outdir/--run-dir), or start from a network: ffhq256, ffhq512, ffhq1024, afhqcat, afhqdog, afhqwild, brecahad, metfaces, celebahq256, lsundog256, a reference .pkl or a network-only .h5")
       ("dry-run", po::bool_switch(&req.dry_run), "print the resolved options and exit")
       ("metrics", po::value(&metrics_list)->default_value("fid50k_full"), "metrics computed at snapshots, comma-separated, or none: by the metrics rank when there is one, else by trainer rank 0 (training pauses meanwhile, as in the reference)")

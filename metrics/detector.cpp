@@ -88,6 +88,9 @@ const std::string& Detector::file_hash() const {
 at::Tensor Detector::features(const at::Tensor& images) {
   if (images.dim() != 4 || images.scalar_type() != at::kByte)
     throw std::invalid_argument("detector: images must be uint8 [N, C, H, W]");
+  if (images.size(1) != 1 && images.size(1) != 3)
+    throw std::invalid_argument("detector: images must have 1 or 3 channels, got " + std::to_string(images.size(1)) +
+                                " (other counts go per channel, see metrics/metrics.h)");
   at::Tensor x = images.size(1) == 1 ? images.repeat({1, 3, 1, 1}) : images;
   std::lock_guard<std::mutex> lock(impl_->mu);
   c10::NoGradGuard no_grad;

@@ -48,7 +48,8 @@ class Detector {
   bool is_standard() const;
   // "sha256:<hex>" of the file (keys the real-statistics cache).
   const std::string& file_hash() const;
-  // uint8 [N, C, H, W] with C = 1 (repeated to 3, as the reference does) or 3 -> float32 [N, F].
+  // uint8 [N, C, H, W] with C = 1 (repeated to 3, as the reference does) or 3 -> float32 [N, F];
+  // other C throw std::invalid_argument (MetricsEvaluator measures those per channel).
   at::Tensor features(const at::Tensor& images);
 
  private:

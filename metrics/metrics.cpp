@@ -94,9 +94,29 @@ struct MetricsEvaluator::Impl {
     return {s.max_real < 0 ? n : std::min(n, s.max_real), mirror};
   }
 
-  std::string cache_key(int64_t num_items, bool mirror) const {
+  // Detector views of an image: {-1} (the image itself: gray repeated to RGB, or RGB) for 1 and 3
+  // channels; one per channel (that channel as a gray image) for any other count.
+  std::vector<int> views() const {
+    const int C = pack->info().channels;
+    if (C == 1 || C == 3) return {-1};
+    std::vector<int> v;
+    for (int k = 0; k < C; ++k) v.push_back(k);
+    return v;
+  }
+  static at::Tensor view_of(const at::Tensor& u8, int view) { return view < 0 ? u8 : u8.narrow(1, view, 1).contiguous(); }
+  std::string view_name(int view) const {
+    const auto& names = pack->info().channel_names;
+    if (view >= 0 && static_cast<size_t>(view) < names.size()) return names[static_cast<size_t>(view)];
+    return "ch" + std::to_string(view);
+  }
+
+  std::string cache_key(int64_t num_items, bool mirror, int view) const {
     nlohmann::json k = {{"format", 1},           {"pack", pack->info().content_hash}, {"detector", det->file_hash()},
                         {"num_items", num_items}, {"mirror", mirror}};
+    if (view >= 0) {
+      k["channel"] = view;
+      k["channel_rule"] = "gray-per-channel";
+    }
     return k.dump();
   }
 
@@ -106,8 +126,8 @@ struct MetricsEvaluator::Impl {
         .string();
   }
 
-  std::shared_ptr<FeatureStats> real_stats(int64_t num_items, bool mirror, bool need_features) {
-    const std::string key = cache_key(num_items, mirror);
+  std::shared_ptr<FeatureStats> real_stats(int64_t num_items, bool mirror, bool need_features, int view) {
+    const std::string key = cache_key(num_items, mirror, view);
     if (auto it = reals.find(key); it != reals.end() && (it->second->captures_all() || !need_features)) return it->second;
     const std::string path = cache_file(key);
     if (o.use_cache && fs::is_regular_file(path)) {
@@ -143,7 +163,7 @@ struct MetricsEvaluator::Impl {
       // Items >= n are the x-flipped copies (the reference's Dataset with xflip=True).
       int64_t first_flip = std::max<int64_t>(0, std::min(nb, n - done));
       if (first_flip < nb) img.slice(0, first_flip, nb).copy_(img.slice(0, first_flip, nb).flip({3}));
-      s->append(det->features(img));
+      s->append(det->features(view_of(img, view)));
       done += nb;
       progress("reals", done, num_items);
     }
@@ -189,10 +209,11 @@ struct MetricsEvaluator::Impl {
     return *G;
   }
 
-  // The real statistics of every spec (specs that use the same reals share one computation,
-  // with all features kept when any of them needs them) and the time each took.
-  void all_real_stats(std::vector<std::shared_ptr<FeatureStats>>& stats, std::vector<double>& secs) {
-    stats.assign(specs.size(), nullptr);
+  // The real statistics of every spec and detector view (specs that use the same reals share one
+  // computation, with all features kept when any of them needs them) and the time each spec took.
+  void all_real_stats(std::vector<std::vector<std::shared_ptr<FeatureStats>>>& stats, std::vector<double>& secs) {
+    const std::vector<int> vs = views();
+    stats.assign(specs.size(), {});
     secs.assign(specs.size(), 0);
     for (size_t i = 0; i < specs.size(); ++i) {
       auto [num, mirror] = real_set(specs[i]);
@@ -200,23 +221,27 @@ struct MetricsEvaluator::Impl {
       for (const auto& s : specs)
         if (real_set(s) == std::make_pair(num, mirror)) need_all = need_all || s.needs_features;
       const auto t0 = Clock::now();
-      stats[i] = real_stats(num, mirror, need_all);
+      for (int v : vs) stats[i].push_back(real_stats(num, mirror, need_all, v));
       secs[i] = seconds_since(t0);
     }
   }
 
   std::vector<nlohmann::json> run(trainer::Generator& g) {
     if (!det) return {};
-    std::vector<std::shared_ptr<FeatureStats>> spec_reals;
+    std::vector<std::vector<std::shared_ptr<FeatureStats>>> spec_reals;
     std::vector<double> spec_real_s;
     all_real_stats(spec_reals, spec_real_s);
-    // One stream of generated images feeds a FeatureStats per distinct count.
-    std::map<int64_t, std::shared_ptr<FeatureStats>> gens;
+    const std::vector<int> vs = views();
+    // One stream of generated images feeds a FeatureStats per distinct count and detector view.
+    std::map<int64_t, std::vector<std::shared_ptr<FeatureStats>>> gens;
     for (const auto& s : specs) {
-      auto& st = gens[s.num_gen];
-      bool all = s.needs_features || (st && st->captures_all());
-      bool mc = s.needs_mean_cov || (st && st->captures_mean_cov());
-      st = std::make_shared<FeatureStats>(all, mc, s.num_gen);
+      auto& sts = gens[s.num_gen];
+      sts.resize(vs.size());
+      for (auto& st : sts) {
+        bool all = s.needs_features || (st && st->captures_all());
+        bool mc = s.needs_mean_cov || (st && st->captures_mean_cov());
+        st = std::make_shared<FeatureStats>(all, mc, s.num_gen);
+      }
     }
     const auto t_gen = Clock::now();
     generate(g, gens);
@@ -225,22 +250,36 @@ struct MetricsEvaluator::Impl {
     for (size_t i = 0; i < specs.size(); ++i) {
       const auto t0 = Clock::now();
       const MetricSpec& s = specs[i];
-      nlohmann::json r = metric_family(s.family).compute(s, MetricInputs{*spec_reals[i], *gens[s.num_gen], o.seed});
-      nlohmann::json results = nlohmann::json::object();
-      for (auto& [k, v] : r.items()) results[k + suffix] = v;
+      nlohmann::json results = nlohmann::json::object(), per_channel = nlohmann::json::object();
+      for (size_t v = 0; v < vs.size(); ++v) {
+        nlohmann::json r =
+            metric_family(s.family).compute(s, MetricInputs{*spec_reals[i][v], *gens[s.num_gen][v], o.seed});
+        for (auto& [k, x] : r.items()) {
+          if (vs.size() == 1) {
+            results[k + suffix] = x;
+            continue;
+          }
+          // Per channel: each channel's value, and their mean as the metric.
+          per_channel[view_name(vs[v])][k + suffix] = x;
+          const double add = x.is_number() ? x.get<double>() / static_cast<double>(vs.size()) : NAN;
+          results[k + suffix] = (v == 0 ? 0.0 : results[k + suffix].get<double>()) + add;
+        }
+      }
       const double total = spec_real_s[i] + gen_s + seconds_since(t0);
-      out.push_back({{"results", results},
-                     {"metric", names[i]},
-                     {"total_time", total},
-                     {"total_time_str", format_time(total)},
-                     {"num_gpus", o.num_gpus}});
+      nlohmann::json line = {{"results", results},
+                             {"metric", names[i]},
+                             {"total_time", total},
+                             {"total_time_str", format_time(total)},
+                             {"num_gpus", o.num_gpus}};
+      if (vs.size() > 1) line["per_channel"] = per_channel;
+      out.push_back(line);
     }
     return out;
   }
 
   // z and labels are drawn per image (so the values do not depend on batch sizes); the synthesis
   // noise is drawn per generator batch from its own generator.
-  void generate(trainer::Generator& g, std::map<int64_t, std::shared_ptr<FeatureStats>>& gens) {
+  void generate(trainer::Generator& g, std::map<int64_t, std::vector<std::shared_ptr<FeatureStats>>>& gens) {
     int64_t total = 0;
     for (auto& [n, _] : gens) total = std::max(total, n);
     const auto& cfg = g.config();
@@ -268,8 +307,12 @@ struct MetricsEvaluator::Impl {
         at::Tensor img = g.synthesis(ws, trainer::NoiseMode::Random, std::nullopt, noise_gen);
         imgs.push_back(to_uint8_images(img).cpu());
       }
-      at::Tensor f = det->features(at::cat(imgs, 0));
-      for (auto& [_, s] : gens) s->append(f);
+      const at::Tensor u8 = at::cat(imgs, 0);
+      const std::vector<int> vs = views();
+      for (size_t v = 0; v < vs.size(); ++v) {
+        at::Tensor f = det->features(view_of(u8, vs[v]));
+        for (auto& [_, s] : gens) s[v]->append(f);
+      }
       done += nb;
       progress("generated", done, total);
     }
@@ -323,7 +366,7 @@ const std::string& MetricsEvaluator::detector_path() const { return impl_->detec
 void MetricsEvaluator::prepare() {
   Impl& d = *impl_;
   if (!d.det) return;
-  std::vector<std::shared_ptr<FeatureStats>> stats;
+  std::vector<std::vector<std::shared_ptr<FeatureStats>>> stats;
   std::vector<double> secs;
   d.all_real_stats(stats, secs);
 }

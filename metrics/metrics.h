@@ -20,6 +20,13 @@
 // `<cache dir>/metrics/`, keyed by the pack's content hash, the detector file's hash, the number
 // of reals and the x-flip setting, written atomically and reused across runs.
 //
+// Channels: the detector takes RGB; 1-channel images are repeated to RGB (the reference), 3-channel
+// ones go as they are. Images of any other channel count C are measured per channel: channel k of
+// every real and generated image, as a gray image repeated to RGB, gives the features of channel k;
+// the metric is computed for each channel and the reported value is their mean, with each
+// channel's value under "per_channel" {name: {metric: value}} (names from the pack's
+// channel_names, else ch0, ch1, ...). The real-statistics cache keys on the channel and the rule.
+//
 // Reproducibility: the same snapshot, pack, detector, seed, batch and batch_gen give the same
 // values (z, labels and KID subsets are drawn per image from the seed; the synthesis noise, random
 // as in the reference, is drawn per generator batch). Metrics requested together share one stream of

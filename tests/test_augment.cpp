@@ -1,6 +1,6 @@
 // grid_sample_2d (forward, first and second derivatives against finite differences in float64)
 // and the ADA augment pipe (settings, presets, identity at p = 0, reproducible draws, the
-// single-channel colour rule, R1-style double backward through the whole pipe). Agreement with
+// single-channel colour rule and its generalisation to any channel count, R1-style double backward through the whole pipe). Agreement with
 // the reference's outputs is checked by `styleforge selftest` on the augment_* fixtures.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -9,6 +9,8 @@
 #include <cmath>
 #include <functional>
 #include <stdexcept>
+
+#include <nlohmann/json.hpp>
 
 #include "trainer/augment.h"
 #include "trainer/grid_sample.h"
@@ -210,8 +212,57 @@ TEST(AugmentPipe, GraySingleChannelColourRule) {
   at::Tensor y = AugmentPipe(bc).forward(gray, at::detail::createCPUGenerator(1), 0.8);
   const double b = at::erfinv(at::scalar_tensor(0.8 * 2 - 1)).item<double>() * 0.2;
   EXPECT_NEAR((y - gray).mean().item<double>(), b, 1e-6);
-  EXPECT_THROW(pipe.forward(randn_t({1, 2, 8, 8}, 24, at::kFloat), at::detail::createCPUGenerator(1), 0.3),
-               std::invalid_argument);
+}
+
+// ---- any channel count -----------------------------------------------------------------------------
+
+TEST(AugmentPipe, AnyChannelCountGrayStackEqualsOneChannel) {
+  // C copies of a gray image go through every transform but noise (which draws per channel) as
+  // the gray image does: brightness, contrast and luma flip act alike on the axis ones(C) /
+  // sqrt(C), saturation leaves the axis alone, hue is skipped for C != 3 as for C = 1.
+  at::Tensor gray = randn_t({3, 1, 32, 32}, 30, at::kFloat);  // the filter bank needs 32 pixels
+  nlohmann::json all = AugmentConfig::from_pipeline("bgcfnc").to_json();
+  all["noise"] = 0;
+  AugmentPipe pipe(AugmentConfig::from_json(all));
+  for (int64_t c : {2, 4, 5}) {
+    at::Tensor stack = gray.repeat({1, c, 1, 1});
+    for (double q : {0.2, 0.7}) {
+      at::Tensor one = pipe.forward(gray, at::detail::createCPUGenerator(1), q);
+      at::Tensor many = pipe.forward(stack, at::detail::createCPUGenerator(1), q);
+      ASSERT_EQ(many.sizes(), stack.sizes());
+      EXPECT_GT(rel(one, gray), 1e-2) << c << " " << q;
+      for (int64_t k = 0; k < c; ++k) EXPECT_LT(rel(many.select(1, k), one.select(1, 0)), 1e-5) << c << " " << q << " " << k;
+    }
+    // Random draws: the colour transforms draw in the same order as for one channel (saturation,
+    // drawn only for C > 1, comes last and is the identity on gray), so "bgc" matches too.
+    AugmentPipe bgc(AugmentConfig::from_pipeline("bgc"));
+    at::Tensor one = bgc.forward(gray, at::detail::createCPUGenerator(9));
+    at::Tensor many = bgc.forward(stack, at::detail::createCPUGenerator(9));
+    for (int64_t k = 0; k < c; ++k) EXPECT_LT(rel(many.select(1, k), one.select(1, 0)), 1e-5) << c << " " << k;
+  }
+}
+
+TEST(AugmentPipe, AnyChannelCountColourTransformsByFormula) {
+  const double q = 0.8;
+  const double normal_q = at::erfinv(at::scalar_tensor(q * 2 - 1)).item<double>();  // the debug draw of a normal
+  for (int64_t c : {2, 4, 7}) {
+    at::Tensor x = randn_t({2, c, 8, 8}, 31 + static_cast<uint64_t>(c), at::kFloat);
+    at::Tensor mean = x.mean(1, true);
+    auto only = [&](const char* key) {
+      nlohmann::json j = nlohmann::json::object();
+      j[key] = 1;
+      return AugmentPipe(AugmentConfig::from_json(j)).forward(x, at::detail::createCPUGenerator(1), q);
+    };
+    // Brightness adds b = normal_q * 0.2 to every channel; contrast scales by 2^(normal_q * 0.5).
+    EXPECT_LT(rel(only("brightness"), x + normal_q * 0.2), 1e-6) << c;
+    EXPECT_LT(rel(only("contrast"), x * std::exp2(normal_q * 0.5)), 1e-6) << c;
+    // Luma flip (floor(2q) = 1: applied) reflects about the plane orthogonal to ones(C).
+    EXPECT_LT(rel(only("lumaflip"), x - 2 * mean), 1e-5) << c;
+    // Saturation scales the deviation from the channel mean by 2^(normal_q * 1).
+    EXPECT_LT(rel(only("saturation"), mean + (x - mean) * std::exp2(normal_q)), 1e-5) << c;
+    // Hue rotation exists only for RGB.
+    EXPECT_TRUE(at::equal(only("hue"), x)) << c;
+  }
 }
 
 TEST(AugmentPipe, SecondDerivativeThroughPipeMatchesFiniteDifferences) {

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <limits>
 #include <numeric>
+#include <stdexcept>
 #include <vector>
 
 #include "data/grid.h"
@@ -166,8 +167,68 @@ TEST(GridImage, TilingOrderGrayPixelByPixel) {
       EXPECT_EQ(img.row(Y)[X], 10 * i + 2 * (Y % h) + X % w) << "at " << X << "," << Y;
     }
   EXPECT_THROW(sf::data::write_image_grid(tmp / "bad.png", src.data(), n, 1, h, w, 3, 2), sf::data::ImageError);
-  EXPECT_THROW(sf::data::write_image_grid(tmp / "bad.png", src.data(), 4, 2, h, w, 2, 2), sf::data::ImageError);
+  // A channel mapping that names a channel the images lack.
+  EXPECT_THROW(sf::data::write_image_grid(tmp / "bad.png", src.data(), n, 1, h, w, gw, gh, sf::data::ChannelView{{1}}),
+               sf::data::ImageError);
   EXPECT_FALSE(fs::exists(tmp / "bad.png"));
+}
+
+TEST(GridImage, AnyChannelCountPanelsAndRgbMapping) {
+  // 6 images of C = 4 channels, 3x2 (H=3, W=2), gw 3 x gh 2; value 40 * i + 10 * ch + 2 * y + x.
+  const int n = 6, c = 4, h = 3, w = 2, gw = 3, gh = 2;
+  std::vector<uint8_t> src(n * c * h * w);
+  std::vector<float> f32(src.size());
+  auto value = [](int i, int ch, int y, int x) { return 40 * i + 10 * ch + 2 * y + x; };
+  for (int i = 0; i < n; ++i)
+    for (int ch = 0; ch < c; ++ch)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const size_t at = ((static_cast<size_t>(i) * c + ch) * h + y) * w + x;
+          src[at] = static_cast<uint8_t>(value(i, ch, y, x));
+          f32[at] = static_cast<float>(value(i, ch, y, x)) / 127.5f - 1.0f;
+        }
+  ScratchDir tmp("grid_nchan");
+  // Default: one gray panel per channel, side by side within each cell.
+  sf::data::write_image_grid(tmp / "panels.png", src.data(), n, c, h, w, gw, gh);
+  sf::data::write_image_grid(tmp / "panels_f32.png", f32.data(), n, c, h, w, -1.0f, 1.0f, gw, gh);
+  for (const char* name : {"panels.png", "panels_f32.png"}) {
+    sf::data::Image img = sf::data::read_image_file(tmp / name);
+    ASSERT_EQ(img.channels, 1);
+    ASSERT_EQ(img.width, gw * c * w);
+    ASSERT_EQ(img.height, gh * h);
+    for (int Y = 0; Y < img.height; ++Y)
+      for (int X = 0; X < img.width; ++X) {
+        const int cell = X / (c * w), ch = (X % (c * w)) / w, i = (Y / h) * gw + cell;
+        EXPECT_EQ(img.row(Y)[X], value(i, ch, Y % h, X % w)) << name << " at " << X << "," << Y;
+      }
+  }
+  // Mapping 3,0,2 to R,G,B; one index gives gray of that channel.
+  sf::data::ChannelView rgb = sf::data::parse_channel_view("3,0,2");
+  sf::data::write_image_grid(tmp / "rgb.png", src.data(), n, c, h, w, gw, gh, rgb);
+  sf::data::Image img = sf::data::read_image_file(tmp / "rgb.png");
+  ASSERT_EQ(img.channels, 3);
+  ASSERT_EQ(img.width, gw * w);
+  for (int Y = 0; Y < img.height; ++Y)
+    for (int X = 0; X < img.width; ++X) {
+      const int i = (Y / h) * gw + X / w;
+      EXPECT_EQ(img.row(Y)[3 * X + 0], value(i, 3, Y % h, X % w));
+      EXPECT_EQ(img.row(Y)[3 * X + 1], value(i, 0, Y % h, X % w));
+      EXPECT_EQ(img.row(Y)[3 * X + 2], value(i, 2, Y % h, X % w));
+    }
+  sf::data::Image one = sf::data::view_image(src.data() + c * h * w, c, h, w, sf::data::parse_channel_view("1"));
+  ASSERT_EQ(one.channels, 1);
+  ASSERT_EQ(one.width, w);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) EXPECT_EQ(one.row(y)[x], value(1, 1, y, x));
+  // Two channels: two panels; 3 channels stay RGB.
+  EXPECT_EQ(sf::data::view_image(src.data(), 2, h, w).width, 2 * w);
+  EXPECT_EQ(sf::data::view_image(src.data(), 3, h, w).channels, 3);
+  EXPECT_EQ(rgb.describe(c), "RGB from channels 3,0,2");
+  EXPECT_EQ(sf::data::ChannelView{}.describe(c), "4 gray panels");
+  for (const char* bad : {"0,1", "a", "0,1,2,3", "1,,2", "16", "-1"})
+    EXPECT_THROW(sf::data::parse_channel_view(bad), std::invalid_argument) << bad;
+  EXPECT_TRUE(sf::data::parse_channel_view("panels").map.empty());
+  EXPECT_THROW(sf::data::view_image(src.data(), c, h, w, sf::data::parse_channel_view("0,1,4")), sf::data::ImageError);
 }
 
 }  // namespace

@@ -274,6 +274,85 @@ TEST(Generate, InterpolationFramesAndGif) {
   EXPECT_THROW(trainer::run_generate(r), std::invalid_argument);
 }
 
+TEST(Generate, AnyChannelCountPanelsMappingPackAndGif) {
+  // A 4-channel network: PNGs show one gray panel per channel (or a chosen channel->RGB mapping),
+  // the pack keeps the 4 channels, and the GIF uses the PNGs' layout.
+  trainer::GeneratorConfig cfg = tiny_config();
+  cfg.img_channels = 4;
+  const std::string net = network(cfg, "four");
+  test::ScratchDir dir("gen_nchan");
+  auto png = request(dir / "panels");
+  png.network = net;
+  png.seeds = {0, 1, 2};
+  trainer::GenerateSummary s;
+  EXPECT_EQ(trainer::run_generate(png, &s), 3);
+  EXPECT_EQ(s.channels, 4);
+  EXPECT_NE(s.written.find("4 gray panels"), std::string::npos) << s.written;
+  auto pk = request("");
+  pk.network = net;
+  pk.seeds = png.seeds;
+  pk.dest = dir / "four.h5";
+  EXPECT_EQ(trainer::run_generate(pk), 3);
+  data::PackReader pack(pk.dest);
+  ASSERT_EQ(pack.info().channels, 4);
+  auto rgb = request(dir / "rgb");
+  rgb.network = net;
+  rgb.seeds = png.seeds;
+  rgb.channels_to_rgb = "3,0,2";
+  trainer::run_generate(rgb);
+  std::vector<uint8_t> img(pack.info().image_bytes());
+  const size_t plane = static_cast<size_t>(kRes) * kRes;
+  for (int64_t i = 0; i < 3; ++i) {
+    pack.read_image(i, img.data());
+    const std::string name = "seed000" + std::to_string(i) + ".png";
+    data::Image p = data::read_image_file((fs::path(png.outdir) / name).string());
+    ASSERT_EQ(p.channels, 1);
+    ASSERT_EQ(p.width, 4 * kRes);
+    ASSERT_EQ(p.height, kRes);
+    int differ = 0;  // the channels are not all alike (else the panel order would go untested)
+    for (int y = 0; y < kRes; ++y)
+      for (int x = 0; x < kRes; ++x)
+        for (int ch = 0; ch < 4; ++ch) {
+          const uint8_t want = img[ch * plane + static_cast<size_t>(y) * kRes + x];
+          EXPECT_EQ(p.row(y)[ch * kRes + x], want);
+          differ += want != img[static_cast<size_t>(y) * kRes + x];
+        }
+    EXPECT_GT(differ, 0);
+    data::Image m = data::read_image_file((fs::path(rgb.outdir) / name).string());
+    ASSERT_EQ(m.channels, 3);
+    ASSERT_EQ(m.width, kRes);
+    for (int y = 0; y < kRes; ++y)
+      for (int x = 0; x < kRes; ++x) {
+        const size_t at = static_cast<size_t>(y) * kRes + x;
+        EXPECT_EQ(m.row(y)[3 * x + 0], img[3 * plane + at]);
+        EXPECT_EQ(m.row(y)[3 * x + 1], img[0 * plane + at]);
+        EXPECT_EQ(m.row(y)[3 * x + 2], img[2 * plane + at]);
+      }
+  }
+  // grid.png: 2x2 cells of 4 panels each.
+  data::Image g = data::read_image_file((fs::path(png.outdir) / "grid.png").string());
+  EXPECT_EQ(g.channels, 1);
+  EXPECT_EQ(g.width, 2 * 4 * kRes);
+  EXPECT_EQ(g.height, 2 * kRes);
+  EXPECT_EQ(data::read_image_file((fs::path(rgb.outdir) / "grid.png").string()).width, 2 * kRes);
+  // Interpolation GIF: frames as wide as the PNGs.
+  auto in = request(dir / "interp");
+  in.network = net;
+  in.seeds = {0, 1};
+  in.interpolate = 1;
+  EXPECT_EQ(trainer::run_generate(in), 3);
+  const data::GifInfo gi = data::read_gif_info((fs::path(in.outdir) / "interpolation.gif").string());
+  EXPECT_EQ(gi.frames, 3);
+  EXPECT_EQ(gi.width, 4 * kRes);
+  EXPECT_EQ(data::read_image_file((fs::path(in.outdir) / "frame000000.png").string()).width, 4 * kRes);
+  // A mapping naming a channel the network lacks is refused before anything is written.
+  auto bad = request(dir / "bad");
+  bad.network = net;
+  bad.channels_to_rgb = "0,1,4";
+  EXPECT_THROW(trainer::run_generate(bad), std::invalid_argument);
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+}
+
 TEST(Generate, GifWriterGrayFrames) {
   test::ScratchDir dir("gen_gif");
   const std::string p = dir / "g.gif";
@@ -458,6 +537,25 @@ TEST(GenerateCli, SummaryErrorsAndHelpText) {
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("generate [########################] 100%  60/60 images"), std::string::npos) << r.out;
   EXPECT_EQ(data::PackReader(dir / "s.h5").size(), 60);
+  // --channels-to-rgb 2,1,0 swaps R and B of the RGB network's PNGs.
+  auto pl = test::run_styleforge("generate --network " + net + " --seeds 3 --class 1 --threads 1 --device cpu --quiet "
+                                 "--outdir " + (dir / "plain"));
+  ASSERT_EQ(pl.rc, 0) << pl.out;
+  EXPECT_NE(pl.out.find("(RGB)"), std::string::npos) << pl.out;
+  auto sw = test::run_styleforge("generate --network " + net + " --seeds 3 --class 1 --threads 1 --device cpu --quiet "
+                                 "--channels-to-rgb 2,1,0 --outdir " + (dir / "swapped"));
+  ASSERT_EQ(sw.rc, 0) << sw.out;
+  EXPECT_NE(sw.out.find("(RGB from channels 2,1,0)"), std::string::npos) << sw.out;
+  {
+    data::Image plain = data::read_image_file((fs::path(dir / "plain") / "seed0003.png").string());
+    data::Image swapped = data::read_image_file((fs::path(dir / "swapped") / "seed0003.png").string());
+    ASSERT_EQ(plain.pixels.size(), swapped.pixels.size());
+    for (size_t k = 0; k + 2 < plain.pixels.size(); k += 3) {
+      EXPECT_EQ(swapped.pixels[k], plain.pixels[k + 2]);
+      EXPECT_EQ(swapped.pixels[k + 1], plain.pixels[k + 1]);
+      EXPECT_EQ(swapped.pixels[k + 2], plain.pixels[k]);
+    }
+  }
 
   for (const auto& [flags, says] : std::vector<std::pair<std::string, std::string>>{
            {"--class 3 --outdir x", "--class"},
@@ -469,6 +567,8 @@ TEST(GenerateCli, SummaryErrorsAndHelpText) {
            {"--class 1", "--outdir"},
            {"--class 1 --interpolate 2 --seeds 5 --outdir x", "--interpolate"},
            {"--class 1 --dest " + (dir / "s.h5"), "exists already"},
+           {"--class 1 --channels-to-rgb 0,1 --outdir x", "--channels-to-rgb '0,1'"},
+           {"--class 1 --channels-to-rgb 0,1,3 --outdir x", "--channels-to-rgb '0,1,3'"},
        }) {
     auto e = test::run_styleforge("generate --network " + net + " " + flags + "");
     EXPECT_EQ(e.rc, 2) << flags << ": " << e.out;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -341,6 +342,85 @@ TEST(MetricsEvaluate, FlatSnapshotEqualsCheckpointAndJsonlLine) {
   EXPECT_EQ(j["snapshot_pkl"], "network-snapshot-000000.h5");
   EXPECT_EQ(j["num_gpus"], 1);
   EXPECT_EQ(line.rfind("{\"results\":", 0), 0u);  // the reference's key order
+}
+
+TEST(MetricsEvaluate, AnyChannelCountIsMeasuredPerChannel) {
+  // A 4-channel pack whose channels all equal the gray images of a 1-channel pack, and a 4-channel
+  // generator whose ToRGB rows all equal the 1-channel one's: every channel is the 1-channel
+  // image, so each per-channel FID/KID, and their mean, equal the 1-channel values.
+  ScratchDir tmp("metrics_nchan");
+  const std::string gray = tiny_pack(), four = tmp / "four.h5";
+  {
+    data::PackReader src(gray);
+    data::PackWriter::Options po;
+    po.channel_names = {"t1", "t1ce", "t2", "flair"};
+    data::PackWriter w(four, po);
+    const size_t plane = src.info().image_bytes();
+    std::vector<uint8_t> g(plane), img(4 * plane);
+    for (int64_t i = 0; i < src.size(); ++i) {
+      src.read_image(i, g.data());
+      for (int k = 0; k < 4; ++k) std::copy(g.begin(), g.end(), img.begin() + static_cast<std::ptrdiff_t>(k * plane));
+      w.add(img.data(), 4, src.info().resolution, "img" + std::to_string(i), data::Label{});
+    }
+    w.commit();
+  }
+  trainer::Generator G1(tiny_g(), at::detail::createCPUGenerator(6));
+  trainer::GeneratorConfig c4 = tiny_g();
+  c4.img_channels = 4;
+  trainer::Generator G4(c4);
+  auto flat_of = [&](trainer::Generator& G, std::vector<std::string>& keys) {
+    std::vector<float> flat;
+    keys.clear();
+    for (const auto& e : G.state().entries()) {
+      at::Tensor t = G1.state().at(e.name).detach().expand_as(e.tensor).to(at::kFloat).contiguous();
+      flat.insert(flat.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+      keys.push_back(e.name);
+    }
+    return flat;
+  };
+  auto eval = [&](const std::string& pack, trainer::Generator& G, const trainer::GeneratorConfig& cfg) {
+    metrics::MetricsOptions o;
+    o.pack = pack;
+    o.metrics = {"fid50k_full", "kid50k_full"};
+    o.num_gen = 32;
+    o.detector = standin();
+    o.cache_dir = tmp / "cache";
+    o.batch = 16;
+    o.log = [](const std::string&) {};
+    metrics::MetricsEvaluator ev(o);
+    std::vector<std::string> keys;
+    std::vector<float> flat = flat_of(G, keys);
+    return ev.evaluate_flat(cfg.to_json(), keys, flat.data(), flat.size());
+  };
+  std::vector<nlohmann::json> one = eval(gray, G1, tiny_g());
+  std::vector<nlohmann::json> many = eval(four, G4, c4);
+  ASSERT_EQ(one.size(), 2u);
+  ASSERT_EQ(many.size(), 2u);
+  EXPECT_FALSE(one[0].contains("per_channel"));
+  for (size_t m = 0; m < 2; ++m) {
+    const std::string name = one[m]["metric"].get<std::string>();
+    EXPECT_EQ(many[m]["metric"], name);
+    const double want = one[m]["results"][name].get<double>();
+    EXPECT_TRUE(std::isfinite(want));
+    EXPECT_NE(want, 0);
+    const double mean = many[m]["results"][name].get<double>();
+    EXPECT_NEAR(mean, want, 1e-6 * std::abs(want) + 1e-9) << name;
+    ASSERT_TRUE(many[m].contains("per_channel")) << many[m];
+    double sum = 0;
+    for (const char* ch : {"t1", "t1ce", "t2", "flair"}) {
+      const double v = many[m]["per_channel"][ch][name].get<double>();
+      EXPECT_NEAR(v, want, 1e-6 * std::abs(want) + 1e-9) << name << " " << ch;
+      sum += v;
+    }
+    EXPECT_NEAR(mean, sum / 4, 1e-12 * std::abs(sum) + 1e-15);
+  }
+  // The real-statistics cache: one file per channel of the 4-channel pack, besides the gray one.
+  int cached = 0;
+  for (const auto& f : files_in(fs::path(tmp / "cache") / "metrics")) cached += fs::path(f).filename().string().rfind("four-", 0) == 0;
+  EXPECT_EQ(cached, 4);
+  // The detector itself takes 1 or 3 channels only.
+  metrics::Detector det(standin());
+  EXPECT_THROW(det.features(at::zeros({1, 4, 16, 16}, at::kByte)), std::invalid_argument);
 }
 
 TEST(MetricsEvaluate, ConditionalGeneratorUsesDatasetLabels) {

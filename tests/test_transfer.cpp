@@ -349,6 +349,48 @@ TEST(Transfer, GrayFromRgbComputesTheGrayOfTheSource) {
   EXPECT_TRUE(at::allclose(back.D->forward(gray.expand({4, 3, 32, 32}).contiguous(), c), logits_gray, 1e-4, 1e-5));
 }
 
+TEST(Transfer, AnyChannelCountFromRgbAndBetweenCounts) {
+  // RGB -> N (4 and 2): every ToRGB row is the mean of the source rows, so each of the N channels
+  // draws the mean of the RGB channels; FromRGB spreads the summed columns over N, so an image
+  // whose N channels all equal g is scored as the RGB discriminator scores g replicated to RGB.
+  // Then N -> M between the transferred networks keeps both properties.
+  auto src = run_nets(32, 3, 0);
+  trainer::load_networks(imported(), src.G.get(), src.D.get(), src.G_ema.get());
+  src.G_ema->train(false);
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::detail::createCPUGenerator(4);
+  at::Tensor z = at::randn({4, 64}, gen), c = at::zeros({4, 0});
+  at::Tensor rgb = src.G_ema->forward(z, c, 1, -1, trainer::NoiseMode::Const);
+  at::Tensor g = rgb.mean(1, true);
+  at::Tensor logits_src = src.D->forward(g.expand({4, 3, 32, 32}).contiguous(), c);
+  auto sd = source_group(imported(), "D");
+  test::ScratchDir dir("xfer_nchan");
+  std::string prev = imported();
+  for (int n : {4, 2, 5}) {
+    auto dst = run_nets(32, n, 0);
+    std::string summary = trainer::transfer_networks(prev, *dst.G, *dst.D, *dst.G_ema);
+    EXPECT_NE(summary.find("adapted"), std::string::npos) << summary;
+    dst.G_ema->train(false);
+    at::Tensor out = dst.G_ema->forward(z, c, 1, -1, trainer::NoiseMode::Const);
+    ASSERT_EQ(out.size(1), n);
+    for (int k = 0; k < n; ++k) EXPECT_TRUE(at::allclose(out.narrow(1, k, 1), g, 1e-4, 1e-5)) << n << " channel " << k;
+    at::Tensor logits = dst.D->forward(g.expand({4, n, 32, 32}).contiguous(), c);
+    EXPECT_TRUE(at::allclose(logits, logits_src, 1e-4, 1e-5)) << n << ": " << logits << logits_src;
+    if (prev == imported()) {
+      // The stored FromRGB columns: sum of the RGB columns * sqrt(N) / (N * sqrt(3)), all equal.
+      at::Tensor w = dst.D->state().at("b32.fromrgb.weight");
+      at::Tensor want = sd.at("b32.fromrgb.weight").sum(1, true) * (std::sqrt(double(n)) / n / std::sqrt(3.0));
+      for (int k = 0; k < n; ++k) EXPECT_TRUE(at::allclose(w.narrow(1, k, 1), want, 1e-6, 1e-7)) << n << " " << k;
+    }
+    trainer::CheckpointWrite cw;
+    cw.G = dst.G.get();
+    cw.D = dst.D.get();
+    cw.G_ema = dst.G_ema.get();
+    prev = dir / ("n" + std::to_string(n) + ".h5");
+    trainer::write_checkpoint(prev, cw);
+  }
+}
+
 TEST(Transfer, ResolutionsAndConditioningAdapt) {
   auto s = source_group(imported(), "G");
   auto sd = source_group(imported(), "D");

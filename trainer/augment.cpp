@@ -401,64 +401,114 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
   }
 
   // ---------------- colour transformations ----------------
-  // Homogeneous 3-D transform: C @ color_in = color_out.
-  const at::Tensor eye4 = at::eye(4, o);
-  at::Tensor C = eye4;
-  bool color = false;
+  if (channels == 1 || channels == 3) {
+    // The reference: a 4x4 matrix on RGB (one channel: the mean of its colour rows).
+    // Homogeneous 3-D transform: C @ color_in = color_out.
+    const at::Tensor eye4 = at::eye(4, o);
+    at::Tensor C = eye4;
+    bool color = false;
 
-  if (k.brightness > 0) {
-    at::Tensor b = randn({batch}) * k.brightness_std;
-    b = at::where(rand({batch}) < prob(k.brightness), b, at::zeros_like(b));
-    if (q.defined()) b = at::full_like(b, val(q_normal(k.brightness_std)));
-    C = at::matmul(translate3d(b, b, b, o), C);
-    color = true;
-  }
-  if (k.contrast > 0) {
-    at::Tensor c = at::exp2(randn({batch}) * k.contrast_std);
-    c = at::where(rand({batch}) < prob(k.contrast), c, at::ones_like(c));
-    if (q.defined()) c = at::full_like(c, val(at::exp2(q_normal(k.contrast_std))));
-    C = at::matmul(scale3d(c, c, c, o), C);
-    color = true;
-  }
-  const double inv_sqrt3 = 1.0 / std::sqrt(3.0);
-  const at::Tensor v = at::tensor(std::vector<float>{float(inv_sqrt3), float(inv_sqrt3), float(inv_sqrt3), 0.0f}, o);
-  const at::Tensor vv = at::outer(v, v);  // projection onto the luma axis
-  if (k.lumaflip > 0) {
-    at::Tensor i = at::floor(rand({batch, 1, 1}) * 2);
-    i = at::where(rand({batch, 1, 1}) < prob(k.lumaflip), i, at::zeros_like(i));
-    if (q.defined()) i = at::full_like(i, val(at::floor(q * 2)));
-    C = at::matmul(eye4 - 2 * vv * i, C);  // Householder reflection
-    color = true;
-  }
-  if (k.hue > 0 && channels > 1) {
-    at::Tensor theta = (rand({batch}) * 2 - 1) * kPi * k.hue_max;
-    theta = at::where(rand({batch}) < prob(k.hue), theta, at::zeros_like(theta));
-    if (q.defined()) theta = at::full_like(theta, val((q * 2 - 1) * kPi * k.hue_max));
-    C = at::matmul(rotate3d(v, theta, o), C);  // rotation around the luma axis
-    color = true;
-  }
-  if (k.saturation > 0 && channels > 1) {
-    at::Tensor s = at::exp2(randn({batch, 1, 1}) * k.saturation_std);
-    s = at::where(rand({batch, 1, 1}) < prob(k.saturation), s, at::ones_like(s));
-    if (q.defined()) s = at::full_like(s, val(at::exp2(q_normal(k.saturation_std))));
-    C = at::matmul(vv + (eye4 - vv) * s, C);
-    color = true;
-  }
-
-  if (color) {
-    C = C.to(img_opt);
-    images = images.reshape({batch, channels, height * width});
-    if (channels == 3) {
-      images = at::matmul(C.slice(1, 0, 3).slice(2, 0, 3), images) + C.slice(1, 0, 3).slice(2, 3, 4);
-    } else if (channels == 1) {
-      // One channel: the mean of the three colour rows acts on the gray value.
-      at::Tensor c1 = C.slice(1, 0, 3).mean(1, /*keepdim=*/true);  // [batch, 1, 4]
-      images = images * c1.slice(2, 0, 3).sum(2, /*keepdim=*/true) + c1.slice(2, 3, 4);
-    } else {
-      throw std::invalid_argument("augment: colour transforms need 1 (L) or 3 (RGB) channels, got " +
-                                  std::to_string(channels));
+    if (k.brightness > 0) {
+      at::Tensor b = randn({batch}) * k.brightness_std;
+      b = at::where(rand({batch}) < prob(k.brightness), b, at::zeros_like(b));
+      if (q.defined()) b = at::full_like(b, val(q_normal(k.brightness_std)));
+      C = at::matmul(translate3d(b, b, b, o), C);
+      color = true;
     }
-    images = images.reshape({batch, channels, height, width});
+    if (k.contrast > 0) {
+      at::Tensor c = at::exp2(randn({batch}) * k.contrast_std);
+      c = at::where(rand({batch}) < prob(k.contrast), c, at::ones_like(c));
+      if (q.defined()) c = at::full_like(c, val(at::exp2(q_normal(k.contrast_std))));
+      C = at::matmul(scale3d(c, c, c, o), C);
+      color = true;
+    }
+    const double inv_sqrt3 = 1.0 / std::sqrt(3.0);
+    const at::Tensor v = at::tensor(std::vector<float>{float(inv_sqrt3), float(inv_sqrt3), float(inv_sqrt3), 0.0f}, o);
+    const at::Tensor vv = at::outer(v, v);  // projection onto the luma axis
+    if (k.lumaflip > 0) {
+      at::Tensor i = at::floor(rand({batch, 1, 1}) * 2);
+      i = at::where(rand({batch, 1, 1}) < prob(k.lumaflip), i, at::zeros_like(i));
+      if (q.defined()) i = at::full_like(i, val(at::floor(q * 2)));
+      C = at::matmul(eye4 - 2 * vv * i, C);  // Householder reflection
+      color = true;
+    }
+    if (k.hue > 0 && channels > 1) {
+      at::Tensor theta = (rand({batch}) * 2 - 1) * kPi * k.hue_max;
+      theta = at::where(rand({batch}) < prob(k.hue), theta, at::zeros_like(theta));
+      if (q.defined()) theta = at::full_like(theta, val((q * 2 - 1) * kPi * k.hue_max));
+      C = at::matmul(rotate3d(v, theta, o), C);  // rotation around the luma axis
+      color = true;
+    }
+    if (k.saturation > 0 && channels > 1) {
+      at::Tensor s = at::exp2(randn({batch, 1, 1}) * k.saturation_std);
+      s = at::where(rand({batch, 1, 1}) < prob(k.saturation), s, at::ones_like(s));
+      if (q.defined()) s = at::full_like(s, val(at::exp2(q_normal(k.saturation_std))));
+      C = at::matmul(vv + (eye4 - vv) * s, C);
+      color = true;
+    }
+
+    if (color) {
+      C = C.to(img_opt);
+      images = images.reshape({batch, channels, height * width});
+      if (channels == 3) {
+        images = at::matmul(C.slice(1, 0, 3).slice(2, 0, 3), images) + C.slice(1, 0, 3).slice(2, 3, 4);
+      } else {
+        // One channel: the mean of the three colour rows acts on the gray value.
+        at::Tensor c1 = C.slice(1, 0, 3).mean(1, /*keepdim=*/true);  // [batch, 1, 4]
+        images = images * c1.slice(2, 0, 3).sum(2, /*keepdim=*/true) + c1.slice(2, 3, 4);
+      }
+      images = images.reshape({batch, channels, height, width});
+    }
+  } else {
+    // Any other channel count C: the same draws and thresholds on a (C+1) x (C+1) homogeneous
+    // matrix. Brightness and contrast act on every channel; luma flip and saturation use the luma
+    // axis v = ones(C) / sqrt(C); hue rotation has no analogue outside RGB and is skipped (no
+    // draws), as the reference skips it for one channel.
+    const int64_t D = channels + 1;
+    const at::Tensor eyeD = at::eye(D, o);
+    at::Tensor C = eyeD.unsqueeze(0).repeat({batch, 1, 1});
+    bool color = false;
+    at::Tensor last_col = at::zeros({D, D}, o), diag_c = at::zeros({D, D}, o);
+    last_col.slice(0, 0, channels).select(1, channels).fill_(1);  // ones in the translation column
+    diag_c.slice(0, 0, channels).slice(1, 0, channels).copy_(at::eye(channels, o));
+    if (k.brightness > 0) {
+      at::Tensor b = randn({batch}) * k.brightness_std;
+      b = at::where(rand({batch}) < prob(k.brightness), b, at::zeros_like(b));
+      if (q.defined()) b = at::full_like(b, val(q_normal(k.brightness_std)));
+      C = at::matmul(eyeD + last_col * b.view({batch, 1, 1}), C);
+      color = true;
+    }
+    if (k.contrast > 0) {
+      at::Tensor c = at::exp2(randn({batch}) * k.contrast_std);
+      c = at::where(rand({batch}) < prob(k.contrast), c, at::ones_like(c));
+      if (q.defined()) c = at::full_like(c, val(at::exp2(q_normal(k.contrast_std))));
+      C = at::matmul(eyeD + diag_c * (c.view({batch, 1, 1}) - 1), C);
+      color = true;
+    }
+    at::Tensor v = at::zeros({D}, o);
+    v.slice(0, 0, channels).fill_(1.0 / std::sqrt(static_cast<double>(channels)));
+    const at::Tensor vv = at::outer(v, v);
+    if (k.lumaflip > 0) {
+      at::Tensor i = at::floor(rand({batch, 1, 1}) * 2);
+      i = at::where(rand({batch, 1, 1}) < prob(k.lumaflip), i, at::zeros_like(i));
+      if (q.defined()) i = at::full_like(i, val(at::floor(q * 2)));
+      C = at::matmul(eyeD - 2 * vv * i, C);
+      color = true;
+    }
+    if (k.saturation > 0 && channels > 1) {
+      at::Tensor s = at::exp2(randn({batch, 1, 1}) * k.saturation_std);
+      s = at::where(rand({batch, 1, 1}) < prob(k.saturation), s, at::ones_like(s));
+      if (q.defined()) s = at::full_like(s, val(at::exp2(q_normal(k.saturation_std))));
+      C = at::matmul(vv + (eyeD - vv) * s, C);
+      color = true;
+    }
+    if (color) {
+      C = C.to(img_opt);
+      images = images.reshape({batch, channels, height * width});
+      images = at::matmul(C.slice(1, 0, channels).slice(2, 0, channels), images) +
+               C.slice(1, 0, channels).slice(2, channels, D);
+      images = images.reshape({batch, channels, height, width});
+    }
   }
 
   // ---------------- image-space filtering ----------------

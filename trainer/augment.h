@@ -10,6 +10,13 @@
 // is applied with probability multiplier * p, where p is the overall augmentation strength that
 // ADA adjusts during training.
 //
+// Channels: any count C. For C = 1 and C = 3 the colour transforms are the reference's exactly.
+// For other C they act on a (C+1) x (C+1) homogeneous matrix built from the same draws:
+// brightness and contrast on every channel, luma flip and saturation about the axis
+// v = ones(C) / sqrt(C) (the reference's RGB axis is [1,1,1] / sqrt(3)); hue rotation exists only
+// for RGB and is skipped for other C (no draws), as the reference skips it for C = 1. Geometric
+// transforms, filtering, noise and cutout act on each channel alike for any C.
+//
 // The result is differentiable with respect to the images to second order (R1 is taken through
 // the pipe), using grid_sample_2d for the resampling. Transform parameters are drawn in float32 as
 // the reference draws them, in the reference's order, from the generator passed to forward(), so
@@ -92,7 +99,7 @@ class AugmentPipe {
   void set_p(double p);
   double p() const { return p_; }
 
-  // images: [N, C, H, W] with C = 1 or 3 when colour transforms are enabled, float32 (float64 is
+  // images: [N, C, H, W] with any C (see above), float32 (float64 is
   // accepted: parameters are still drawn in float32). Random draws use `gen` (on its device; an
   // undefined generator means LibTorch's default one) and are moved to the images' device.
   at::Tensor forward(const at::Tensor& images, at::Generator gen,

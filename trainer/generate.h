@@ -13,6 +13,11 @@
 //   interpolation     (--interpolate N) N frames between consecutive seeds, linear in W:
 //                     frameNNNNNN.png (seeds + (seeds - 1) * N frames) and interpolation.gif.
 //
+// Channels: PNGs, grid.png and interpolation.gif show an image of C channels as gray (C = 1), RGB
+// (C = 3) or, for any other C, one gray panel per channel side by side (a C * W wide PNG per
+// image, channel k at x offset k * W); `channels_to_rgb` ("0,1,3", or one index for gray) maps
+// chosen channels to RGB instead (data::ChannelView). Packs (--dest) keep all C channels.
+//
 // Images are computed in batches of `batch` on the chosen device and written as they come, so
 // memory does not grow with the number of seeds. z of a seed is numpy's RandomState(seed).randn
 // as in the reference's generate.py, and each image depends only on its seed, class and the
@@ -44,6 +49,7 @@ struct GenerateRequest {
   std::vector<int> mix_styles;   // ws layers taken from the column seed; empty: 0-6
   int interpolate = -1;          // >= 0: frames between consecutive seeds (interpolation mode)
   int fps = 25;                  // interpolation.gif frame rate
+  std::string channels_to_rgb;   // PNG/GIF channel mapping (data::parse_channel_view); "": default view
   int threads = 0;
   std::string device = "auto";   // auto | cpu | cuda | cuda:N
   // Called after each batch with images done and in total (may be empty).

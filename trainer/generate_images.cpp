@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/gif.h"
+#include "data/grid.h"
 #include "data/image.h"
 #include "data/pack.h"
 #include "trainer/batch_invariant.h"
@@ -72,6 +73,7 @@ struct Net {
   int res() const { return info.G.img_resolution; }
   int channels() const { return info.G.img_channels; }
   int c_dim() const { return info.G.c_dim; }
+  data::ChannelView view;  // how PNGs and GIFs show the channels
   int z_dim() const { return info.G.z_dim; }
 };
 
@@ -98,7 +100,7 @@ at::Tensor one_hot(const Net& net, const std::vector<int>& classes) {
 // Where images go: one PNG each under outdir, or one pack.
 class ImageSink {
  public:
-  ImageSink(const GenerateRequest& req, const Net& net, bool labelled) : req_(req), labelled_(labelled) {
+  ImageSink(const GenerateRequest& req, const Net& net, bool labelled) : req_(req), labelled_(labelled), view_(net.view), view_desc_(net.view.describe(net.channels())) {
     if (!req.dest.empty()) {
       data::PackWriter::Options o;
       o.force = req.force;
@@ -133,13 +135,13 @@ class ImageSink {
       // the others wait.
       at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
-          data::write_png_file(paths[static_cast<size_t>(i)], data::chw_to_image(p + i * bytes, c, h, w));
+          data::write_png_file(paths[static_cast<size_t>(i)], data::view_image(p + i * bytes, c, h, w, view_));
       });
     }
     n_ += n;
   }
   std::string finish() {
-    if (!pack_) return std::to_string(n_) + (n_ == 1 ? " PNG" : " PNGs") + " in " + req_.outdir;
+    if (!pack_) return std::to_string(n_) + (n_ == 1 ? " PNG" : " PNGs") + " in " + req_.outdir + " (" + view_desc_ + ")";
     const data::PackInfo info = pack_->commit();
     std::string labels = data::label_kind_name(info.label_kind);
     if (info.label_kind != data::LabelKind::None) labels += "[" + std::to_string(info.label_dim) + "]";
@@ -150,6 +152,8 @@ class ImageSink {
  private:
   const GenerateRequest& req_;
   bool labelled_;
+  data::ChannelView view_;
+  std::string view_desc_;
   std::unique_ptr<data::PackWriter> pack_;
   std::set<std::string> dirs_;
   int64_t n_ = 0;
@@ -158,7 +162,7 @@ class ImageSink {
 // A grid being filled cell by cell (CPU bytes; cells never written stay black).
 class Grid {
  public:
-  Grid(int gw, int gh, int c, int r) : gw_(gw), gh_(gh) {
+  Grid(int gw, int gh, int c, int r, const data::ChannelView& view) : gw_(gw), gh_(gh), view_(view) {
     if (gw > 0 && gh > 0) cells_ = at::zeros({static_cast<int64_t>(gw) * gh, c, r, r}, at::kByte);
   }
   bool on() const { return cells_.defined(); }
@@ -167,12 +171,13 @@ class Grid {
   }
   std::string save(const std::string& outdir) const {
     if (!on() || outdir.empty()) return "";
-    save_u8_grid(cells_, gw_, gh_, (fs::path(outdir) / "grid.png").string());
+    save_u8_grid(cells_, gw_, gh_, (fs::path(outdir) / "grid.png").string(), view_);
     return "grid.png " + std::to_string(gw_) + "x" + std::to_string(gh_);
   }
 
  private:
   int gw_, gh_;
+  data::ChannelView view_;
   at::Tensor cells_;
 };
 
@@ -193,6 +198,12 @@ void check_request(const GenerateRequest& req, const Net& net) {
     bad("--mix: at most " + std::to_string(kMaxMixSeeds) + " row and " + std::to_string(kMaxMixSeeds) + " column seeds");
   if (interp && req.seeds.size() < 2) bad("--interpolate: give at least two --seeds to move between");
   if (interp && (req.fps < 1 || req.fps > 50)) bad("--fps " + std::to_string(req.fps) + ": must be in 1..50");
+  try {
+    data::parse_channel_view(req.channels_to_rgb).check(net.channels());
+  } catch (const std::exception& e) {
+    bad("--channels-to-rgb '" + req.channels_to_rgb + "': " + e.what() + " (the network makes " +
+        std::to_string(net.channels()) + "-channel images)");
+  }
   if (req.class_idx == kAllClasses) {
     if (net.c_dim() == 0) bad("--class all: the network is unconditional");
     if (mix || interp) bad("--class all: only with seed images (not with --mix or --interpolate); give one class");
@@ -225,7 +236,7 @@ int64_t generate_seeds(const GenerateRequest& req, Net& net, NoiseMode mode, Gen
       gh = static_cast<int>((m + gw - 1) / gw);
     }
   }
-  Grid grid(req.outdir.empty() ? 0 : gw, gh, net.channels(), net.res());
+  Grid grid(req.outdir.empty() ? 0 : gw, gh, net.channels(), net.res(), net.view);
   ImageSink sink(req, net, net.c_dim() > 0);
   if (req.progress) req.progress(0, total);
 
@@ -301,7 +312,7 @@ int64_t generate_mix(const GenerateRequest& req, Net& net, NoiseMode mode, Gener
   ImageSink sink(req, net, false);
   if (req.progress) req.progress(0, total);
   const int gw = static_cast<int>(nc + 1), gh = static_cast<int>(nr + 1);
-  Grid grid(gw, gh, net.channels(), net.res());
+  Grid grid(gw, gh, net.channels(), net.res(), net.view);
   std::vector<at::Tensor> own(static_cast<size_t>(nu));  // each seed's own image, for the grid's edges
   int64_t done = 0;
   for (size_t b0 = 0; b0 < items.size(); b0 += static_cast<size_t>(req.batch)) {
@@ -350,7 +361,8 @@ int64_t generate_interpolation(const GenerateRequest& req, Net& net, NoiseMode m
   const at::Tensor ws = at::cat(parts);  // [K, num_ws, w_dim]
   ImageSink sink(req, net, false);
   fs::create_directories(req.outdir);
-  data::GifWriter gif((fs::path(req.outdir) / "interpolation.gif").string(), net.res(), net.res(), net.channels(),
+  data::GifWriter gif((fs::path(req.outdir) / "interpolation.gif").string(), net.res() * net.view.panels(net.channels()),
+                      net.res(), net.view.png_channels(net.channels()),
                       std::max(2, static_cast<int>(std::lround(100.0 / req.fps))));
   if (req.progress) req.progress(0, total);
   int64_t done = 0;
@@ -378,7 +390,7 @@ int64_t generate_interpolation(const GenerateRequest& req, Net& net, NoiseMode m
     }
     sink.put_batch(u8, names, -1);
     for (int64_t f = f0; f < f1; ++f)
-      gif.add(data::chw_to_image(u8[f - f0].data_ptr<uint8_t>(), net.channels(), net.res(), net.res()));
+      gif.add(data::view_image(u8[f - f0].data_ptr<uint8_t>(), net.channels(), net.res(), net.res(), net.view));
     done += f1 - f0;
     if (req.progress) req.progress(done, total);
   }
@@ -399,6 +411,7 @@ int run_generate(const GenerateRequest& request, GenerateSummary* summary) {
   Net net;
   net.info = read_checkpoint_info(file.checkpoint());
   check_request(request, net);
+  net.view = data::parse_channel_view(request.channels_to_rgb);
   const NoiseMode mode = parse_noise_mode(request.noise_mode);
   net.dev = resolve_device(request.device, 0, 1, true);
   GenerateRequest req = request;

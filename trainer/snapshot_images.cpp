@@ -31,6 +31,8 @@ SnapshotGrid make_snapshot_grid(const data::PackReader& pack, const TrainOptions
   g.gw = plan.gw;
   g.gh = plan.gh;
   g.indices = plan.indices;
+  g.view = data::parse_channel_view(o.snapshot_rgb);
+  g.view.check(pack.info().channels);
   if (o.grid_cols > 0 || o.grid_rows > 0) {
     // A smaller grid: the top-left cells of the reference's plan (rows keep their labels).
     g.gw = o.grid_cols > 0 ? std::min(o.grid_cols, plan.gw) : plan.gw;
@@ -62,7 +64,7 @@ void save_reals_grid(const data::PackReader& pack, const SnapshotGrid& grid, con
     if (idx >= pack.size()) data::xflip_image(dst, info.channels, info.resolution);
   }
   data::write_image_grid(path, buf.data(), static_cast<int64_t>(grid.indices.size()), info.channels, info.resolution,
-                         info.resolution, grid.gw, grid.gh);
+                         info.resolution, grid.gw, grid.gh, grid.view);
 }
 
 void save_fakes_grid(Generator& G_ema, const SnapshotGrid& grid, int batch, const std::string& path) {
@@ -80,10 +82,10 @@ void save_fakes_grid(Generator& G_ema, const SnapshotGrid& grid, int batch, cons
   G_ema.train(was_training);
   at::Tensor img = at::cat(parts).to(at::kFloat).cpu().contiguous();
   data::write_image_grid(path, img.data_ptr<float>(), n, static_cast<int>(img.size(1)), static_cast<int>(img.size(2)),
-                         static_cast<int>(img.size(3)), -1.0f, 1.0f, grid.gw, grid.gh);
+                         static_cast<int>(img.size(3)), -1.0f, 1.0f, grid.gw, grid.gh, grid.view);
 }
 
-void save_u8_grid(const at::Tensor& u8, int gw, int gh, const std::string& path) {
+void save_u8_grid(const at::Tensor& u8, int gw, int gh, const std::string& path, const data::ChannelView& view) {
   at::Tensor t = u8.to(at::kByte).contiguous();
   const int64_t n = t.size(0), cells = static_cast<int64_t>(gw) * gh;
   if (n < cells) {
@@ -92,7 +94,7 @@ void save_u8_grid(const at::Tensor& u8, int gw, int gh, const std::string& path)
     t = at::cat({t, at::zeros(shape, t.options())}).contiguous();
   }
   data::write_image_grid(path, t.data_ptr<uint8_t>(), cells, static_cast<int>(t.size(1)), static_cast<int>(t.size(2)),
-                         static_cast<int>(t.size(3)), gw, gh);
+                         static_cast<int>(t.size(3)), gw, gh, view);
 }
 
 }  // namespace sf::trainer

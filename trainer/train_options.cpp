@@ -5,6 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "data/grid.h"
+
 namespace sf::trainer {
 namespace {
 
@@ -170,6 +172,16 @@ void TrainOptions::resolve(int res, int ch, int ldim, int64_t n, int trainers) {
   if (kimg_per_tick <= 0) throw std::invalid_argument("--tick must be positive");
   if (grid_cols < 0 || grid_rows < 0) throw std::invalid_argument("--grid must be COLSxROWS with positive numbers");
   if (snap < 1) throw std::invalid_argument("--snap must be at least 1");
+  data::ChannelView view;
+  try {
+    view = data::parse_channel_view(snapshot_rgb);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--snapshot-rgb: ") + e.what());
+  }
+  for (int k : view.map)
+    if (channels > 0 && k >= channels)
+      throw std::invalid_argument("--snapshot-rgb " + snapshot_rgb + ": the data has " + std::to_string(channels) +
+                                  " channels (0-" + std::to_string(channels - 1) + ")");
   if (keep_snapshots < 0) throw std::invalid_argument("--keep must be non-negative");
   G.validate();
   D.validate();
@@ -197,6 +209,7 @@ nlohmann::json TrainOptions::to_json() const {
   j["keep_snapshots"] = keep_snapshots;
   j["threads"] = threads;
   j["grid"] = {grid_cols, grid_rows};
+  if (!snapshot_rgb.empty()) j["snapshot_rgb"] = snapshot_rgb;
   j["resolution"] = resolution;
   j["channels"] = channels;
   j["label_dim"] = label_dim;
@@ -250,6 +263,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
       o.grid_cols = j.at("grid").at(0);
       o.grid_rows = j.at("grid").at(1);
     }
+    o.snapshot_rgb = j.value("snapshot_rgb", "");
     o.resolution = j.at("resolution");
     o.channels = j.at("channels");
     o.label_dim = j.at("label_dim");

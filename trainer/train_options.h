@@ -41,6 +41,7 @@ struct TrainOptions {
   int keep_snapshots = 0;      // keep the newest N network snapshots (0: all)
   int threads = 0;             // LibTorch intra-op threads (0: all cores)
   int grid_cols = 0, grid_rows = 0;  // snapshot grid size (0: the reference's rule for the resolution)
+  std::string snapshot_rgb;    // snapshot grids: data::parse_channel_view text ("": panels for C other than 1, 3)
   std::optional<int> cbase_override, cmax_override, map_override, mbstd_override;
   // Transfer learning: the network the run starts from (a named source such as ffhq256, a
   // reference .pkl or a network-only checkpoint); as in the reference, it sets ada_kimg = 100

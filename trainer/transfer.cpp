@@ -34,7 +34,7 @@ std::map<std::string, at::Tensor> read_group(const h5::Handle& f, const std::str
   return out;
 }
 
-enum class Action { Copy, Fresh, GrayToRGB, RGBToGray, FromRGBGray, FromRGBColor, Fc0Columns };
+enum class Action { Copy, Fresh, ToRGBMean, FromRGBSpread, Fc0Columns };
 
 struct Plan {
   std::vector<std::pair<const NamedTensor*, Action>> steps;
@@ -65,13 +65,12 @@ Plan plan_network(const ParamStore& dst, const std::map<std::string, at::Tensor>
         a = Action::Copy;
       } else if (!is_D && s.src_channels != s.dst_channels &&
                  (ends_with(k, ".torgb.weight") || ends_with(k, ".torgb.bias")) && same_rest &&
-                 x.size(0) == s.src_channels && t.size(0) == s.dst_channels && x.sizes().slice(1) == t.sizes().slice(1) &&
-                 (s.dst_channels == 1 || s.src_channels == 1)) {
-        a = s.dst_channels == 1 ? Action::RGBToGray : Action::GrayToRGB;
+                 x.size(0) == s.src_channels && t.size(0) == s.dst_channels && x.sizes().slice(1) == t.sizes().slice(1)) {
+        a = Action::ToRGBMean;
       } else if (is_D && s.src_channels != s.dst_channels && ends_with(k, ".fromrgb.weight") && x.dim() == 4 &&
                  t.dim() == 4 && x.size(0) == t.size(0) && x.size(1) == s.src_channels && t.size(1) == s.dst_channels &&
-                 x.size(2) == t.size(2) && x.size(3) == t.size(3) && (s.dst_channels == 1 || s.src_channels == 1)) {
-        a = s.dst_channels == 1 ? Action::FromRGBGray : Action::FromRGBColor;
+                 x.size(2) == t.size(2) && x.size(3) == t.size(3)) {
+        a = Action::FromRGBSpread;
       } else if (!is_D && s.src_c != s.dst_c && k == "mapping.fc0.weight" && x.dim() == 2 && t.dim() == 2 &&
                  x.size(0) == t.size(0) && x.size(1) >= s.z_dim && t.size(1) >= s.z_dim) {
         a = Action::Fc0Columns;
@@ -108,16 +107,18 @@ void apply_plan(const Plan& p, const std::map<std::string, at::Tensor>& src, con
     const at::Tensor& x = src.at(entry->name);
     switch (a) {
       case Action::Copy: t.copy_(x); break;
-      case Action::RGBToGray: t.copy_(x.mean(0, /*keepdim=*/true)); break;
-      case Action::GrayToRGB: t.copy_(x.expand_as(t)); break;
-      // FromRGB's equalised-learning-rate gain is 1/sqrt(image channels): the stored weights are
-      // rescaled by sqrt(dst/src) so that the effective weights sum (or split) exactly.
-      case Action::FromRGBGray:
-        t.copy_(x.sum(1, /*keepdim=*/true) * std::sqrt(1.0 / s.src_channels));
+      // Every run row is the mean of the source rows (gray from RGB: the mean; RGB or N channels
+      // from gray: the gray row replicated; N from RGB: all channels start equal).
+      case Action::ToRGBMean: t.copy_(x.mean(0, /*keepdim=*/true).expand_as(t)); break;
+      // Every run column is the sum of the source columns split over the run's N channels, in
+      // effective weights: FromRGB's equalised-learning-rate gain is 1/sqrt(image channels), so
+      // stored = sum(source stored) / sqrt(S) * sqrt(N) / N. An image whose N channels all equal g
+      // then gives the source's features for g replicated to its S channels.
+      case Action::FromRGBSpread: {
+        const double n = s.dst_channels;
+        t.copy_((x.sum(1, /*keepdim=*/true) * (std::sqrt(n) / n * std::sqrt(1.0 / s.src_channels))).expand_as(t));
         break;
-      case Action::FromRGBColor:
-        t.copy_(x.expand_as(t) * (std::sqrt(static_cast<double>(s.dst_channels)) / s.dst_channels));
-        break;
+      }
       case Action::Fc0Columns:
         t.narrow(1, 0, s.z_dim).copy_(x.narrow(1, 0, s.z_dim));
         break;

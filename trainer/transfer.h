@@ -27,12 +27,16 @@ std::string default_cache_dir();
 //   same key, same shape                   copied (Freeze-D's frozen layers too)
 //   blocks at resolutions only one side has dropped (source) or kept freshly initialised (run),
 //                                          e.g. D's FromRGB of a new top block
-//   ToRGB rows, gray from RGB              mean of the three rows (weight and bias)
-//   ToRGB rows, RGB from gray              the gray row replicated
-//   FromRGB columns, gray from RGB         sum of the three columns (times 1/sqrt(3): the layer's
-//                                          equalised-learning-rate gain is 1/sqrt(image channels))
-//   FromRGB columns, RGB from gray         the gray column split over three (effective weight / 3),
-//                                          so a gray image replicated to RGB gives the source's features
+//   ToRGB rows, S -> N image channels      every run row = the mean of the S source rows (weight
+//                                          and bias): gray from RGB the mean, RGB from gray the gray
+//                                          row replicated; N channels (e.g. stacked MRI modalities)
+//                                          from RGB all start equal and diverge in training
+//   FromRGB columns, S -> N image channels every run column = the sum of the S source columns
+//                                          split over N, in effective weights (the layer's
+//                                          equalised-learning-rate gain is 1/sqrt(image channels):
+//                                          stored = sum * sqrt(N) / (N * sqrt(S))), so an image whose
+//                                          N channels all equal a gray g gives the source's features
+//                                          for g replicated to S channels
 //   mapping.fc0.weight, c_dim changed      the z columns copied, the embedding columns fresh
 //   label embeddings, D's mapping and its projection (b4.out) when c_dim changed: fresh
 // Any other shape difference (channel_base/channel_max, mapping or minibatch-std settings)
