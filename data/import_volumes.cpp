@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -497,6 +498,17 @@ class VolumeSource : public Source {
       u.mask = ref(it->second[0]);
     };
     if (opts_.channels_from.empty()) {
+      if (opts_.mask_glob.empty()) {  // a BraTS-style folder packed without --mask-glob: say so
+        std::vector<std::string> masky;
+        for (const auto& rel : images) {
+          std::string n = nifti_stem(file_name(rel));
+          for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          if (n.find("_seg") != std::string::npos || n.find("mask") != std::string::npos) masky.push_back(rel);
+        }
+        if (!masky.empty())
+          opts_.notice("note: " + count_and_examples(masky, "volumes that look like segmentation masks") +
+                       " are packed as images; pass --mask-glob (and --labels mask) to use them as labels instead");
+      }
       for (const auto& rel : images) {
         Unit u;
         u.name = rel;
