@@ -302,7 +302,9 @@ std::vector<at::Tensor> bias_act_derivs(bool fused, const at::Tensor& x0, const 
   std::vector<at::Tensor> in = {x};
   if (b.defined()) in.push_back(b);
   auto g = torch::autograd::grad({(y * p).sum()}, in, {}, true, true);
-  auto gg = torch::autograd::grad({(g[0].square() * q).sum()}, in, {}, false, false, /*allow_unused=*/true);
+  at::Tensor h = (g[0].square() * q).sum();
+  std::vector<at::Tensor> gg(in.size());
+  if (h.requires_grad()) gg = torch::autograd::grad({h}, in, {}, false, false, /*allow_unused=*/true);
   std::vector<at::Tensor> out = {y.detach(), g[0].detach()};
   out.push_back(b.defined() ? g[1].detach() : at::Tensor());
   for (auto& t : gg) out.push_back(t.defined() ? t : at::zeros_like(in[out.size() - 3]));

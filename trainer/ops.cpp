@@ -268,6 +268,7 @@ namespace {
 namespace bam = bias_act_math;
 
 struct FusedParams {
+  bool has_bias = false;  // autograd Functions take no undefined inputs: without bias b is empty
   int dim = 1;
   int act = 0;
   double alpha = 0, gain = 1, clamp = -1;
@@ -293,7 +294,7 @@ void bias_act_cpu_loop(int mode, const T* x, const T* b, const T* dy, const T* d
 at::Tensor bias_act_elementwise(int mode, const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy,
                                 const at::Tensor& ddx, const FusedParams& fp) {
   at::Tensor xc = x.contiguous();
-  at::Tensor bc = b.defined() ? b.contiguous() : b;
+  at::Tensor bc = fp.has_bias ? b.contiguous() : at::Tensor();
   at::Tensor dyc = dy.defined() ? dy.contiguous() : dy;
   at::Tensor ddxc = ddx.defined() ? ddx.contiguous() : ddx;
   at::Tensor out = at::empty_like(xc, at::MemoryFormat::Contiguous);
@@ -344,6 +345,7 @@ using torch::autograd::variable_list;
 
 FusedParams params_of(AutogradContext* ctx) {
   FusedParams fp;
+  fp.has_bias = ctx->saved_data["has_bias"].toBool();
   fp.dim = static_cast<int>(ctx->saved_data["dim"].toInt());
   fp.act = static_cast<int>(ctx->saved_data["act"].toInt());
   fp.alpha = ctx->saved_data["alpha"].toDouble();
@@ -353,6 +355,7 @@ FusedParams params_of(AutogradContext* ctx) {
 }
 
 void save_params(AutogradContext* ctx, const FusedParams& fp) {
+  ctx->saved_data["has_bias"] = fp.has_bias;
   ctx->saved_data["dim"] = static_cast<int64_t>(fp.dim);
   ctx->saved_data["act"] = static_cast<int64_t>(fp.act);
   ctx->saved_data["alpha"] = fp.alpha;
@@ -392,7 +395,7 @@ struct BiasActGradFn : torch::autograd::Function<BiasActGradFn> {
       const bool linear = fp.act == bam::kLinear || fp.act == bam::kRelu || fp.act == bam::kLrelu;
       at::Tensor t = linear ? at::zeros_like(x) : BiasActGrad2Fn::apply(ddx, dy, x, b, fp);
       if (ctx->needs_input_grad(1)) d_x = t;
-      if (ctx->needs_input_grad(2) && b.defined()) d_b = bias_grad(t, fp.dim);
+      if (ctx->needs_input_grad(2) && fp.has_bias) d_b = bias_grad(t, fp.dim);
     }
     return {d_dy, d_x, d_b, at::Tensor()};
   }
@@ -410,7 +413,7 @@ struct BiasActFn : torch::autograd::Function<BiasActFn> {
     const FusedParams fp = params_of(ctx);
     at::Tensor dx = BiasActGradFn::apply(grads[0], x, b, fp);
     at::Tensor db;
-    if (ctx->needs_input_grad(1) && b.defined()) db = bias_grad(dx, fp.dim);
+    if (ctx->needs_input_grad(1) && fp.has_bias) db = bias_grad(dx, fp.dim);
     return {dx, db, at::Tensor()};
   }
 };
@@ -427,12 +430,13 @@ at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim, Act
     TORCH_CHECK(b.dim() == 1 && b.size(0) == x.size(dim), "bias_act: bias of shape ", b.sizes(),
                 " does not match dim ", dim, " of ", x.sizes());
   FusedParams fp;
+  fp.has_bias = b.defined();
   fp.dim = dim;
   fp.act = static_cast<int>(act);
   fp.alpha = alpha.value_or(default_alpha(act));
   fp.gain = gain.value_or(default_gain(act));
   fp.clamp = clamp.value_or(-1.0);
-  at::Tensor bb = b.defined() ? b.to(x.scalar_type()) : b;
+  at::Tensor bb = b.defined() ? b.to(x.scalar_type()) : at::empty({0}, x.options());
   return BiasActFn::apply(x, bb, fp);
 }
 
