@@ -418,7 +418,9 @@ struct BiasActFn : torch::autograd::Function<BiasActFn> {
   }
 };
 
-std::atomic<int> g_cpu_default{-1};  // -1: not chosen yet (see bias_act_fused_is_default)
+// CPU default: the ATen formulation, measured faster on CPUs than the element-wise loop (the
+// forward + backward of a lrelu with bias and clamp: 1.4 ms vs 11.6 ms for 8x64x32x32 float32).
+std::atomic<int> g_cpu_default{0};
 
 }  // namespace
 
