@@ -1,7 +1,8 @@
 // Differentiable image ops of StyleGAN2-ADA, with the reference's exact semantics.
 //
 // Each op is composed of ATen operators, so LibTorch's autograd differentiates it to any order
-// (R1 and path length need second derivatives). The semantics follow the reference
+// (R1 and path length need second derivatives); bias_act also has a fused element-wise form
+// (first and second order) that runs by default on CUDA tensors. The semantics follow the reference
 // implementation's "ref" code paths (the ones that produced ../shared/fixtures):
 //   upfirdn2d      pad (negative = crop), zero-insert upsample, FIR filter, downsample
 //   conv2d_resample convolution fused with up/down-sampling, padding applied once
