@@ -505,7 +505,8 @@ at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight_in,
   w = w.reshape({-1, in_channels, kh, kw});
   x = conv2d_resample(x, w.to(x.scalar_type()), resample_filter, up, down, pad, static_cast<int>(batch), flip_weight);
   x = x.reshape({batch, -1, x.size(2), x.size(3)});
-  if (noise.defined()) x = x + noise.to(x.scalar_type());  // in x's dtype, as the reference's in-place add
+  // The reference's in-place x.add_(noise): computed in the promoted dtype, stored in x's.
+  if (noise.defined()) x = (x + noise).to(x.scalar_type());
   return x;
 }
 
