@@ -392,6 +392,25 @@ TEST(BiasActFused, CpuDefaultSwitch) {
   EXPECT_TRUE(ops::bias_act_fused_is_default(true));  // CUDA tensors always take the fused kernel
 }
 
+// channels_last input (--nhwc): the same values and gradients, and the output stays channels_last.
+TEST(BiasActFused, ChannelsLastInput) {
+  at::Tensor x = dbl({2, 5, 3, 4}, 41), b = dbl({5}, 42), p = dbl({2, 5, 3, 4}, 43);
+  at::Tensor xl = x.contiguous(at::MemoryFormat::ChannelsLast);
+  ASSERT_FALSE(xl.is_contiguous());
+  for (ops::Act act : {ops::Act::Lrelu, ops::Act::Swish}) {
+    at::Tensor y = ops::bias_act_fused(x, b, 1, act, std::nullopt, std::nullopt, 1.0);
+    at::Tensor xg = xl.detach().clone(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+    at::Tensor yl = ops::bias_act_fused(xg, b, 1, act, std::nullopt, std::nullopt, 1.0);
+    EXPECT_TRUE(yl.is_contiguous(at::MemoryFormat::ChannelsLast));
+    expect_close(yl, y, 0);
+    at::Tensor gl = torch::autograd::grad({(yl * p).sum()}, {xg})[0];
+    at::Tensor xr = x.detach().clone().requires_grad_(true);
+    at::Tensor gr = torch::autograd::grad({(ops::bias_act_ref(xr, b, 1, act, std::nullopt, std::nullopt, 1.0) * p).sum()},
+                                          {xr})[0];
+    expect_close(gl, gr, 1e-12);
+  }
+}
+
 // Timing of the two CPU paths (not a check; run with --gtest_also_run_disabled_tests): the
 // forward + backward of a lrelu with bias and clamp, the synthesis layer's shape.
 TEST(BiasActFused, DISABLED_BenchmarkCpuPaths) {

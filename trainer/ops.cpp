@@ -293,16 +293,20 @@ void bias_act_cpu_loop(int mode, const T* x, const T* b, const T* dy, const T* d
 
 at::Tensor bias_act_elementwise(int mode, const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy,
                                 const at::Tensor& ddx, const FusedParams& fp) {
-  at::Tensor xc = x.contiguous();
+  // channels_last activations (--nhwc) stay channels_last: the channel is then the fastest index.
+  const bool nhwc = x.dim() == 4 && fp.dim == 1 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const at::MemoryFormat mf = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor xc = x.contiguous(mf);
   at::Tensor bc = fp.has_bias ? b.contiguous() : at::Tensor();
-  at::Tensor dyc = dy.defined() ? dy.contiguous() : dy;
-  at::Tensor ddxc = ddx.defined() ? ddx.contiguous() : ddx;
-  at::Tensor out = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  at::Tensor dyc = dy.defined() ? dy.contiguous(mf) : dy;
+  at::Tensor ddxc = ddx.defined() ? ddx.contiguous(mf) : ddx;
+  at::Tensor out = at::empty_like(xc, mf);
   const int64_t n = xc.numel();
   int64_t inner = 1, channels = 1;
   if (bc.defined()) {
     channels = xc.size(fp.dim);
-    for (int64_t d = fp.dim + 1; d < xc.dim(); ++d) inner *= xc.size(d);
+    if (!nhwc)
+      for (int64_t d = fp.dim + 1; d < xc.dim(); ++d) inner *= xc.size(d);
   }
   if (xc.is_cuda()) {
 #ifdef STYLEFORGE_WITH_CUDA

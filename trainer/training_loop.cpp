@@ -266,7 +266,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                std::to_string(info.channels) + ")");
       log.line("Training duration:  " + num_text(o.total_kimg) + " kimg");
       log.line("Number of trainers: " + std::to_string(o.num_trainers));
-      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + ", float32");
+      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + (o.fp32 || !device.is_cuda() ? ", float32" : ", mixed precision"));
       log.line("Conditional model:  " + std::string(o.label_dim > 0 ? "true" : "false"));
     }
     if (req.dry_run) {
