@@ -110,8 +110,8 @@ int cmd_train(const std::vector<std::string>& args) {
       ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)")
       ("nobench", po::bool_switch(&nobench), "turn cuDNN benchmark mode off (the reference's --nobench)")
       ("allow-tf32", po::bool_switch(&o.allow_tf32), "allow TF32 in matmuls and convolutions (the reference's --allow-tf32)")
-      ("fp32", po::value(&o.fp32)->default_value(true)->implicit_value(true), "float32 everywhere (the reference's --fp32; today the only mode: mixed precision is not implemented yet)")
-      ("nhwc", po::value(&o.nhwc)->default_value(false)->implicit_value(true), "channels_last with float16 (the reference's --nhwc; needs mixed precision, not implemented yet)");
+      ("fp32", po::value(&o.fp32)->default_value(true)->implicit_value(true), "float32 everywhere (the reference's --fp32); false: float16 for the top num_fp16_res resolutions on GPUs (the CPU computes in float32)")
+      ("nhwc", po::value(&o.nhwc)->default_value(false)->implicit_value(true), "channels_last for the float16 blocks (the reference's --nhwc; needs --fp32 false)");
   po::variables_map vm;
   if (int rc = parse_options("train", "--data PACK.h5 --outdir DIR [options]", args, desc, vm); rc >= 0) return rc;
   if (tensorboard != "on" && tensorboard != "off") {
@@ -124,9 +124,8 @@ int cmd_train(const std::vector<std::string>& args) {
     return kUsage;
   }
   o.cudnn_benchmark = !nobench;
-  if (!o.fp32 || o.nhwc) {
-    std::cerr << "styleforge train: --fp32 false / --nhwc: mixed precision is not implemented yet; training runs in "
-                 "float32 (--fp32)\n";
+  if (o.nhwc && o.fp32) {
+    std::cerr << "styleforge train: --nhwc needs mixed precision (--fp32 false)\n";
     return kUsage;
   }
   set_opt(vm, "gamma", o.gamma_override);

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "trainer/batch_invariant.h"
+#include "trainer/precision.h"
 
 namespace sf::trainer {
 namespace {
@@ -25,6 +26,16 @@ std::string key(const std::string& prefix, const std::string& name) {
 // (used by gradient checks) passes through unchanged.
 at::Tensor at_least_fp32(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? t : t.to(at::kFloat);
+}
+
+// x in the block's compute dtype and memory format (the reference's x.to(dtype=, memory_format=)).
+at::Tensor to_mode(const at::Tensor& x, const BlockMode& m) {
+  return x.to(m.half ? at::kHalf : at::kFloat, false, false,
+              m.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+}
+
+at::Tensor to_fp32_contiguous(const at::Tensor& x) {
+  return x.to(at::kFloat, false, false, at::MemoryFormat::Contiguous);
 }
 
 at::Generator resolve(std::optional<at::Generator> g) {
@@ -182,7 +193,9 @@ at::Tensor SynthesisLayer::forward(const at::Tensor& x, const at::Tensor& w, Noi
   at::Tensor styles = affine.forward(w);
   at::Tensor noise;
   if (use_noise && mode == NoiseMode::Random)
-    noise = at::randn({x.size(0), 1, resolution, resolution}, resolve(noise_gen), x.options()) * noise_strength;
+    noise = at::randn({x.size(0), 1, resolution, resolution}, resolve(noise_gen),
+                      x.options().dtype(x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat)) *
+            noise_strength;  // float32 even when x is float16, as the reference
   if (use_noise && mode == NoiseMode::Const) noise = noise_const * noise_strength;
   bool flip_weight = (up == 1);
   at::Tensor y = ops::modulated_conv2d(x, weight, styles, noise, up, 1, padding, resample_filter, true, flip_weight,
@@ -232,16 +245,20 @@ SynthesisBlock::SynthesisBlock(ParamStore& s, const std::string& prefix, int in,
 }
 
 void SynthesisBlock::forward(at::Tensor& x, at::Tensor& img, const at::Tensor& ws, NoiseMode mode,
-                             bool fused_modconv, std::optional<at::Generator> noise_gen) const {
+                             std::optional<bool> fused_opt, bool training, std::optional<at::Generator> noise_gen,
+                             const BlockMode* precision) const {
   TORCH_CHECK(ws.dim() == 3 && ws.size(1) == num_conv + num_torgb, "synthesis block ", resolution, ": ws ",
               ws.sizes(), " should have ", num_conv + num_torgb, " entries");
   int w_idx = 0;
   auto next_w = [&] { return ws.select(1, w_idx++); };
+  const bool half = precision && precision->half;
+  const bool fused_modconv = fused_opt.value_or(!training && (!half || ws.size(0) == 1));
   if (in_channels == 0) {
-    x = const_input.unsqueeze(0).repeat({ws.size(0), 1, 1, 1});
+    x = (precision ? to_mode(const_input, *precision) : const_input).unsqueeze(0).repeat({ws.size(0), 1, 1, 1});
   } else {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == in_channels && x.size(2) == resolution / 2,
                 "synthesis block ", resolution, ": bad input ", x.sizes());
+    if (precision) x = to_mode(x, *precision);
   }
   const double sqrt_half = std::sqrt(0.5);
   if (in_channels == 0) {
@@ -257,7 +274,8 @@ void SynthesisBlock::forward(at::Tensor& x, at::Tensor& img, const at::Tensor& w
   }
   if (img.defined()) img = ops::upsample2d(img, resample_filter);
   if (is_last || architecture == "skip") {
-    at::Tensor y = at_least_fp32(torgb.forward(x, next_w(), fused_modconv));
+    at::Tensor y = torgb.forward(x, next_w(), fused_modconv);
+    y = precision ? to_fp32_contiguous(y) : at_least_fp32(y);
     img = img.defined() ? img + y : y;
   }
 }
@@ -271,20 +289,26 @@ SynthesisNetwork::SynthesisNetwork(ParamStore& s, const std::string& prefix, con
     int out = cfg.channels_at(res);
     bool last = (res == img_resolution);
     blocks.emplace_back(s, key(prefix, "b" + std::to_string(res)), in, out, w_dim, res, img_channels, last, cfg, gen);
+    blocks.back().use_fp16 = res >= fp16_resolution(cfg.img_resolution, cfg.num_fp16_res);
     num_ws += blocks.back().num_conv;
     if (last) num_ws += blocks.back().num_torgb;
   }
 }
 
-at::Tensor SynthesisNetwork::forward(const at::Tensor& ws_in, NoiseMode mode, bool fused_modconv,
-                                     std::optional<at::Generator> noise_gen) const {
+at::Tensor SynthesisNetwork::forward(const at::Tensor& ws_in, NoiseMode mode, std::optional<bool> fused_modconv,
+                                     bool training, std::optional<at::Generator> noise_gen, bool mixed,
+                                     bool channels_last) const {
   TORCH_CHECK(ws_in.dim() == 3 && ws_in.size(1) == num_ws && ws_in.size(2) == w_dim, "synthesis: ws must be [N, ",
               num_ws, ", ", w_dim, "], got ", ws_in.sizes());
   at::Tensor ws = at_least_fp32(ws_in);
   at::Tensor x, img;
   int64_t w_idx = 0;
+  // Casts happen only for mixed precision on a CUDA device; otherwise every block runs as given.
+  const bool cast = mixed && ws.is_cuda();
   for (const auto& block : blocks) {
-    block.forward(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), mode, fused_modconv, noise_gen);
+    const BlockMode m{block.use_fp16, block.use_fp16 && channels_last};
+    block.forward(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), mode, fused_modconv, training,
+                  noise_gen, cast ? &m : nullptr);
     w_idx += block.num_conv;
   }
   return img;
@@ -305,7 +329,7 @@ at::Tensor Generator::mapping(const at::Tensor& z, const at::Tensor& c, double p
 
 at::Tensor Generator::synthesis(const at::Tensor& ws, NoiseMode mode, std::optional<bool> fused_modconv,
                                 std::optional<at::Generator> noise_gen) {
-  return synthesis_.forward(ws, mode, fused_modconv.value_or(!training_), noise_gen);
+  return synthesis_.forward(ws, mode, fused_modconv, training_, noise_gen, mixed_, channels_last_);
 }
 
 at::Tensor Generator::forward(const at::Tensor& z, const at::Tensor& c, double psi, int cutoff, NoiseMode mode) {
@@ -336,14 +360,17 @@ DiscriminatorBlock::DiscriminatorBlock(ParamStore& s, const std::string& prefix,
   }
 }
 
-void DiscriminatorBlock::forward(at::Tensor& x, at::Tensor& img) const {
-  if (x.defined())
+void DiscriminatorBlock::forward(at::Tensor& x, at::Tensor& img, const BlockMode* precision) const {
+  if (x.defined()) {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == in_channels && x.size(2) == resolution,
                 "discriminator block ", resolution, ": bad input ", x.sizes());
+    if (precision) x = to_mode(x, *precision);
+  }
   if (has_fromrgb) {
     TORCH_CHECK(img.dim() == 4 && img.size(1) == img_channels && img.size(2) == resolution && img.size(3) == resolution,
                 "discriminator: image must be [N, ", img_channels, ", ", resolution, ", ", resolution, "], got ",
                 img.sizes());
+    if (precision) img = to_mode(img, *precision);
     at::Tensor y = fromrgb.forward(img);
     x = x.defined() ? x + y : y;
     img = architecture == "skip" ? ops::downsample2d(img, resample_filter) : at::Tensor();
@@ -377,11 +404,12 @@ DiscriminatorEpilogue::DiscriminatorEpilogue(ParamStore& s, const std::string& p
                             gen);
 }
 
-at::Tensor DiscriminatorEpilogue::forward(const at::Tensor& x_in, const at::Tensor& img, const at::Tensor& cmap) const {
+at::Tensor DiscriminatorEpilogue::forward(const at::Tensor& x_in, const at::Tensor& img, const at::Tensor& cmap,
+                                         bool mixed) const {
   TORCH_CHECK(x_in.dim() == 4 && x_in.size(1) == in_channels && x_in.size(2) == resolution,
               "discriminator epilogue: bad input ", x_in.sizes());
-  at::Tensor x = at_least_fp32(x_in);
-  if (has_fromrgb) x = x + fromrgb.forward(at_least_fp32(img));
+  at::Tensor x = mixed ? to_fp32_contiguous(x_in) : at_least_fp32(x_in);
+  if (has_fromrgb) x = x + fromrgb.forward(mixed ? to_fp32_contiguous(img) : at_least_fp32(img));
   if (mbstd_num_channels > 0) x = ops::minibatch_std(x, mbstd_group_size, mbstd_num_channels);
   x = conv.forward(x);
   x = fc.forward(x.flatten(1));
@@ -404,6 +432,7 @@ Discriminator::Discriminator(const DiscriminatorConfig& cfg, std::optional<at::G
     int tmp = cfg_.channels_at(res);
     int out = cfg_.channels_at(res / 2);
     blocks_.emplace_back(store_, "b" + std::to_string(res), in, tmp, out, res, layer_idx, cfg_, gen);
+    blocks_.back().use_fp16 = res >= fp16_resolution(cfg_.img_resolution, cfg_.num_fp16_res);
     layer_idx += blocks_.back().num_layers;
   }
   if (cfg_.c_dim > 0) {
@@ -416,10 +445,14 @@ Discriminator::Discriminator(const DiscriminatorConfig& cfg, std::optional<at::G
 
 at::Tensor Discriminator::forward(const at::Tensor& img_in, const at::Tensor& c) const {
   at::Tensor x, img = img_in;
-  for (const auto& block : blocks_) block.forward(x, img);
+  const bool cast = mixed_ && img_in.is_cuda();  // casts only for mixed precision on a CUDA device
+  for (const auto& block : blocks_) {
+    const BlockMode m{block.use_fp16, block.use_fp16 && channels_last_};
+    block.forward(x, img, cast ? &m : nullptr);
+  }
   at::Tensor cmap;
   if (has_mapping_) cmap = mapping_.forward(at::Tensor(), c, 1, -1, false);
-  return epilogue_.forward(x, img, cmap);
+  return epilogue_.forward(x, img, cmap, cast);
 }
 
 }  // namespace sf::trainer

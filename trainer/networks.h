@@ -26,6 +26,13 @@
 namespace sf::trainer {
 
 enum class NoiseMode { Random, Const, None };
+
+// How a block computes when mixed precision is active: its dtype is float16 when `half`, else
+// float32; channels_last memory format when `channels_last`.
+struct BlockMode {
+  bool half = false;
+  bool channels_last = false;
+};
 NoiseMode parse_noise_mode(const std::string& s);
 
 // Dense layer with equalised learning rate.
@@ -102,12 +109,15 @@ struct SynthesisBlock {
   SynthesisLayer conv0, conv1;
   ToRGBLayer torgb;
   Conv2dLayer skip;
+  bool use_fp16 = false;  // the reference's use_fp16 (resolution >= fp16_resolution)
   SynthesisBlock() = default;
   SynthesisBlock(ParamStore& s, const std::string& prefix, int in, int out, int w_dim, int resolution,
                  int img_channels, bool is_last, const GeneratorConfig& cfg, at::Generator gen);
   // ws: [N, num_conv + num_torgb, w_dim]; x and img may be undefined for the first block.
-  void forward(at::Tensor& x, at::Tensor& img, const at::Tensor& ws, NoiseMode mode, bool fused_modconv,
-               std::optional<at::Generator> noise_gen) const;
+  // fused_modconv nullopt: the reference's default for the block's dtype. `precision` null: no
+  // casts at all (float32 and float64 inputs pass through unchanged).
+  void forward(at::Tensor& x, at::Tensor& img, const at::Tensor& ws, NoiseMode mode, std::optional<bool> fused_modconv,
+               bool training, std::optional<at::Generator> noise_gen, const BlockMode* precision = nullptr) const;
 };
 
 struct SynthesisNetwork {
@@ -116,8 +126,8 @@ struct SynthesisNetwork {
   std::vector<SynthesisBlock> blocks;
   SynthesisNetwork() = default;
   SynthesisNetwork(ParamStore& s, const std::string& prefix, const GeneratorConfig& cfg, at::Generator gen);
-  at::Tensor forward(const at::Tensor& ws, NoiseMode mode, bool fused_modconv,
-                     std::optional<at::Generator> noise_gen) const;
+  at::Tensor forward(const at::Tensor& ws, NoiseMode mode, std::optional<bool> fused_modconv, bool training,
+                     std::optional<at::Generator> noise_gen, bool mixed = false, bool channels_last = false) const;
 };
 
 class Generator {
@@ -132,12 +142,18 @@ class Generator {
   int num_ws() const { return synthesis_.num_ws; }
   void train(bool on) { training_ = on; }
   bool training() const { return training_; }
+  // Mixed precision as the reference (trainer/precision.h): on a CUDA device the blocks at
+  // resolution >= fp16_resolution compute in float16 (channels_last with `channels_last`). Off by
+  // default; CPU tensors always compute in float32.
+  void set_mixed_precision(bool on, bool channels_last = false) { mixed_ = on, channels_last_ = channels_last; }
+  bool mixed_precision() const { return mixed_; }
 
   // z: [N, z_dim], c: [N, c_dim] -> ws [N, num_ws, w_dim]. Updates w_avg in training mode
   // unless skip_w_avg_update.
   at::Tensor mapping(const at::Tensor& z, const at::Tensor& c, double truncation_psi = 1,
                      int truncation_cutoff = -1, bool skip_w_avg_update = false);
-  // ws -> img [N, img_channels, res, res]. fused_modconv defaults to !training (as the reference).
+  // ws -> img [N, img_channels, res, res]. fused_modconv defaults per block to (not training) and
+  // (float32 or batch 1), as the reference.
   at::Tensor synthesis(const at::Tensor& ws, NoiseMode mode = NoiseMode::Random,
                        std::optional<bool> fused_modconv = std::nullopt,
                        std::optional<at::Generator> noise_gen = std::nullopt);
@@ -150,6 +166,7 @@ class Generator {
   SynthesisNetwork synthesis_;
   MappingNetwork mapping_;
   bool training_ = true;
+  bool mixed_ = false, channels_last_ = false;
 };
 
 struct DiscriminatorBlock {
@@ -157,11 +174,13 @@ struct DiscriminatorBlock {
   std::string architecture;
   at::Tensor resample_filter;
   bool has_fromrgb = false, has_skip = false;
+  bool use_fp16 = false;  // the reference's use_fp16 (resolution >= fp16_resolution)
   Conv2dLayer fromrgb, conv0, conv1, skip;
   DiscriminatorBlock() = default;
   DiscriminatorBlock(ParamStore& s, const std::string& prefix, int in, int tmp, int out, int resolution,
                      int first_layer_idx, const DiscriminatorConfig& cfg, at::Generator gen);
-  void forward(at::Tensor& x, at::Tensor& img) const;
+  // `precision` null: no casts (float32 and float64 inputs pass through unchanged).
+  void forward(at::Tensor& x, at::Tensor& img, const BlockMode* precision = nullptr) const;
 };
 
 struct DiscriminatorEpilogue {
@@ -173,7 +192,8 @@ struct DiscriminatorEpilogue {
   DiscriminatorEpilogue() = default;
   DiscriminatorEpilogue(ParamStore& s, const std::string& prefix, int in, int cmap_dim,
                         const DiscriminatorConfig& cfg, at::Generator gen);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& img, const at::Tensor& cmap) const;
+  // mixed: cast x and img to contiguous float32 first (the epilogue always runs in float32).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& img, const at::Tensor& cmap, bool mixed = false) const;
 };
 
 class Discriminator {
@@ -187,6 +207,9 @@ class Discriminator {
   const ParamStore& state() const { return store_; }
   // img: [N, img_channels, res, res], c: [N, c_dim] -> logits [N, 1].
   at::Tensor forward(const at::Tensor& img, const at::Tensor& c) const;
+  // As Generator::set_mixed_precision.
+  void set_mixed_precision(bool on, bool channels_last = false) { mixed_ = on, channels_last_ = channels_last; }
+  bool mixed_precision() const { return mixed_; }
 
  private:
   DiscriminatorConfig cfg_;
@@ -195,6 +218,7 @@ class Discriminator {
   bool has_mapping_ = false;
   MappingNetwork mapping_;
   DiscriminatorEpilogue epilogue_;
+  bool mixed_ = false, channels_last_ = false;
 };
 
 }  // namespace sf::trainer

@@ -1,9 +1,22 @@
 #include "trainer/ops.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <atomic>
 
 #include <cmath>
 #include <stdexcept>
+
+#include "trainer/cuda/bias_act_math.h"
+#ifdef STYLEFORGE_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "trainer/cuda/bias_act.h"
+#endif
 
 namespace sf::ops {
 namespace {
@@ -216,8 +229,8 @@ double default_gain(Act act) {
 
 double default_alpha(Act act) { return act == Act::Lrelu ? 0.2 : 0.0; }
 
-at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b, int dim, Act act, std::optional<double> alpha_opt,
-                    std::optional<double> gain_opt, std::optional<double> clamp_opt) {
+at::Tensor bias_act_ref(const at::Tensor& x_in, const at::Tensor& b, int dim, Act act, std::optional<double> alpha_opt,
+                        std::optional<double> gain_opt, std::optional<double> clamp_opt) {
   const double alpha = alpha_opt.value_or(default_alpha(act));
   const double gain = gain_opt.value_or(default_gain(act));
   const double clamp = clamp_opt.value_or(-1.0);
@@ -245,17 +258,234 @@ at::Tensor bias_act(const at::Tensor& x_in, const at::Tensor& b, int dim, Act ac
   return x;
 }
 
-at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& styles,
+// ---------------------------------------------------------------------------------------------
+// Fused bias_act: one element-wise pass per direction (bias_act_math.h), on the CPU (below) or in
+// the CUDA kernel (cuda/bias_act.cu). Autograd: BiasActFn's backward is BiasActGradFn (itself
+// differentiable once more, through BiasActGrad2Fn), so first and second order work.
+
+namespace {
+
+namespace bam = bias_act_math;
+
+struct FusedParams {
+  bool has_bias = false;  // autograd Functions take no undefined inputs: without bias b is empty
+  int dim = 1;
+  int act = 0;
+  double alpha = 0, gain = 1, clamp = -1;
+};
+
+// mode 0: y(x + b); 1: dy * g(x + b); 2: ddx * dy * g2(x + b). Tensors contiguous, same dtype.
+template <typename T>
+void bias_act_cpu_loop(int mode, const T* x, const T* b, const T* dy, const T* ddx, T* out, int64_t n, int64_t inner,
+                       int64_t channels, const bam::Params<T>& p) {
+  at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T v = x[i];
+      if (b) v += b[(i / inner) % channels];
+      T r;
+      if (mode == 0) r = bam::forward(p, v);
+      else if (mode == 1) r = bam::grad1(p, v, dy[i]);
+      else r = bam::grad2(p, v, dy[i], ddx[i]);
+      out[i] = r;
+    }
+  });
+}
+
+at::Tensor bias_act_elementwise(int mode, const at::Tensor& x, const at::Tensor& b, const at::Tensor& dy,
+                                const at::Tensor& ddx, const FusedParams& fp) {
+  // channels_last activations (--nhwc) stay channels_last: the channel is then the fastest index.
+  const bool nhwc = x.dim() == 4 && fp.dim == 1 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const at::MemoryFormat mf = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor xc = x.contiguous(mf);
+  at::Tensor bc = fp.has_bias ? b.contiguous() : at::Tensor();
+  at::Tensor dyc = dy.defined() ? dy.contiguous(mf) : dy;
+  at::Tensor ddxc = ddx.defined() ? ddx.contiguous(mf) : ddx;
+  at::Tensor out = at::empty_like(xc, mf);
+  const int64_t n = xc.numel();
+  int64_t inner = 1, channels = 1;
+  if (bc.defined()) {
+    channels = xc.size(fp.dim);
+    if (!nhwc)
+      for (int64_t d = fp.dim + 1; d < xc.dim(); ++d) inner *= xc.size(d);
+  }
+  if (xc.is_cuda()) {
+#ifdef STYLEFORGE_WITH_CUDA
+    kernels::BiasActArgs a;
+    a.mode = mode, a.x = xc.data_ptr(), a.b = bc.defined() ? bc.data_ptr() : nullptr;
+    a.dy = dyc.defined() ? dyc.data_ptr() : nullptr, a.ddx = ddxc.defined() ? ddxc.data_ptr() : nullptr;
+    a.out = out.data_ptr(), a.n = n, a.inner = inner, a.channels = channels;
+    a.act = fp.act, a.alpha = fp.alpha, a.gain = fp.gain, a.clamp = fp.clamp;
+    const kernels::BiasActDtype dt = xc.scalar_type() == at::kDouble ? kernels::BiasActDtype::Float64
+                                     : xc.scalar_type() == at::kHalf ? kernels::BiasActDtype::Float16
+                                                                     : kernels::BiasActDtype::Float32;
+    c10::cuda::CUDAGuard guard(xc.device());
+    kernels::bias_act_device(a, dt, c10::cuda::getCurrentCUDAStream(xc.device().index()).stream());
+    return out;
+#else
+    throw std::runtime_error("bias_act: this build has no CUDA kernels");
+#endif
+  }
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "bias_act_fused_cpu", [&] {
+    bam::Params<scalar_t> p{fp.act, static_cast<scalar_t>(fp.alpha), static_cast<scalar_t>(fp.gain),
+                            static_cast<scalar_t>(fp.clamp)};
+    bias_act_cpu_loop<scalar_t>(mode, xc.data_ptr<scalar_t>(), bc.defined() ? bc.data_ptr<scalar_t>() : nullptr,
+                                dyc.defined() ? dyc.data_ptr<scalar_t>() : nullptr,
+                                ddxc.defined() ? ddxc.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(), n,
+                                inner, channels, p);
+  });
+  return out;
+}
+
+// Sums a gradient of x's shape over every dimension but `dim` (the bias gradient).
+at::Tensor bias_grad(const at::Tensor& g, int dim) {
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < g.dim(); ++d)
+    if (d != dim) dims.push_back(d);
+  return dims.empty() ? g : g.sum(dims);
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+FusedParams params_of(AutogradContext* ctx) {
+  FusedParams fp;
+  fp.has_bias = ctx->saved_data["has_bias"].toBool();
+  fp.dim = static_cast<int>(ctx->saved_data["dim"].toInt());
+  fp.act = static_cast<int>(ctx->saved_data["act"].toInt());
+  fp.alpha = ctx->saved_data["alpha"].toDouble();
+  fp.gain = ctx->saved_data["gain"].toDouble();
+  fp.clamp = ctx->saved_data["clamp"].toDouble();
+  return fp;
+}
+
+void save_params(AutogradContext* ctx, const FusedParams& fp) {
+  ctx->saved_data["has_bias"] = fp.has_bias;
+  ctx->saved_data["dim"] = static_cast<int64_t>(fp.dim);
+  ctx->saved_data["act"] = static_cast<int64_t>(fp.act);
+  ctx->saved_data["alpha"] = fp.alpha;
+  ctx->saved_data["gain"] = fp.gain;
+  ctx->saved_data["clamp"] = fp.clamp;
+}
+
+// ddx * dy * g2(x + b): the end of the chain (a third derivative is not provided).
+struct BiasActGrad2Fn : torch::autograd::Function<BiasActGrad2Fn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
+                            const at::Tensor& b, const FusedParams& fp) {
+    (void)ctx;
+    return bias_act_elementwise(2, x, b, dy, ddx, fp);
+  }
+  static variable_list backward(AutogradContext*, variable_list) {
+    throw std::runtime_error("bias_act: derivatives beyond the second order are not provided");
+  }
+};
+
+// dx = dy * g(x + b); differentiable in dy (the same op) and in x, b (BiasActGrad2Fn).
+struct BiasActGradFn : torch::autograd::Function<BiasActGradFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b,
+                            const FusedParams& fp) {
+    ctx->save_for_backward({dy, x, b});
+    save_params(ctx, fp);
+    return bias_act_elementwise(1, x, b, dy, at::Tensor(), fp);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &dy = saved[0], &x = saved[1], &b = saved[2];
+    const FusedParams fp = params_of(ctx);
+    const at::Tensor& ddx = grads[0];
+    at::Tensor d_dy, d_x, d_b;
+    if (ctx->needs_input_grad(0)) d_dy = BiasActGradFn::apply(ddx, x, b, fp);
+    if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
+      // g2 vanishes for piecewise-linear activations: skip the pass.
+      const bool linear = fp.act == bam::kLinear || fp.act == bam::kRelu || fp.act == bam::kLrelu;
+      at::Tensor t = linear ? at::zeros_like(x) : BiasActGrad2Fn::apply(ddx, dy, x, b, fp);
+      if (ctx->needs_input_grad(1)) d_x = t;
+      if (ctx->needs_input_grad(2) && fp.has_bias) d_b = bias_grad(t, fp.dim);
+    }
+    return {d_dy, d_x, d_b, at::Tensor()};
+  }
+};
+
+struct BiasActFn : torch::autograd::Function<BiasActFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b, const FusedParams& fp) {
+    ctx->save_for_backward({x, b});
+    save_params(ctx, fp);
+    return bias_act_elementwise(0, x, b, at::Tensor(), at::Tensor(), fp);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &b = saved[1];
+    const FusedParams fp = params_of(ctx);
+    at::Tensor dx = BiasActGradFn::apply(grads[0], x, b, fp);
+    at::Tensor db;
+    if (ctx->needs_input_grad(1) && fp.has_bias) db = bias_grad(dx, fp.dim);
+    return {dx, db, at::Tensor()};
+  }
+};
+
+// CPU default: the ATen formulation, measured faster on CPUs than the element-wise loop (the
+// forward + backward of a lrelu with bias and clamp: 1.4 ms vs 11.6 ms for 8x64x32x32 float32).
+std::atomic<int> g_cpu_default{0};
+
+}  // namespace
+
+at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim, Act act, std::optional<double> alpha,
+                          std::optional<double> gain, std::optional<double> clamp) {
+  TORCH_CHECK(dim >= 0 && dim < std::max<int64_t>(x.dim(), 1), "bias_act: dim ", dim, " out of range for ",
+              x.sizes());
+  if (b.defined())
+    TORCH_CHECK(b.dim() == 1 && b.size(0) == x.size(dim), "bias_act: bias of shape ", b.sizes(),
+                " does not match dim ", dim, " of ", x.sizes());
+  FusedParams fp;
+  fp.has_bias = b.defined();
+  fp.dim = dim;
+  fp.act = static_cast<int>(act);
+  fp.alpha = alpha.value_or(default_alpha(act));
+  fp.gain = gain.value_or(default_gain(act));
+  fp.clamp = clamp.value_or(-1.0);
+  at::Tensor bb = b.defined() ? b.to(x.scalar_type()) : at::empty({0}, x.options());
+  return BiasActFn::apply(x, bb, fp);
+}
+
+bool bias_act_fused_is_default(bool cuda) {
+  if (cuda) return true;
+  return g_cpu_default.load() == 1;
+}
+
+void set_bias_act_cpu_default(bool fused) { g_cpu_default.store(fused ? 1 : 0); }
+
+at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, int dim, Act act, std::optional<double> alpha,
+                    std::optional<double> gain, std::optional<double> clamp) {
+  const at::ScalarType st = x.scalar_type();
+#ifdef STYLEFORGE_WITH_CUDA
+  if (x.is_cuda() && (st == at::kFloat || st == at::kHalf || st == at::kDouble))
+    return bias_act_fused(x, b, dim, act, alpha, gain, clamp);
+#endif
+  if (x.is_cpu() && (st == at::kFloat || st == at::kDouble) && bias_act_fused_is_default(false))
+    return bias_act_fused(x, b, dim, act, alpha, gain, clamp);
+  return bias_act_ref(x, b, dim, act, alpha, gain, clamp);
+}
+
+at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight_in, const at::Tensor& styles_in,
                             const at::Tensor& noise, int up, int down, int padding, const at::Tensor& resample_filter,
                             bool demodulate, bool flip_weight, bool fused_modconv) {
   const int64_t batch = x_in.size(0);
-  const int64_t in_channels = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const int64_t in_channels = weight_in.size(1), kh = weight_in.size(2), kw = weight_in.size(3);
   TORCH_CHECK(x_in.dim() == 4 && x_in.size(1) == in_channels, "modulated_conv2d: x ", x_in.sizes(),
-              " does not match weight ", weight.sizes());
-  TORCH_CHECK(styles.dim() == 2 && styles.size(0) == batch && styles.size(1) == in_channels,
-              "modulated_conv2d: styles ", styles.sizes(), " should be [", batch, ", ", in_channels, "]");
+              " does not match weight ", weight_in.sizes());
+  TORCH_CHECK(styles_in.dim() == 2 && styles_in.size(0) == batch && styles_in.size(1) == in_channels,
+              "modulated_conv2d: styles ", styles_in.sizes(), " should be [", batch, ", ", in_channels, "]");
   at::Tensor x = x_in;
   at::Tensor w, dcoefs;
+  at::Tensor weight_n = weight_in, styles_n = styles_in;
+  if (x.scalar_type() == at::kHalf && demodulate) {
+    // Pre-normalisation against float16 overflow (the reference does it for float16 inputs):
+    // demodulation cancels both scales.
+    const double fan_in = static_cast<double>(in_channels * kh * kw);
+    weight_n = weight_in * ((1.0 / std::sqrt(fan_in)) / at::linalg_vector_norm(weight_in, INFINITY, {1, 2, 3}, true));
+    styles_n = styles_in / at::linalg_vector_norm(styles_in, INFINITY, {1}, true);
+  }
+  const at::Tensor& weight = weight_n;
+  const at::Tensor& styles = styles_n;
   if (demodulate || fused_modconv) {
     w = weight.unsqueeze(0) * styles.reshape({batch, 1, -1, 1, 1});  // [NOIkk]
   }
@@ -279,7 +509,8 @@ at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight, co
   w = w.reshape({-1, in_channels, kh, kw});
   x = conv2d_resample(x, w.to(x.scalar_type()), resample_filter, up, down, pad, static_cast<int>(batch), flip_weight);
   x = x.reshape({batch, -1, x.size(2), x.size(3)});
-  if (noise.defined()) x = x + noise;
+  // The reference's in-place x.add_(noise): computed in the promoted dtype, stored in x's.
+  if (noise.defined()) x = (x + noise).to(x.scalar_type());
   return x;
 }
 

@@ -1,7 +1,8 @@
 // Differentiable image ops of StyleGAN2-ADA, with the reference's exact semantics.
 //
 // Each op is composed of ATen operators, so LibTorch's autograd differentiates it to any order
-// (R1 and path length need second derivatives). The semantics follow the reference
+// (R1 and path length need second derivatives); bias_act also has a fused element-wise form
+// (first and second order) that runs by default on CUDA tensors. The semantics follow the reference
 // implementation's "ref" code paths (the ones that produced ../shared/fixtures):
 //   upfirdn2d      pad (negative = crop), zero-insert upsample, FIR filter, downsample
 //   conv2d_resample convolution fused with up/down-sampling, padding applied once
@@ -66,6 +67,20 @@ double default_alpha(Act act);           // 0.2 for lrelu; 0 otherwise
 at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, int dim = 1, Act act = Act::Linear,
                     std::optional<double> alpha = std::nullopt, std::optional<double> gain = std::nullopt,
                     std::optional<double> clamp = std::nullopt);
+// The same op in two implementations. bias_act() picks one per device: the fused op on CUDA
+// tensors (CUDA builds), on CPU float32/float64 tensors when bias_act_fused_is_default(false)
+// (set_bias_act_cpu_default), else the ATen formulation.
+//   bias_act_ref    composed of ATen operators (autograd to any order)
+//   bias_act_fused  one element-wise pass (cuda/bias_act_math.h) per direction, CPU or CUDA, with
+//                   first- and second-order gradients (a third order throws)
+at::Tensor bias_act_ref(const at::Tensor& x, const at::Tensor& b, int dim = 1, Act act = Act::Linear,
+                        std::optional<double> alpha = std::nullopt, std::optional<double> gain = std::nullopt,
+                        std::optional<double> clamp = std::nullopt);
+at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim = 1, Act act = Act::Linear,
+                          std::optional<double> alpha = std::nullopt, std::optional<double> gain = std::nullopt,
+                          std::optional<double> clamp = std::nullopt);
+bool bias_act_fused_is_default(bool cuda);
+void set_bias_act_cpu_default(bool fused);  // process-wide
 
 // x: [N, I, H, W]; weight: [O, I, kh, kw]; styles: [N, I]; noise broadcastable to the output.
 at::Tensor modulated_conv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& styles,

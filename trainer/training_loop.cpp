@@ -30,6 +30,7 @@
 #endif
 #include "trainer/checkpoint.h"
 #include "trainer/device.h"
+#include "trainer/precision.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_step.h"
 #include "trainer/transfer.h"
@@ -238,7 +239,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     }
   }
   const c10::Device device = resolve_device(o.device, local_rank, local_size, o.shared_gpu);
-  if (!o.fp32) throw std::invalid_argument("mixed precision is not implemented yet: training runs in float32 (--fp32)");
+  if (o.nhwc && o.fp32) throw std::invalid_argument("--nhwc needs mixed precision (--fp32 false)");
   if (device.is_cuda()) apply_backend_flags(o.cudnn_benchmark, o.allow_tf32);
   {
     // Two trainers on one physical GPU (same host, same PCI address) only when asked for.
@@ -265,7 +266,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                std::to_string(info.channels) + ")");
       log.line("Training duration:  " + num_text(o.total_kimg) + " kimg");
       log.line("Number of trainers: " + std::to_string(o.num_trainers));
-      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + ", float32");
+      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + (o.fp32 || !device.is_cuda() ? ", float32" : ", mixed precision"));
       log.line("Conditional model:  " + std::string(o.label_dim > 0 ? "true" : "false"));
     }
     if (req.dry_run) {
@@ -331,6 +332,16 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
 
   log.line("Constructing networks on " + describe_device(device) + "...");
   TrainingStep step(o, comm, labels, device, device_comm.get());
+  if (!o.fp32) {
+    const PrecisionPlan plan = make_precision_plan(o.G, o.D, device.is_cuda() ? DeviceKind::Cuda : DeviceKind::Cpu,
+                                                   true, o.nhwc);
+    log.line(device.is_cuda() ? "Mixed precision: float16 from " + std::to_string(plan.g_fp16_resolution) + "x" +
+                                    std::to_string(plan.g_fp16_resolution) + " (G) and " +
+                                    std::to_string(plan.d_fp16_resolution) + "x" +
+                                    std::to_string(plan.d_fp16_resolution) + " (D) up" +
+                                    (o.nhwc ? ", channels_last" : "")
+                              : "Mixed precision: the CPU computes in float32 (float16 blocks are GPU only)");
+  }
   step.set_bucket_bytes(static_cast<int64_t>(o.bucket_mb * (1 << 20)));
   step.set_overlap(o.overlap == "on" || (o.overlap == "auto" && device.is_cuda()));
   if (comm.size() > 1) log.line("Gradient sync: " + step.reducer_description());

@@ -57,6 +57,9 @@ TrainingStep::TrainingStep(const TrainOptions& o, sharding::Communicator& comm, 
   for (ParamStore* st : {&G_->state(), &D_->state(), &G_ema_->state()}) st->to(device_);
   G_->train(true);
   G_ema_->train(false);
+  // Mixed precision (not --fp32): float16 blocks on CUDA devices only (trainer/precision.h).
+  for (Generator* g : {G_.get(), G_ema_.get()}) g->set_mixed_precision(!o_.fp32, o_.nhwc);
+  D_->set_mixed_precision(!o_.fp32, o_.nhwc);
   set_trainable(G_->state(), false);
   set_trainable(D_->state(), false);
   set_trainable(G_ema_->state(), false);

@@ -1,0 +1,70 @@
+#include "trainer/cuda/bias_act.h"
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "trainer/cuda/bias_act_math.h"
+
+namespace sf::kernels {
+namespace {
+
+namespace m = sf::ops::bias_act_math;
+
+template <typename S> struct Compute { using type = S; };
+template <> struct Compute<__half> { using type = float; };  // float16 is computed in float
+
+template <typename S> __device__ __forceinline__ typename Compute<S>::type load(const S* p, int64_t i) {
+  return static_cast<typename Compute<S>::type>(p[i]);
+}
+template <> __device__ __forceinline__ float load<__half>(const __half* p, int64_t i) { return __half2float(p[i]); }
+template <typename S> __device__ __forceinline__ void store(S* p, int64_t i, typename Compute<S>::type v) {
+  p[i] = static_cast<S>(v);
+}
+template <> __device__ __forceinline__ void store<__half>(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+template <typename S>
+__global__ void bias_act_kernel(int mode, const S* x, const S* b, const S* dy, const S* ddx, S* out, int64_t n,
+                                int64_t inner, int64_t channels, m::Params<typename Compute<S>::type> p) {
+  using C = typename Compute<S>::type;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    C v = load(x, i);
+    if (b) v += load(b, (i / inner) % channels);
+    C r;
+    if (mode == 0) r = m::forward(p, v);
+    else if (mode == 1) r = m::grad1(p, v, load(dy, i));
+    else r = m::grad2(p, v, load(dy, i), load(ddx, i));
+    store(out, i, r);
+  }
+}
+
+template <typename S> void launch(const BiasActArgs& a, cudaStream_t stream) {
+  using C = typename Compute<S>::type;
+  m::Params<C> p{a.act, static_cast<C>(a.alpha), static_cast<C>(a.gain), static_cast<C>(a.clamp)};
+  constexpr unsigned kThreads = 256;
+  const int64_t needed = (a.n + kThreads - 1) / kThreads;
+  const unsigned blocks = static_cast<unsigned>(needed < 65535 ? needed : 65535);
+  bias_act_kernel<S><<<blocks, kThreads, 0, stream>>>(a.mode, static_cast<const S*>(a.x), static_cast<const S*>(a.b),
+                                                       static_cast<const S*>(a.dy), static_cast<const S*>(a.ddx),
+                                                       static_cast<S*>(a.out), a.n, a.inner, a.channels, p);
+}
+
+}  // namespace
+
+void bias_act_device(const BiasActArgs& a, BiasActDtype dtype, void* stream) {
+  if (a.n == 0) return;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  switch (dtype) {
+    case BiasActDtype::Float32: launch<float>(a, s); break;
+    case BiasActDtype::Float64: launch<double>(a, s); break;
+    case BiasActDtype::Float16: launch<__half>(a, s); break;
+  }
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("bias_act: kernel launch failed: ") + cudaGetErrorString(err));
+}
+
+}  // namespace sf::kernels
