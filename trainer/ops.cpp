@@ -1,5 +1,7 @@
 #include "trainer/ops.h"
 
+#include <cstdlib>
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -447,7 +449,15 @@ at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim, Act
 }
 
 bool bias_act_fused_is_default(bool cuda) {
-  if (cuda) return true;
+  if (cuda) {
+    // The CUDA kernel's arithmetic is the CPU-tested header; its launch has not run on a GPU in
+    // CI yet, so it is opt-in until tests/gpu/check.sh has compared it there.
+    static const bool on = [] {
+      const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
+      return e != nullptr && std::string(e) == "1";
+    }();
+    return on;
+  }
   return g_cpu_default.load() == 1;
 }
 
@@ -457,7 +467,7 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, int dim, Act act, 
                     std::optional<double> gain, std::optional<double> clamp) {
   const at::ScalarType st = x.scalar_type();
 #ifdef STYLEFORGE_WITH_CUDA
-  if (x.is_cuda() && (st == at::kFloat || st == at::kHalf || st == at::kDouble))
+  if (x.is_cuda() && (st == at::kFloat || st == at::kHalf || st == at::kDouble) && bias_act_fused_is_default(true))
     return bias_act_fused(x, b, dim, act, alpha, gain, clamp);
 #endif
   if (x.is_cpu() && (st == at::kFloat || st == at::kDouble) && bias_act_fused_is_default(false))

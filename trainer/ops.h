@@ -68,8 +68,10 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, int dim = 1, Act a
                     std::optional<double> alpha = std::nullopt, std::optional<double> gain = std::nullopt,
                     std::optional<double> clamp = std::nullopt);
 // The same op in two implementations. bias_act() picks one per device: the fused op on CUDA
-// tensors (CUDA builds), on CPU float32/float64 tensors when bias_act_fused_is_default(false)
-// (set_bias_act_cpu_default), else the ATen formulation.
+// tensors (CUDA builds) when STYLEFORGE_FUSED_KERNELS=1 (opt-in until the kernel has been
+// compared on a GPU by tests/gpu/check.sh), on CPU float32/float64 tensors when
+// bias_act_fused_is_default(false) (set_bias_act_cpu_default; off: ATen measured faster on the
+// CPU), else the ATen formulation.
 //   bias_act_ref    composed of ATen operators (autograd to any order)
 //   bias_act_fused  one element-wise pass (cuda/bias_act_math.h) per direction, CPU or CUDA, with
 //                   first- and second-order gradients (a third order throws)
