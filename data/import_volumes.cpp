@@ -302,12 +302,12 @@ class VolumeSource : public Source {
     mask_values_ = parse_int_list(opts.mask_values, "--mask-values");
     for (int64_t c : parse_int_list(opts.keep_classes, "--keep-classes")) keep_.insert(c);
     labels_ = opts.labels == "auto" ? "none" : opts.labels;
-    if (labels_ != "none" && labels_ != "csv" && labels_ != "mask")
-      throw ImportError("--labels " + labels_ + " does not apply to volumes (none, csv or mask)");
+    if (labels_ != "none" && labels_ != "csv" && labels_ != "mask" && labels_ != "folders")
+      throw ImportError("--labels " + labels_ + " does not apply to volumes (none, csv, mask or folders)");
     if (labels_ == "mask" && opts.mask_glob.empty()) throw ImportError("--labels mask needs --mask-glob GLOB (e.g. '*_seg.nii.gz')");
     if (labels_ != "mask" && (!opts.mask_values.empty() || opts.mask_min_voxels != 1))
       throw ImportError("--mask-values and --mask-min-voxels need --labels mask");
-    if (labels_ == "none" && !keep_.empty()) throw ImportError("--keep-classes needs class labels (--labels csv or mask)");
+    if (labels_ == "none" && !keep_.empty()) throw ImportError("--keep-classes needs class labels (--labels csv, mask or folders)");
     if (scaling_.mode == IntensityScaling::Window && scaling_.width <= 0 && kind == "nifti")
       throw ImportError("--intensity window needs CENTER:WIDTH for NIfTI volumes");
     if (kind == "dicom" && (!opts.channels_from.empty() || !opts.mask_glob.empty()))
@@ -317,6 +317,7 @@ class VolumeSource : public Source {
       throw ImportError("--channels does not apply with --channels-from (the modalities are the channels)");
     list_units();
     if (labels_ == "csv") assign_csv_labels();
+    if (labels_ == "folders") assign_folder_labels();
     if (labels_ == "mask") class_names_ = {"no-lesion", "lesion"};
     for (int64_t c : keep_)
       if (c < 0 || (!class_names_.empty() && c >= static_cast<int64_t>(class_names_.size())))
@@ -549,6 +550,25 @@ class VolumeSource : public Source {
         opts_.notice("skipped: " + count_and_examples(unmatched_, "NIfTI files matching no --channels-from glob"));
     }
     if (units_.empty()) throw ImportError(src + ": no NIfTI volumes to pack (masks aside)");
+  }
+
+  // --labels folders: the class is the first folder of the volume's (series', patient folder's)
+  // path under the source, e.g. tumour/BraTS_001/..., normal/IXI_002/...; class indices follow
+  // the sorted folder names, as for image folders.
+  void assign_folder_labels() {
+    std::set<std::string> dirs;
+    for (const auto& u : units_) {
+      const auto slash = u.name.find('/');
+      if (slash == std::string::npos || slash == 0)
+        throw ImportError(u.shown + ": not inside a class folder of " + opts_.source + " (--labels folders)");
+      dirs.insert(u.name.substr(0, slash));
+    }
+    class_names_.assign(dirs.begin(), dirs.end());
+    for (auto& u : units_) {
+      u.label.kind = LabelKind::Class;
+      u.label.cls = std::lower_bound(class_names_.begin(), class_names_.end(), u.name.substr(0, u.name.find('/'))) -
+                    class_names_.begin();
+    }
   }
 
   void assign_csv_labels() {

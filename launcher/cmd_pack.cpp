@@ -24,7 +24,7 @@ int cmd_pack(const std::vector<std::string>& args) {
       ("resize-filter", po::value(&o.resize_filter)->default_value("lanczos"), "box | lanczos")
       ("transform", po::value(&o.transform)->default_value(""), "center-crop | pad: how non-square images become square")
       ("max-images", po::value(&o.max_images)->default_value(-1), "pack at most this many images (-1: all)")
-      ("labels", po::value(&o.labels)->default_value("auto"), "auto | none | json | folders | csv | mask; volumes: none (auto), csv or mask")
+      ("labels", po::value(&o.labels)->default_value("auto"), "auto | none | json | folders | csv | mask; volumes: none (auto), csv, mask or folders (the first folder under --source is the class)")
       ("labels-file", po::value(&o.labels_file)->default_value(""), "CSV (name,label or name,v1,v2,...) or JSON labels file; volumes: KEY,LABEL rows (an integer class, a class name or numbers), KEY matched against each volume's relative path, file name, name without .nii/.nii.gz and patient (parent) folder; every volume must match exactly one row")
       ("gzip", po::value(&o.gzip_level)->default_value(0), "gzip level 1..9 for the image chunks (0: none)")
       ("source-kind", po::value(&o.source_kind)->default_value(""),

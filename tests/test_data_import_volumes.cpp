@@ -698,3 +698,46 @@ TEST(DataImportVolumes, MaskNotMatchingItsImageIsAnError) {
 }
 
 }  // namespace
+
+// --labels folders for volumes: the first folder under the source is the class (sorted names),
+// for NIfTI files (one volume each) and for patient folders with --channels-from; a volume
+// outside a class folder is a one-line error naming it.
+TEST(DataImportVolumes, FolderLabels) {
+  ScratchDir tmp("vol_folders");
+  const std::vector<std::pair<std::string, std::string>> vols = {
+      {"tumour", "A"}, {"normal", "B"}, {"tumour", "C"}};  // class folder, patient
+  for (size_t v = 0; v < vols.size(); ++v) {
+    const auto& [cls, pid] = vols[v];
+    fs::create_directories(tmp.path / "src" / cls / pid);
+    for (const char* mod : {"t1", "flair"})
+      write_nifti(tmp / ("src/" + cls + "/" + pid + "/" + pid + "_" + mod + ".nii.gz"),
+                  make_volume(N, N, 3, diag_affine(1, 1, 1),
+                              [&](int64_t i, int64_t j, int64_t k) { return static_cast<float>(i + j * k + v); }));
+  }
+  ImportOptions o;
+  o.source = tmp / "src";
+  o.dest = tmp / "f.h5";
+  o.labels = "folders";
+  o.channels_from = "t1:*_t1.nii.gz,flair:*_flair.nii.gz";
+  pack_dataset(o);
+  PackReader pack(o.dest);
+  EXPECT_EQ(pack.info().class_names, (std::vector<std::string>{"normal", "tumour"}));
+  ASSERT_EQ(pack.size(), 9);
+  // Patients in path order: normal/B, tumour/A, tumour/C; three slices each.
+  for (int64_t i = 0; i < 9; ++i) EXPECT_EQ(pack.class_label(i), i < 3 ? 0 : 1) << i;
+  EXPECT_EQ(pack.info().class_counts, (std::vector<int64_t>{3, 6}));
+
+  // One volume per file: the same classes.
+  o.channels_from.clear();
+  o.dest = tmp / "g.h5";
+  pack_dataset(o);
+  PackReader per_file(o.dest);
+  EXPECT_EQ(per_file.size(), 18);
+  EXPECT_EQ(per_file.info().class_counts, (std::vector<int64_t>{6, 12}));
+
+  // A volume directly under the source has no class folder.
+  write_nifti(tmp / "src/loose_t1.nii.gz",
+              make_volume(N, N, 3, diag_affine(1, 1, 1), [](int64_t i, int64_t, int64_t) { return static_cast<float>(i); }));
+  o.dest = tmp / "h.h5";
+  expect_error(o, {"loose_t1.nii.gz", "class folder"});
+}
