@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -679,11 +680,12 @@ Image render_phantom(const PhantomOptions& opts, int64_t index, int* label_out, 
   return img;
 }
 
-PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count, const PhantomOptions& opts, bool force,
-                                          const std::function<void(int64_t, int64_t)>& progress) {
+PhantomFolderSummary write_folder_atomically(
+    const std::string& dir, int64_t count, bool force, int max_workers,
+    const std::function<int(int64_t, const std::string&)>& render,
+    const std::function<void(const std::string&, const std::vector<int>&)>& finish,
+    const std::function<void(int64_t, int64_t)>& progress) {
   auto t0 = std::chrono::steady_clock::now();
-  check_options(opts);
-  if (count < 1 || count >= 100000000) throw PhantomError("phantom count must be in [1, 99999999], got " + std::to_string(count));
   if (dir.empty()) throw PhantomError("no destination folder given");
   fs::path dest = fs::path(dir).lexically_normal();
   if (dest.filename().empty()) dest = dest.parent_path();  // "out/" -> "out"
@@ -703,11 +705,6 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
   if (!fs::create_directory(tmp, ec)) throw PhantomError(tmp.string() + ": cannot create folder (" + ec.message() + ")");
 
   std::vector<int> labels(static_cast<size_t>(count));
-  auto name_of = [](int64_t i) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "img%08lld.png", static_cast<long long>(i));
-    return std::string(buf);
-  };
   try {
     std::atomic<int64_t> next{0}, done{0};
     std::mutex err_mu;
@@ -719,8 +716,7 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
             std::lock_guard<std::mutex> lk(err_mu);
             if (!err.empty()) return;
           }
-          Image img = render_phantom(opts, i, &labels[static_cast<size_t>(i)]);
-          write_png_file((tmp / name_of(i)).string(), img);
+          labels[static_cast<size_t>(i)] = render(i, tmp.string());
           done.fetch_add(1);
         }
       } catch (const std::exception& e) {
@@ -729,7 +725,7 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
       }
     };
     unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    int nthreads = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(hw), 8, count}));
+    int nthreads = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(hw), std::max(1, max_workers), count}));
     std::vector<std::thread> pool;
     for (int t = 1; t < nthreads; ++t) pool.emplace_back(work);
     if (progress) {
@@ -752,16 +748,7 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
     for (auto& t : pool) t.join();
     if (!err.empty()) throw PhantomError(err);
     if (progress) progress(count, count);
-
-    nlohmann::json j;
-    j["labels"] = nlohmann::json::array();
-    for (int64_t i = 0; i < count; ++i) j["labels"].push_back({name_of(i), labels[static_cast<size_t>(i)]});
-    {
-      std::ofstream f(tmp / "dataset.json");
-      f << j.dump() << "\n";
-      f.close();
-      if (!f) throw PhantomError((tmp / "dataset.json").string() + ": cannot write");
-    }
+    finish(tmp.string(), labels);
     if (fs::exists(fs::symlink_status(dest))) {
       if (fs::is_directory(fs::symlink_status(dest)) && fs::is_empty(dest)) {
         fs::remove(dest);
@@ -783,6 +770,34 @@ PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count,
   for (int v : labels) s.lesions += v;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;
+}
+
+PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count, const PhantomOptions& opts, bool force,
+                                          const std::function<void(int64_t, int64_t)>& progress) {
+  check_options(opts);
+  if (count < 1 || count >= 100000000) throw PhantomError("phantom count must be in [1, 99999999], got " + std::to_string(count));
+  auto name_of = [](int64_t i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "img%08lld.png", static_cast<long long>(i));
+    return std::string(buf);
+  };
+  auto render = [&](int64_t i, const std::string& folder) {
+    int label = 0;
+    Image img = render_phantom(opts, i, &label);
+    write_png_file((fs::path(folder) / name_of(i)).string(), img);
+    return label;
+  };
+  auto finish = [&](const std::string& folder, const std::vector<int>& labels) {
+    nlohmann::json j;
+    j["labels"] = nlohmann::json::array();
+    for (int64_t i = 0; i < count; ++i) j["labels"].push_back({name_of(i), labels[static_cast<size_t>(i)]});
+    const std::string path = (fs::path(folder) / "dataset.json").string();
+    std::ofstream f(path);
+    f << j.dump() << "\n";
+    f.close();
+    if (!f) throw PhantomError(path + ": cannot write");
+  };
+  return write_folder_atomically(dir, count, force, 8, render, finish, progress);
 }
 
 }  // namespace sf::data

@@ -128,6 +128,17 @@ struct PhantomFolderSummary {
 // an error or interruption never leaves a partial `dir`. `progress` (may be empty) is called on
 // the calling thread with (images written, count) about 20 times a second while the workers
 // render, and once at the end. count must be in [1, 1e8).
+// The folder writer both phantom commands share: checks `dir` (refused when it exists and is not
+// an empty folder, unless `force`), renders items 0..count-1 on up to `max_workers` threads into a
+// sibling temporary folder (`render(i, folder)` writes item i there and returns its label), then
+// `finish(folder, labels)` writes the index file, and the folder is renamed into place. An error
+// removes the temporary and leaves `dir` as it was. `progress` as for write_phantom_folder.
+PhantomFolderSummary write_folder_atomically(
+    const std::string& dir, int64_t count, bool force, int max_workers,
+    const std::function<int(int64_t i, const std::string& folder)>& render,
+    const std::function<void(const std::string& folder, const std::vector<int>& labels)>& finish,
+    const std::function<void(int64_t done, int64_t total)>& progress);
+
 PhantomFolderSummary write_phantom_folder(const std::string& dir, int64_t count, const PhantomOptions& opts,
                                           bool force = false,
                                           const std::function<void(int64_t done, int64_t total)>& progress = {});

@@ -1,18 +1,11 @@
 #include "data/phantom_volume.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cctype>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
-#include <thread>
 
 #include "data/nifti_write.h"
 
@@ -221,111 +214,33 @@ PhantomPatient render_phantom_patient(const PhantomVolumeOptions& opts, int64_t 
 
 PhantomFolderSummary write_phantom_volume_folder(const std::string& dir, int64_t count, const PhantomVolumeOptions& opts,
                                                  bool force, const std::function<void(int64_t, int64_t)>& progress) {
-  auto t0 = std::chrono::steady_clock::now();
   check_volume_options(opts);
   phantom_label(section_options(opts), 0);  // checks the remaining options
   if (count < 1 || count > 99999) throw PhantomError("phantom volume count must be in [1, 99999], got " + std::to_string(count));
-  if (dir.empty()) throw PhantomError("no destination folder given");
-  fs::path dest = fs::path(dir).lexically_normal();
-  if (dest.filename().empty()) dest = dest.parent_path();  // "out/" -> "out"
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(dest, ec))) {
-    if (!fs::is_directory(dest)) {
-      if (!force) throw PhantomError(dest.string() + ": exists and is not a folder (use --force to replace it)");
-    } else if (!fs::is_empty(dest) && !force) {
-      throw PhantomError(dest.string() + ": folder is not empty (use --force to replace it)");
-    }
-  }
-  fs::path parent = dest.has_parent_path() ? dest.parent_path() : fs::path(".");
-  fs::create_directories(parent, ec);
-  if (ec) throw PhantomError(parent.string() + ": cannot create folder (" + ec.message() + ")");
-  fs::path tmp = parent / (dest.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directory(tmp, ec)) throw PhantomError(tmp.string() + ": cannot create folder (" + ec.message() + ")");
-
-  std::vector<int> labels(static_cast<size_t>(count));
-  try {
-    std::atomic<int64_t> next{0}, done{0};
-    std::mutex err_mu;
-    std::string err;
-    auto work = [&]() {
-      try {
-        for (int64_t i; (i = next.fetch_add(1)) < count;) {
-          {
-            std::lock_guard<std::mutex> lk(err_mu);
-            if (!err.empty()) return;
-          }
-          PhantomPatient p = render_phantom_patient(opts, i, count);
-          labels[static_cast<size_t>(i)] = p.label;
-          const fs::path folder = tmp / p.name;
-          if (!fs::create_directory(folder)) throw PhantomError(folder.string() + ": cannot create folder");
-          for (size_t m = 0; m < p.images.size(); ++m)
-            write_nifti((folder / (p.name + "_" + contrast_name(opts.modalities[m]) + ".nii.gz")).string(), p.images[m],
-                        NiftiStoreType::Int16);
-          write_nifti((folder / (p.name + "_seg.nii.gz")).string(), p.mask, NiftiStoreType::UInt8);
-          done.fetch_add(1);
-        }
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lk(err_mu);
-        if (err.empty()) err = e.what();
-      }
-    };
-    // Workers: up to 8, fewer for large volumes (each holds a patient's volumes twice while storing).
-    unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    const double patient_bytes = 2.0 * 4 * opts.resolution * opts.resolution * (opts.slices > 0 ? opts.slices : 32) *
-                                 static_cast<double>(opts.modalities.size() + 1);
-    const int64_t by_memory = std::max<int64_t>(1, static_cast<int64_t>(2e9 / patient_bytes));
-    int nthreads = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(hw), 8, count, by_memory}));
-    std::vector<std::thread> pool;
-    for (int t = 1; t < nthreads; ++t) pool.emplace_back(work);
-    if (progress) {
-      std::thread main_worker(work);
-      int64_t last = -1;
-      while (done.load() < count) {
-        {
-          std::lock_guard<std::mutex> lk(err_mu);
-          if (!err.empty()) break;
-        }
-        const int64_t d = done.load();
-        if (d != last) progress(last = d, count);
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      main_worker.join();
-    } else {
-      work();
-    }
-    for (auto& t : pool) t.join();
-    if (!err.empty()) throw PhantomError(err);
-    if (progress) progress(count, count);
-
-    {
-      std::ofstream f(tmp / "labels.csv");
-      f << "patient,label\n";
-      for (int64_t i = 0; i < count; ++i) f << patient_name(i, count) << "," << labels[static_cast<size_t>(i)] << "\n";
-      f.close();
-      if (!f) throw PhantomError((tmp / "labels.csv").string() + ": cannot write");
-    }
-    if (fs::exists(fs::symlink_status(dest))) {
-      if (fs::is_directory(fs::symlink_status(dest)) && fs::is_empty(dest)) {
-        fs::remove(dest);
-      } else {
-        fs::remove_all(dest);  // only reached with force (checked above)
-      }
-    }
-    fs::rename(tmp, dest, ec);
-    if (ec) throw PhantomError(dest.string() + ": cannot move the finished folder into place (" + ec.message() + ")");
-  } catch (const fs::filesystem_error& e) {
-    fs::remove_all(tmp, ec);
-    throw PhantomError(e.what());
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-  PhantomFolderSummary s;
-  s.count = count;
-  for (int v : labels) s.lesions += v;
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return s;
+  auto render = [&](int64_t i, const std::string& tmp) {
+    PhantomPatient p = render_phantom_patient(opts, i, count);
+    const fs::path folder = fs::path(tmp) / p.name;
+    if (!fs::create_directory(folder)) throw PhantomError(folder.string() + ": cannot create folder");
+    for (size_t m = 0; m < p.images.size(); ++m)
+      write_nifti((folder / (p.name + "_" + contrast_name(opts.modalities[m]) + ".nii.gz")).string(), p.images[m],
+                  NiftiStoreType::Int16);
+    write_nifti((folder / (p.name + "_seg.nii.gz")).string(), p.mask, NiftiStoreType::UInt8);
+    return p.label;
+  };
+  auto finish = [&](const std::string& tmp, const std::vector<int>& labels) {
+    const std::string path = (fs::path(tmp) / "labels.csv").string();
+    std::ofstream f(path);
+    f << "patient,label\n";
+    for (int64_t i = 0; i < count; ++i) f << patient_name(i, count) << "," << labels[static_cast<size_t>(i)] << "\n";
+    f.close();
+    if (!f) throw PhantomError(path + ": cannot write");
+  };
+  // Workers: up to 8, fewer for large volumes (each holds a patient's volumes twice while storing).
+  const double patient_bytes = 2.0 * 4 * opts.resolution * opts.resolution * (opts.slices > 0 ? opts.slices : 32) *
+                               static_cast<double>(opts.modalities.size() + 1);
+  const int64_t by_memory = std::max<int64_t>(1, static_cast<int64_t>(2e9 / patient_bytes));
+  return write_folder_atomically(dir, count, force, static_cast<int>(std::min<int64_t>(8, by_memory)), render, finish,
+                                 progress);
 }
 
 }  // namespace sf::data
