@@ -104,9 +104,10 @@ double bound_ratio(const at::Tensor& a, const at::Tensor& b, double tol) {
 
 // The fused kernel against bias_act_ref on CUDA and against the CPU loop (cuda/bias_act_math.h).
 // Tolerances, of the values' scale max(1, max|ref|): float32 1e-5 (forward and first order),
-// 1e-4 (second order); float16 in units of the float16 ulp at that scale (2^-10): forward and first
-// order 4 ulp, second order 16 ulp (the ATen formulation rounds to float16 after every operator,
-// the kernel once). The float16 CPU comparison runs the CPU loop in float32 on the same inputs.
+// 1e-4 (second order); float16 in units of the float16 ulp at that scale (2^-10): against the CPU
+// loop run in float32 on the same float16 inputs, forward and first order 4 ulp, second order 16
+// ulp (autograd hands the second-order pass float16 inputs); against the ATen formulation in
+// float16, which rounds after every operator, 8 and 64 ulp.
 TEST(GpuKernel, BiasActFusedMatchesRefAndCpu) {
   if (!world_rank0()) return;
   ASSERT_GE(visible_gpu_count(), 1) << "no CUDA device visible";
@@ -135,13 +136,14 @@ TEST(GpuKernel, BiasActFusedMatchesRefAndCpu) {
         auto cpu = derivs(true, x.to(at::kFloat), b.to(at::kFloat), act, c, p.to(at::kFloat), q.to(at::kFloat));
         const bool half = st == at::kHalf;
         const double t1 = half ? 4 * ulp16 : 1e-5, t2 = half ? 16 * ulp16 : 1e-4;
+        const double r1 = half ? 8 * ulp16 : 1e-5, r2 = half ? 64 * ulp16 : 1e-4;  // against the ATen formulation
         const char* names[] = {"forward", "dx", "db", "ddx", "ddb"};
         for (size_t k = 0; k < fused.size(); ++k) {
           if (!fused[k].defined()) continue;
-          const double tol = k < 3 ? t1 : t2;
+          const double tol = k < 3 ? t1 : t2, tol_ref = k < 3 ? r1 : r2;
           const std::string what = "act " + std::to_string(static_cast<int>(act)) + " case " + std::to_string(ci) +
                                    (half ? " f16 " : " f32 ") + names[k];
-          EXPECT_LE(bound_ratio(fused[k], ref[k], tol), 1.0) << what << " fused vs ref (CUDA)";
+          EXPECT_LE(bound_ratio(fused[k], ref[k], tol_ref), 1.0) << what << " fused vs ref (CUDA)";
           EXPECT_LE(bound_ratio(fused[k], cpu[k], tol), 1.0) << what << " fused CUDA vs CPU loop";
           EXPECT_TRUE(fused[k].isfinite().all().item<bool>()) << what;
         }
