@@ -39,6 +39,19 @@ def main():
     ap.add_argument('--out', required=True)
     args = ap.parse_args()
     sys.path.insert(0, os.path.abspath(args.reference))
+    import types
+    try:
+        import requests  # noqa: F401  (dnnlib.util imports it for downloads; nothing is downloaded here)
+    except ImportError:
+        sys.modules['requests'] = types.ModuleType('requests')
+    try:
+        import distutils.util  # noqa: F401  (dnnlib.util's strtobool; gone from Python 3.12 without setuptools)
+    except ImportError:
+        util = types.ModuleType('distutils.util')
+        util.strtobool = lambda v: 1 if str(v).lower() in ('y', 'yes', 't', 'true', 'on', '1') else 0
+        pkg = types.ModuleType('distutils')
+        pkg.util = util
+        sys.modules.update({'distutils': pkg, 'distutils.util': util})
     import h5py
     import numpy as np
     import torch
