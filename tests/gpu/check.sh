@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, in one call on a machine with one NVIDIA GPU (about 8 minutes):
+# The GPU check, in one call on a machine with one NVIDIA GPU (about 9 minutes):
 #   1. builds styleforge there against the machine's own PyTorch (CUDA LibTorch) with the Debian
 #      libraries carried in .gpudeps/debs (tests/gpu/prepare.sh), nvcc compiling trainer/cuda/*.cu;
 #   2. runs the `gpu` ctest label: NCCL sums/broadcasts, the gradient clean-up kernel against its host
@@ -7,8 +7,8 @@
 #      <= 1e-4 on every parameter), and tests/test_gpu_kernels.cpp: the fused bias_act kernel against
 #      bias_act_ref and the CPU loop (float32/float16, forward, first and second order), one step's
 #      phases with the kernel on and off, and mixed-precision blocks against trainer/precision.h;
-#   2b. the reference's training-step phases in fp16 on CUDA (tests/gpu/fp16_reference.py, when
-#      .gpudeps/reference was carried) recomputed by ours under mixed precision (2e-2 relative), and
+#   2b. the reference's training-step phases in fp16 on CUDA (tests/gpu/fp16_reference.py; needs
+#      .gpudeps/reference, a FAIL without) recomputed by ours under mixed precision (2e-2 relative), and
 #      the same in float32 (1e-3) as a control of the comparison itself;
 #   3. trains 2 ranks on that one GPU over MPI (--shared-gpu, gradients staged through host memory)
 #      for a few ticks, then resumes a run on CUDA and compares 2+2 ticks with 4 ticks (counters
