@@ -370,7 +370,9 @@ int cmd_bench(const std::vector<std::string>& args) {
       ("device", po::value(&r.device)->default_value("cpu"), "auto | cpu | cuda | cuda:N (rank i of a host on GPU i)")
       ("overlap", po::value(&r.overlap)->default_value("both"), "gradient sync while backward runs: on | off | both (alternating blocks, both reported)")
       ("pairs", po::value(&r.pairs)->default_value(1), "blocks of --iters iterations per overlap mode")
-      ("bucket-mb", po::value(&r.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)");
+      ("bucket-mb", po::value(&r.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)")
+      ("fp32", po::value(&r.fp32)->default_value(true)->implicit_value(true), "as train --fp32 (false: mixed precision on GPUs)")
+      ("nhwc", po::value(&r.nhwc)->default_value(false)->implicit_value(true), "as train --nhwc (needs --fp32 false)");
   po::variables_map vm;
   if (int rc = parse_options("bench", "[--resolution 32 --cbase 4096 --cmax 128 --batch 8 --aug noaug --threads 1 --iters 16]",
                              args, desc, vm);
@@ -386,6 +388,10 @@ int cmd_bench(const std::vector<std::string>& args) {
   }
   if (r.iters < 1 || r.batch < 1) {
     std::cerr << "styleforge bench: --iters and --batch must be positive\n";
+    return kUsage;
+  }
+  if (r.nhwc && r.fp32) {
+    std::cerr << "styleforge bench: --nhwc needs mixed precision (--fp32 false)\n";
     return kUsage;
   }
   sharding::MpiSession mpi(sharding::launched_by_mpi());

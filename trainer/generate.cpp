@@ -27,6 +27,9 @@
 #ifdef STYLEFORGE_WITH_NCCL
 #include "sharding/nccl_comm.h"
 #endif
+#ifdef STYLEFORGE_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace fs = std::filesystem;
 
@@ -112,6 +115,7 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
     o.mbstd_override = 4;
   }
   if (r.aug == "fixed") o.p_override = 0.5;
+  o.fp32 = r.fp32, o.nhwc = r.nhwc;
   o.resolve(r.resolution, r.channels, 0, r.batch, comm.size());
   const c10::Device dev = resolve_device(r.device, comm.rank(), comm.size(), false);
   if (dev.is_cuda()) apply_backend_flags(true, false);
@@ -132,10 +136,10 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
   const bool rank0 = comm.rank() == 0;
   if (rank0)
     std::printf("bench: resolution %d, channels %d, cbase %d, cmax %d, batch %d (%d ranks x %lld), aug %s, threads %d, "
-                "iters %d, device %s\n",
+                "iters %d, device %s, %s\n",
                 r.resolution, r.channels, o.G.channel_base, o.G.channel_max, o.batch_size, comm.size(),
                 static_cast<long long>(bpr), r.aug.c_str(), at::get_num_threads(), r.iters,
-                describe_device(dev).c_str());
+                describe_device(dev).c_str(), r.fp32 ? "float32" : r.nhwc ? "mixed precision, nhwc" : "mixed precision");
   if (rank0) {
     std::printf("phases:");
     for (const auto& ph : step.phases()) std::printf(" %s(every %d)", ph.name.c_str(), ph.interval);
@@ -192,6 +196,14 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
     std::printf("exposed gradient sync with overlap / without: %.3f (%.4f vs %.4f s/iter per rank)\n", after / before,
                 after / comm.size(), before / comm.size());
   }
+#ifdef STYLEFORGE_WITH_CUDA
+  if (rank0 && dev.is_cuda()) {
+    // Index 0 of the allocator's stat arrays is the aggregate over pools (every LibTorch version).
+    const auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(dev.index());
+    std::printf("peak GPU memory %.1f MiB allocated, %.1f MiB reserved\n", st.allocated_bytes[0].peak / 1048576.0,
+                st.reserved_bytes[0].peak / 1048576.0);
+  }
+#endif
   if (rank0) std::printf("sec/kimg %.2f\n", last_sec_per_kimg);
   return 0;
 }

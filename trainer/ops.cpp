@@ -427,6 +427,7 @@ struct BiasActFn : torch::autograd::Function<BiasActFn> {
 // CPU default: the ATen formulation, measured faster on CPUs than the element-wise loop (the
 // forward + backward of a lrelu with bias and clamp: 1.4 ms vs 11.6 ms for 8x64x32x32 float32).
 std::atomic<int> g_cpu_default{0};
+std::atomic<int> g_cuda_default{-1};  // -1: STYLEFORGE_FUSED_KERNELS decides
 
 }  // namespace
 
@@ -452,16 +453,18 @@ bool bias_act_fused_is_default(bool cuda) {
   if (cuda) {
     // The CUDA kernel's arithmetic is the CPU-tested header; its launch has not run on a GPU in
     // CI yet, so it is opt-in until tests/gpu/check.sh has compared it there.
-    static const bool on = [] {
+    static const bool env = [] {
       const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
       return e != nullptr && std::string(e) == "1";
     }();
-    return on;
+    const int set = g_cuda_default.load();
+    return set < 0 ? env : set == 1;
   }
   return g_cpu_default.load() == 1;
 }
 
 void set_bias_act_cpu_default(bool fused) { g_cpu_default.store(fused ? 1 : 0); }
+void set_bias_act_cuda_default(bool fused) { g_cuda_default.store(fused ? 1 : 0); }
 
 at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, int dim, Act act, std::optional<double> alpha,
                     std::optional<double> gain, std::optional<double> clamp) {

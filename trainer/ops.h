@@ -83,6 +83,7 @@ at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim = 1,
                           std::optional<double> clamp = std::nullopt);
 bool bias_act_fused_is_default(bool cuda);
 void set_bias_act_cpu_default(bool fused);  // process-wide
+void set_bias_act_cuda_default(bool fused);  // process-wide; overrides STYLEFORGE_FUSED_KERNELS
 
 // x: [N, I, H, W]; weight: [O, I, kh, kw]; styles: [N, I]; noise broadcastable to the output.
 at::Tensor modulated_conv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& styles,

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# The GPU check, in one call on a machine with one NVIDIA GPU (about 8 minutes):
+# The GPU check, in one call on a machine with one NVIDIA GPU (about 9 minutes):
 #   1. builds styleforge there against the machine's own PyTorch (CUDA LibTorch) with the Debian
 #      libraries carried in .gpudeps/debs (tests/gpu/prepare.sh), nvcc compiling trainer/cuda/*.cu;
 #   2. runs the `gpu` ctest label: NCCL sums/broadcasts, the gradient clean-up kernel against its host
-#      arithmetic, and one training iteration on CUDA float32 against the CPU (relative error
-#      <= 1e-4 on every parameter);
+#      arithmetic, one training iteration on CUDA float32 against the CPU (relative error
+#      <= 1e-4 on every parameter), and tests/test_gpu_kernels.cpp: the fused bias_act kernel against
+#      bias_act_ref and the CPU loop (float32/float16, forward, first and second order), one step's
+#      phases with the kernel on and off, and mixed-precision blocks against trainer/precision.h;
+#   2b. the reference's training-step phases in fp16 on CUDA (tests/gpu/fp16_reference.py; needs
+#      .gpudeps/reference, a FAIL without) recomputed by ours under mixed precision (2e-2 relative), and
+#      the same in float32 (1e-3) as a control of the comparison itself;
 #   3. trains 2 ranks on that one GPU over MPI (--shared-gpu, gradients staged through host memory)
 #      for a few ticks, then resumes a run on CUDA and compares 2+2 ticks with 4 ticks (counters
 #      exact, weights within float32 rounding: CUDA's atomic-add kernels are not bitwise reproducible);
 #   4. generates the same seeds with --batch 1 and 7 on CUDA (identical PNGs expected) and 10000
 #      seeds into a pack;
-#   5. runs `styleforge bench --cfg auto --resolution 256 --device cuda` and, when a checkout of the
-#      reference was carried in .gpudeps/reference, tools/bench_reference.py beside it on the same GPU,
-#      printing both sec/kimg.
+#   4b. trains a few ticks with --fp32 false --nhwc (mixed precision, channels_last) on CUDA;
+#   5. runs `styleforge bench --cfg auto --resolution 256 --device cuda` in float32 and with --fp32 false
+#      (sec/kimg and peak GPU memory of each) and, when a checkout of the reference was carried in
+#      .gpudeps/reference, tools/bench_reference.py beside it on the same GPU, printing both sec/kimg.
+# Time on an H200 (estimate): build ~4 min, gpu label ~1 min, fp16 reference ~1 min (its CUDA
+# plugins compile on first use or fall back), MPI/resume/generate ~1.5 min, mixed-precision ticks
+# ~20 s, benches ~1.5 min: about 9 minutes.
 # Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600.
 # Output also goes to $OUT/gpu-check.log when $OUT is set.
 set -uo pipefail
@@ -59,6 +68,21 @@ $SF version
 step "gpu label (NCCL, kernel, one iteration CUDA vs CPU)"
 check bash tests/gpu_tests.sh build-gpu/styleforge_tests
 
+step "the reference's fp16 step against ours under mixed precision"
+if [ -d .gpudeps/reference ]; then
+  for mode in fp16 fp32; do
+    f=/tmp/sf-reference-$mode.h5; flag=""; [ $mode = fp32 ] && flag=--fp32
+    if timeout 240 python3 tests/gpu/fp16_reference.py --reference .gpudeps/reference --device cuda $flag --out $f 2>&1 | tail -2; then
+      check env STYLEFORGE_FP16_REFERENCE=$f STYLEFORGE_FP16_REFERENCE_FP32=$([ $mode = fp32 ] && echo 1 || echo 0) \
+        build-gpu/styleforge_tests --gtest_also_run_disabled_tests --gtest_filter='GpuKernelFp16Reference.*'
+    else
+      echo "FAIL: tests/gpu/fp16_reference.py $flag"; fail=1
+    fi
+  done
+else
+  echo "FAIL: no reference checkout carried (.gpudeps/reference, tests/gpu/prepare.sh --reference)"; fail=1
+fi
+
 step "2 ranks on one GPU over MPI, a few ticks, exact resume on CUDA"
 W=/tmp/sfgpu; rm -rf $W; mkdir -p $W
 $SF phantoms --dest $W/ph --count 256 --resolution 64 --seed 0 --force --quiet
@@ -90,6 +114,16 @@ print("compared", a, b, "bitwise equal tensors:", exact, "largest relative diffe
 sys.exit(1 if bad else 0)
 PY
 
+step "mixed precision: a few ticks with --fp32 false --nhwc on CUDA"
+check $SF train $common --outdir $W/mp --kimg 0.128 --fp32 false --nhwc
+python3 - "$W" <<'PY' && echo "PASS: mixed-precision snapshot finite" || { echo "FAIL: mixed-precision snapshot"; fail=1; }
+import sys, glob, h5py, numpy as np
+snaps = sorted(glob.glob(sys.argv[1] + "/mp/*/network-snapshot-*.h5"))
+bad = [s + ":" + n + "/" + k for s in snaps for f in [h5py.File(s)] for n in ("G", "D", "G_ema") for k in f[n]
+       if not np.isfinite(f[n][k][()]).all()]
+print(len(snaps), "snapshots, non-finite tensors:", bad[:5]); sys.exit(1 if bad or not snaps else 0)
+PY
+
 step "generate on CUDA: --batch never changes an image; 10000 seeds into a pack"
 CK=$(ls $W/b/network-snapshot-*.h5 | sort | tail -1)
 check $SF generate --network $CK --seeds 0-63 --batch 1 --device cuda --outdir $W/g1 --quiet
@@ -98,7 +132,11 @@ check diff -r $W/g1 $W/g7
 check $SF generate --network $CK --seeds 0-9999 --batch 64 --device cuda --dest $W/g.h5 --quiet
 
 step "bench 256x256 --cfg auto: ours and the reference's loop on this GPU"
-$SF bench --cfg auto --resolution 256 --batch 32 --aug ada --device cuda --overlap on --iters 16 2>&1 | tail -4
+for fp32 in true false; do
+  echo "--- --fp32 $fp32"
+  $SF bench --cfg auto --resolution 256 --batch 32 --aug ada --device cuda --overlap on --iters 16 --fp32 $fp32 2>&1 \
+    | grep -E "^bench:|overlap on|peak GPU memory|^sec/kimg"
+done
 if [ -d .gpudeps/reference ] && [ -f tools/bench_reference.py ]; then
   python3 tools/bench_reference.py --reference .gpudeps/reference --styleforge $SF --device cuda \
     --resolution 256 --cfg auto --batch 32 --iters 16 --pairs 2 2>&1 | tail -8
