@@ -426,6 +426,34 @@ std::vector<float> squared_distance(const std::vector<uint8_t>& mask, int n) {
   return d;
 }
 
+// The n x n supersamples of one section, each classified once; the squared distance (in
+// samples) of each to the nearest core sample; and the squared cortical thickness in samples
+// (brain frame -> image frame -> samples), against which that distance is compared.
+struct SampleGrid {
+  std::vector<Sample> samples;
+  std::vector<float> dist2;
+  double gm2 = 0;
+};
+
+SampleGrid classify_grid(const Anatomy& a, const Lesion& l, int n) {
+  SampleGrid g;
+  const double inv = 1.0 / n;
+  g.samples.resize(static_cast<size_t>(n) * n);
+  std::vector<uint8_t> core(g.samples.size());
+  for (int y = 0; y < n; ++y) {
+    double Y = (2.0 * y + 1.0) * inv - 1.0;
+    for (int x = 0; x < n; ++x) {
+      size_t i = static_cast<size_t>(y) * n + x;
+      g.samples[i] = classify(a, l, (2.0 * x + 1.0) * inv - 1.0, Y);
+      core[i] = g.samples[i].core;
+    }
+  }
+  const double gm_px = a.gm_t * a.Rb * 0.5 * (a.A + a.B) * 0.5 * n;
+  g.gm2 = gm_px * gm_px;
+  g.dist2 = squared_distance(core, n);
+  return g;
+}
+
 void head_to_pixel(const Anatomy& a, double u, double v, int res, double& px, double& py) {
   double hy = v * a.B;
   double hx = u * a.A * (1.0 + a.egg * v);
@@ -559,25 +587,11 @@ PhantomSectionImages render_phantom_section(const PhantomOptions& opts, int64_t 
 
   const int ss = res <= 64 ? 4 : res <= 256 ? 3 : 2;  // supersampling per axis
   const int n = res * ss;
-  std::vector<Sample> samples;
-  std::vector<float> dist2;
-  double gm2 = 0;
-  if (!sec.empty) {  // (a.Rb > 0: the thickness factor is at most 1 / 0.3)
-    const double inv = 1.0 / n;
-    samples.resize(static_cast<size_t>(n) * n);
-    std::vector<uint8_t> core(samples.size());
-    for (int y = 0; y < n; ++y) {
-      double Y = (2.0 * y + 1.0) * inv - 1.0;
-      for (int x = 0; x < n; ++x) {
-        size_t i = static_cast<size_t>(y) * n + x;
-        samples[i] = classify(a, l, (2.0 * x + 1.0) * inv - 1.0, Y);
-        core[i] = samples[i].core;
-      }
-    }
-    const double gm_px = a.gm_t * a.Rb * 0.5 * (a.A + a.B) * 0.5 * n;
-    gm2 = gm_px * gm_px;
-    dist2 = squared_distance(core, n);
-  }
+  SampleGrid grid;
+  if (!sec.empty) grid = classify_grid(a, l, n);  // (a.Rb > 0: the thickness factor is at most 1 / 0.3)
+  const std::vector<Sample>& samples = grid.samples;
+  const std::vector<float>& dist2 = grid.dist2;
+  const double gm2 = grid.gm2;
 
   std::vector<double> sum(contrasts.size());
   for (int py = 0; py < res; ++py) {
@@ -630,22 +644,11 @@ Image render_phantom(const PhantomOptions& opts, int64_t index, int* label_out, 
   img.channels = 1;
   img.pixels.resize(static_cast<size_t>(res) * res);
   const int n = res * ss;
-  const double inv = 1.0 / n;
   const double sigma = opts.noise;
-  std::vector<Sample> samples(static_cast<size_t>(n) * n);
-  std::vector<uint8_t> core(samples.size());
-  for (int y = 0; y < n; ++y) {
-    double Y = (2.0 * y + 1.0) * inv - 1.0;
-    for (int x = 0; x < n; ++x) {
-      size_t i = static_cast<size_t>(y) * n + x;
-      samples[i] = classify(a, l, (2.0 * x + 1.0) * inv - 1.0, Y);
-      core[i] = samples[i].core;
-    }
-  }
-  // Cortical thickness in samples (brain frame -> image frame -> samples).
-  const double gm_px = a.gm_t * a.Rb * 0.5 * (a.A + a.B) * 0.5 * n;
-  const float gm2 = static_cast<float>(gm_px * gm_px);
-  std::vector<float> dist2 = squared_distance(core, n);
+  const SampleGrid grid = classify_grid(a, l, n);
+  const std::vector<Sample>& samples = grid.samples;
+  const std::vector<float>& dist2 = grid.dist2;
+  const float gm2 = static_cast<float>(grid.gm2);
   for (int py = 0; py < res; ++py) {
     for (int px = 0; px < res; ++px) {
       double sum = 0;
