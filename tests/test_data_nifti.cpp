@@ -52,21 +52,8 @@ void put_gz(const std::string& p, const std::vector<uint8_t>& b) {
 // A NIfTI-1 single file: 348-byte header, 4 extension bytes, voxel bytes.
 std::vector<uint8_t> nifti1(const std::vector<int16_t>& dims, int16_t datatype, int16_t bitpix,
                             const std::vector<uint8_t>& voxels, const char* magic = "n+1") {
-  std::vector<uint8_t> b(352, 0);
-  int32_t hs = 348;
-  std::memcpy(&b[0], &hs, 4);
-  int16_t dim[8] = {static_cast<int16_t>(dims.size()), 1, 1, 1, 1, 1, 1, 1};
-  for (size_t i = 0; i < dims.size(); ++i) dim[i + 1] = dims[i];
-  std::memcpy(&b[40], dim, 16);
-  std::memcpy(&b[70], &datatype, 2);
-  std::memcpy(&b[72], &bitpix, 2);
-  float pix[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-  std::memcpy(&b[76], pix, 32);
-  float off = 352;
-  std::memcpy(&b[108], &off, 4);
-  std::memcpy(&b[344], magic, 4);
-  b.resize(352 + voxels.size());
-  if (!voxels.empty()) std::memcpy(&b[352], voxels.data(), voxels.size());
+  std::vector<uint8_t> b = sf::test::nifti1_header(dims, datatype, bitpix, 352.0f, magic);
+  b.insert(b.end(), voxels.begin(), voxels.end());
   return b;
 }
 

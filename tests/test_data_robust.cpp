@@ -190,18 +190,8 @@ int load_and_compare(const std::string& path, const KnownPack& k, std::string& m
 // NIfTI-1 single file: header (348) + 4 extension bytes + data.
 std::vector<uint8_t> nifti1(const std::vector<int16_t>& dims, int16_t datatype, int16_t bitpix, float vox_offset,
                             size_t data_bytes) {
-  std::vector<uint8_t> b(352 + data_bytes, 0);
-  int32_t hs = 348;
-  std::memcpy(&b[0], &hs, 4);
-  int16_t dim[8] = {static_cast<int16_t>(dims.size()), 1, 1, 1, 1, 1, 1, 1};
-  for (size_t i = 0; i < dims.size(); ++i) dim[i + 1] = dims[i];
-  std::memcpy(&b[40], dim, 16);
-  std::memcpy(&b[70], &datatype, 2);
-  std::memcpy(&b[72], &bitpix, 2);
-  float pix[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-  std::memcpy(&b[76], pix, 32);
-  std::memcpy(&b[108], &vox_offset, 4);
-  std::memcpy(&b[344], "n+1\0", 4);
+  std::vector<uint8_t> b = sf::test::nifti1_header(dims, datatype, bitpix, vox_offset);
+  b.resize(352 + data_bytes);
   for (size_t i = 352; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 13);
   return b;
 }

@@ -4,15 +4,37 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "data/bench.h"
 
 namespace sf::test {
+
+// A NIfTI-1 single-file header: 348 bytes plus 4 extension bytes (352 in all), voxel sizes 1,
+// the given dims (dim[0] = dims.size()), data type, bits per voxel, vox_offset and 4-byte magic.
+inline std::vector<uint8_t> nifti1_header(const std::vector<int16_t>& dims, int16_t datatype, int16_t bitpix,
+                                          float vox_offset, const char* magic = "n+1") {
+  std::vector<uint8_t> b(352, 0);
+  int32_t hs = 348;
+  std::memcpy(&b[0], &hs, 4);
+  int16_t dim[8] = {static_cast<int16_t>(dims.size()), 1, 1, 1, 1, 1, 1, 1};
+  for (size_t i = 0; i < dims.size(); ++i) dim[i + 1] = dims[i];
+  std::memcpy(&b[40], dim, 16);
+  std::memcpy(&b[70], &datatype, 2);
+  std::memcpy(&b[72], &bitpix, 2);
+  float pix[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  std::memcpy(&b[76], pix, 32);
+  std::memcpy(&b[108], &vox_offset, 4);
+  std::memcpy(&b[344], magic, 4);
+  return b;
+}
 
 // The fixtures folder: $STYLEFORGE_FIXTURES, else ../shared/fixtures next to the source tree.
 inline std::string fixtures_dir() {
