@@ -401,6 +401,32 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
   }
 
   // ---------------- colour transformations ----------------
+  // The per-image draws of the colour transforms (same order and thresholds for every channel
+  // count; with a debug percentile q, its fixed value).
+  auto draw_brightness = [&] {
+    at::Tensor b = randn({batch}) * k.brightness_std;
+    b = at::where(rand({batch}) < prob(k.brightness), b, at::zeros_like(b));
+    if (q.defined()) b = at::full_like(b, val(q_normal(k.brightness_std)));
+    return b;
+  };
+  auto draw_contrast = [&] {
+    at::Tensor c = at::exp2(randn({batch}) * k.contrast_std);
+    c = at::where(rand({batch}) < prob(k.contrast), c, at::ones_like(c));
+    if (q.defined()) c = at::full_like(c, val(at::exp2(q_normal(k.contrast_std))));
+    return c;
+  };
+  auto draw_lumaflip = [&] {
+    at::Tensor i = at::floor(rand({batch, 1, 1}) * 2);
+    i = at::where(rand({batch, 1, 1}) < prob(k.lumaflip), i, at::zeros_like(i));
+    if (q.defined()) i = at::full_like(i, val(at::floor(q * 2)));
+    return i;
+  };
+  auto draw_saturation = [&] {
+    at::Tensor s = at::exp2(randn({batch, 1, 1}) * k.saturation_std);
+    s = at::where(rand({batch, 1, 1}) < prob(k.saturation), s, at::ones_like(s));
+    if (q.defined()) s = at::full_like(s, val(at::exp2(q_normal(k.saturation_std))));
+    return s;
+  };
   if (channels == 1 || channels == 3) {
     // The reference: a 4x4 matrix on RGB (one channel: the mean of its colour rows).
     // Homogeneous 3-D transform: C @ color_in = color_out.
@@ -409,16 +435,12 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
     bool color = false;
 
     if (k.brightness > 0) {
-      at::Tensor b = randn({batch}) * k.brightness_std;
-      b = at::where(rand({batch}) < prob(k.brightness), b, at::zeros_like(b));
-      if (q.defined()) b = at::full_like(b, val(q_normal(k.brightness_std)));
+      const at::Tensor b = draw_brightness();
       C = at::matmul(translate3d(b, b, b, o), C);
       color = true;
     }
     if (k.contrast > 0) {
-      at::Tensor c = at::exp2(randn({batch}) * k.contrast_std);
-      c = at::where(rand({batch}) < prob(k.contrast), c, at::ones_like(c));
-      if (q.defined()) c = at::full_like(c, val(at::exp2(q_normal(k.contrast_std))));
+      const at::Tensor c = draw_contrast();
       C = at::matmul(scale3d(c, c, c, o), C);
       color = true;
     }
@@ -426,10 +448,7 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
     const at::Tensor v = at::tensor(std::vector<float>{float(inv_sqrt3), float(inv_sqrt3), float(inv_sqrt3), 0.0f}, o);
     const at::Tensor vv = at::outer(v, v);  // projection onto the luma axis
     if (k.lumaflip > 0) {
-      at::Tensor i = at::floor(rand({batch, 1, 1}) * 2);
-      i = at::where(rand({batch, 1, 1}) < prob(k.lumaflip), i, at::zeros_like(i));
-      if (q.defined()) i = at::full_like(i, val(at::floor(q * 2)));
-      C = at::matmul(eye4 - 2 * vv * i, C);  // Householder reflection
+      C = at::matmul(eye4 - 2 * vv * draw_lumaflip(), C);  // Householder reflection
       color = true;
     }
     if (k.hue > 0 && channels > 1) {
@@ -440,10 +459,7 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
       color = true;
     }
     if (k.saturation > 0 && channels > 1) {
-      at::Tensor s = at::exp2(randn({batch, 1, 1}) * k.saturation_std);
-      s = at::where(rand({batch, 1, 1}) < prob(k.saturation), s, at::ones_like(s));
-      if (q.defined()) s = at::full_like(s, val(at::exp2(q_normal(k.saturation_std))));
-      C = at::matmul(vv + (eye4 - vv) * s, C);
+      C = at::matmul(vv + (eye4 - vv) * draw_saturation(), C);
       color = true;
     }
 
@@ -472,34 +488,22 @@ at::Tensor AugmentPipe::forward(const at::Tensor& images_in, at::Generator gen,
     last_col.slice(0, 0, channels).select(1, channels).fill_(1);  // ones in the translation column
     diag_c.slice(0, 0, channels).slice(1, 0, channels).copy_(at::eye(channels, o));
     if (k.brightness > 0) {
-      at::Tensor b = randn({batch}) * k.brightness_std;
-      b = at::where(rand({batch}) < prob(k.brightness), b, at::zeros_like(b));
-      if (q.defined()) b = at::full_like(b, val(q_normal(k.brightness_std)));
-      C = at::matmul(eyeD + last_col * b.view({batch, 1, 1}), C);
+      C = at::matmul(eyeD + last_col * draw_brightness().view({batch, 1, 1}), C);
       color = true;
     }
     if (k.contrast > 0) {
-      at::Tensor c = at::exp2(randn({batch}) * k.contrast_std);
-      c = at::where(rand({batch}) < prob(k.contrast), c, at::ones_like(c));
-      if (q.defined()) c = at::full_like(c, val(at::exp2(q_normal(k.contrast_std))));
-      C = at::matmul(eyeD + diag_c * (c.view({batch, 1, 1}) - 1), C);
+      C = at::matmul(eyeD + diag_c * (draw_contrast().view({batch, 1, 1}) - 1), C);
       color = true;
     }
     at::Tensor v = at::zeros({D}, o);
     v.slice(0, 0, channels).fill_(1.0 / std::sqrt(static_cast<double>(channels)));
     const at::Tensor vv = at::outer(v, v);
     if (k.lumaflip > 0) {
-      at::Tensor i = at::floor(rand({batch, 1, 1}) * 2);
-      i = at::where(rand({batch, 1, 1}) < prob(k.lumaflip), i, at::zeros_like(i));
-      if (q.defined()) i = at::full_like(i, val(at::floor(q * 2)));
-      C = at::matmul(eyeD - 2 * vv * i, C);
+      C = at::matmul(eyeD - 2 * vv * draw_lumaflip(), C);
       color = true;
     }
     if (k.saturation > 0 && channels > 1) {
-      at::Tensor s = at::exp2(randn({batch, 1, 1}) * k.saturation_std);
-      s = at::where(rand({batch, 1, 1}) < prob(k.saturation), s, at::ones_like(s));
-      if (q.defined()) s = at::full_like(s, val(at::exp2(q_normal(k.saturation_std))));
-      C = at::matmul(vv + (eyeD - vv) * s, C);
+      C = at::matmul(vv + (eyeD - vv) * draw_saturation(), C);
       color = true;
     }
     if (color) {
