@@ -2,7 +2,7 @@
 //
 // Each op is composed of ATen operators, so LibTorch's autograd differentiates it to any order
 // (R1 and path length need second derivatives); bias_act also has a fused element-wise form
-// (first and second order) that runs by default on CUDA tensors. The semantics follow the reference
+// (first and second order), the default on CPU tensors and opt-in on CUDA tensors. The semantics follow the reference
 // implementation's "ref" code paths (the ones that produced ../shared/fixtures):
 //   upfirdn2d      pad (negative = crop), zero-insert upsample, FIR filter, downsample
 //   conv2d_resample convolution fused with up/down-sampling, padding applied once
@@ -70,8 +70,8 @@ at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, int dim = 1, Act a
 // The same op in two implementations. bias_act() picks one per device: the fused op on CUDA
 // tensors (CUDA builds) when STYLEFORGE_FUSED_KERNELS=1 (opt-in until the kernel has been
 // compared on a GPU by tests/gpu/check.sh), on CPU float32/float64 tensors when
-// bias_act_fused_is_default(false) (set_bias_act_cpu_default; off: ATen measured faster on the
-// CPU), else the ATen formulation.
+// bias_act_fused_is_default(false) (set_bias_act_cpu_default; on by default: measured faster on
+// the CPU), else the ATen formulation.
 //   bias_act_ref    composed of ATen operators (autograd to any order)
 //   bias_act_fused  one element-wise pass (cuda/bias_act_math.h) per direction, CPU or CUDA, with
 //                   first- and second-order gradients (a third order throws)
