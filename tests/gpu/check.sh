@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, in one call on a machine with one NVIDIA GPU (about 9 minutes):
+# The GPU check, in one call on a machine with one NVIDIA GPU (about 9.5 minutes):
 #   1. builds styleforge there against the machine's own PyTorch (CUDA LibTorch) with the Debian
 #      libraries carried in .gpudeps/debs (tests/gpu/prepare.sh), nvcc compiling trainer/cuda/*.cu;
 #   2. runs the `gpu` ctest label: NCCL sums/broadcasts, the gradient clean-up kernel against its host
@@ -21,7 +21,7 @@
 #      .gpudeps/reference, tools/bench_reference.py beside it on the same GPU, printing both sec/kimg.
 # Time on an H200 (estimate): build ~4 min, gpu label ~1 min, fp16 reference ~1 min (its CUDA
 # plugins compile on first use or fall back), MPI/resume/generate ~1.5 min, mixed-precision ticks
-# ~20 s, benches ~1.5 min: about 9 minutes.
+# ~20 s, benches ~2 min: about 9.5 minutes.
 # Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600.
 # Output also goes to $OUT/gpu-check.log when $OUT is set.
 set -uo pipefail
@@ -132,10 +132,13 @@ check diff -r $W/g1 $W/g7
 check $SF generate --network $CK --seeds 0-9999 --batch 64 --device cuda --dest $W/g.h5 --quiet
 
 step "bench 256x256 --cfg auto: ours and the reference's loop on this GPU"
-for fp32 in true false; do
-  echo "--- --fp32 $fp32"
-  $SF bench --cfg auto --resolution 256 --batch 32 --aug ada --device cuda --overlap on --iters 16 --fp32 $fp32 2>&1 \
-    | grep -E "^bench:|overlap on|peak GPU memory|^sec/kimg"
+# float32 and mixed precision; mixed precision again with the fused kernels (bias_act, upfirdn2d,
+# multi-tensor Adam/EMA/nan_to_num) on.
+for run in "true 0" "false 0" "false 1"; do
+  set -- $run; fp32=$1; fused=$2
+  echo "--- --fp32 $fp32, STYLEFORGE_FUSED_KERNELS=$fused"
+  STYLEFORGE_FUSED_KERNELS=$fused $SF bench --cfg auto --resolution 256 --batch 32 --aug ada --device cuda --overlap on \
+    --iters 16 --fp32 $fp32 2>&1 | grep -E "^bench:|overlap on|peak GPU memory|^sec/kimg"
 done
 if [ -d .gpudeps/reference ] && [ -f tools/bench_reference.py ]; then
   python3 tools/bench_reference.py --reference .gpudeps/reference --styleforge $SF --device cuda \
