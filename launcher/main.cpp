@@ -16,7 +16,8 @@ namespace {
 // step in `perf`). Serving blocks up to 32 MB (glibc's ceiling for this setting) from the heap and
 // keeping up to 1 GiB of freed heap makes the step reuse its memory: `styleforge bench` (CPU,
 // 32x32, batch 8) measured 116 against 125 sec/kimg. A user's own GLIBC_TUNABLES or MALLOC_*_
-// settings take precedence.
+// settings take precedence. Where the build links tcmalloc (CMake STYLEFORGE_TCMALLOC) glibc's
+// malloc is not used and these settings change nothing.
 void tune_allocator() {
 #if defined(__GLIBC__)
   if (std::getenv("GLIBC_TUNABLES") || std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))

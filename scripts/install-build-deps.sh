@@ -10,7 +10,7 @@ bash apt-install.sh \
   libhdf5-dev \
   libboost-program-options-dev nlohmann-json3-dev \
   libpng-dev zlib1g-dev libjpeg-dev libisal-dev libgif-dev \
-  libgdcm-dev libnifti2-dev libzip-dev
+  libgdcm-dev libnifti2-dev libzip-dev libtcmalloc-minimal4
 if [ "${STYLEFORGE_PROMETHEUS_CPP:-1}" = 1 ] && apt-cache show prometheus-cpp-dev >/dev/null 2>&1; then
   bash apt-install.sh prometheus-cpp-dev
 fi

@@ -17,7 +17,7 @@ PKGS=(libhdf5-dev libhdf5-103-1 libhdf5-hl-100 libsz2 libaec0 libcurl3-gnutls
       libgtest-dev nlohmann-json3-dev libpng-dev libpng16-16 libjpeg62-turbo-dev libjpeg62-turbo zlib1g-dev libisal-dev libisal2 libgif-dev libgif7
       libgdcm-dev libgdcm3.0 libcharls2 libopenjp2-7 libsocket++1 libjson-c5
       libnifti2-dev libnifti2-2 libniftiio-dev libniftiio2 libnifticdf-dev libnifticdf2 libznz-dev libznz3
-      libzip-dev libzip4)
+      libzip-dev libzip4 libtcmalloc-minimal4)
 (cd .gpudeps/debs && apt-get download "${PKGS[@]}" >/dev/null)
 echo "downloaded $(ls .gpudeps/debs | wc -l) packages ($(du -sh .gpudeps/debs | cut -f1)) into .gpudeps/debs"
 if [ "${1:-}" = "--reference" ] && [ -n "${2:-}" ]; then
