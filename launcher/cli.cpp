@@ -14,6 +14,7 @@ const std::vector<Subcommand>& subcommands() {
       {"train", "train StyleGAN2-ADA on a dataset pack (or continue a run with --resume)", cmd_train},
       {"generate", "write images of a trained generator for a list of seeds", cmd_generate},
       {"bench", "time the training step on reals held in memory (sec/kimg)", cmd_bench},
+      {"bench-ops", "each fused op against the ATen formulation it replaces (ms, alternating)", cmd_bench_ops},
       {"bench-comm", "bus bandwidth of the gradient sync against a raw MPI_Allreduce (under mpirun)", cmd_bench_comm},
       {"status", "one line per run: state, kimg, speed, ETA, p, FID/KID, slowest rank, last checkpoint", cmd_status},
       {"report", "PNG plots (losses, p and r_t, FID/KID, sec/kimg) and report.html of a run", cmd_report},

@@ -51,6 +51,7 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_bench_comm(const std::vector<std::string>& args);
+int cmd_bench_ops(const std::vector<std::string>& args);
 int cmd_metrics(const std::vector<std::string>& args);
 int cmd_embed(const std::vector<std::string>& args);
 int cmd_status(const std::vector<std::string>& args);

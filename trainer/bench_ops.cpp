@@ -1,0 +1,110 @@
+#include "trainer/bench_ops.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <stdexcept>
+#include <vector>
+
+#include "trainer/device.h"
+#include "trainer/ops.h"
+
+#ifdef STYLEFORGE_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace sf::trainer {
+namespace {
+
+struct Case {
+  std::string name;
+  std::function<void()> aten, fused;  // one timed repetition each (forward and backward)
+};
+
+void sync(const c10::Device& d) {
+#ifdef STYLEFORGE_WITH_CUDA
+  if (d.is_cuda()) c10::cuda::device_synchronize();
+#else
+  (void)d;
+#endif
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Alternates the two paths, `iters` times each after one warm-up of each.
+std::pair<double, double> time_pair(const Case& c, int iters, const c10::Device& d) {
+  auto once = [&](const std::function<void()>& f) {
+    sync(d);
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    sync(d);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  once(c.aten);
+  once(c.fused);
+  std::vector<double> a, f;
+  for (int i = 0; i < iters; ++i) {
+    a.push_back(once(c.aten));
+    f.push_back(once(c.fused));
+  }
+  return {median(a), median(f)};
+}
+
+// bias_act as the networks call it (lrelu, bias, conv_clamp 256 x gain): forward, then the
+// gradient of a weighted sum with respect to x and b.
+Case bias_act_case(const std::vector<int64_t>& shape, const c10::TensorOptions& opt) {
+  at::Tensor x = at::randn(shape, opt).requires_grad_();
+  at::Tensor b = at::randn({shape[1]}, opt).requires_grad_();
+  at::Tensor g = at::randn(shape, opt);
+  const double clamp = 256 * std::sqrt(2.0);
+  auto run = [x, b, g, clamp](bool fused) {
+    at::Tensor y = fused ? ops::bias_act_fused(x, b, 1, ops::Act::Lrelu, std::nullopt, std::nullopt, clamp)
+                         : ops::bias_act_ref(x, b, 1, ops::Act::Lrelu, std::nullopt, std::nullopt, clamp);
+    (void)torch::autograd::grad({y}, {x, b}, {g});
+  };
+  std::string name = "bias_act lrelu+bias+clamp fwd+bwd " + c10::str(at::IntArrayRef(shape));
+  return {name, [run] { run(false); }, [run] { run(true); }};
+}
+
+}  // namespace
+
+int run_bench_ops(const BenchOpsOptions& o, std::ostream& out) {
+  if (o.iters < 1) throw std::invalid_argument("--iters must be at least 1");
+  if (o.threads < 1) throw std::invalid_argument("--threads must be at least 1");
+  const c10::Device dev = resolve_device(o.device, 0, 1, true);
+  at::set_num_threads(o.threads);
+  at::manual_seed(0);
+  const c10::TensorOptions opt = at::TensorOptions().device(dev).dtype(at::kFloat);
+  const bool big = o.shapes == "large" || (o.shapes == "auto" && dev.is_cuda());
+  if (o.shapes != "auto" && o.shapes != "large" && o.shapes != "small")
+    throw std::invalid_argument("--shapes must be auto, small or large");
+
+  std::vector<Case> cases;
+  // The CPU bench's layers (32x32, 128 channels, batch 8) or 256x256 --cfg auto's (batch 32).
+  const std::vector<std::vector<int64_t>> act_shapes =
+      big ? std::vector<std::vector<int64_t>>{{32, 64, 256, 256}, {32, 256, 64, 64}, {32, 512, 16, 16}}
+          : std::vector<std::vector<int64_t>>{{8, 128, 32, 32}, {8, 128, 8, 8}};
+  for (const auto& s : act_shapes) cases.push_back(bias_act_case(s, opt));
+
+  out << "bench-ops: device " << dev << ", threads " << o.threads << ", " << o.iters
+      << " timed repetitions per path (alternating), median ms\n";
+  for (const auto& c : cases) {
+    if (!o.only.empty() && c.name.find(o.only) == std::string::npos) continue;
+    auto [a, f] = time_pair(c, o.iters, dev);
+    char line[512];
+    std::snprintf(line, sizeof line, "%-60s aten %9.3f ms  fused %9.3f ms  fused/aten %.3f\n", c.name.c_str(), a, f,
+                  f / a);
+    out << line << std::flush;
+  }
+  return 0;
+}
+
+}  // namespace sf::trainer
