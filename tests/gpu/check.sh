@@ -16,7 +16,8 @@
 #   4. generates the same seeds with --batch 1 and 7 on CUDA (identical PNGs expected) and 10000
 #      seeds into a pack;
 #   4b. trains a few ticks with --fp32 false --nhwc (mixed precision, channels_last) on CUDA;
-#   5. runs `styleforge bench --cfg auto --resolution 256 --device cuda` in float32 and with --fp32 false
+#   5. runs `styleforge bench-ops --device cuda` (each fused kernel against its ATen formulation) and
+#      `styleforge bench --cfg auto --resolution 256 --device cuda` in float32 and with --fp32 false
 #      (sec/kimg and peak GPU memory of each) and, when a checkout of the reference was carried in
 #      .gpudeps/reference, tools/bench_reference.py beside it on the same GPU, printing both sec/kimg.
 # Time on an H200 (estimate): build ~4 min, gpu label ~1 min, fp16 reference ~1 min (its CUDA
@@ -132,6 +133,8 @@ check diff -r $W/g1 $W/g7
 check $SF generate --network $CK --seeds 0-9999 --batch 64 --device cuda --dest $W/g.h5 --quiet
 
 step "bench 256x256 --cfg auto: ours and the reference's loop on this GPU"
+echo "--- each fused kernel against its ATen formulation (styleforge bench-ops)"
+$SF bench-ops --device cuda --iters 9 2>&1 | tail -20
 # float32 and mixed precision; mixed precision again with the fused kernels (bias_act, upfirdn2d,
 # multi-tensor Adam/EMA/nan_to_num) on.
 for run in "true 0" "false 0" "false 1"; do
