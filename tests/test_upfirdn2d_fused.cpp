@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/cuda/upfirdn2d_math.h"
 #include "trainer/ops.h"
 
 namespace ops = sf::ops;
@@ -114,6 +115,39 @@ TEST(Upfirdn2dFused, MatchesAtenForwardBackwardAndDoubleBackward) {
       expect_rel(got[2], ref[2], d ? 1e-12 : 1e-4, what + " double backward");
       EXPECT_GT(ref[2].abs().max().item<double>(), 0) << what << ": the double backward is not trivial";
     }
+  }
+}
+
+// The CPU loop (whole rows per tap) gives the values of the per-pixel form the CUDA kernel runs
+// (upfirdn2d_math.h's pixel(), called here on the host): the same sums in the same order.
+TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
+  namespace um = sf::ops::upfirdn2d_math;
+  uint64_t seed = 600;
+  for (const UpfCase& c : cases()) {
+    at::Tensor x = at::randn(c.shape, at::detail::createCPUGenerator(seed++), at::TensorOptions().dtype(at::kDouble));
+    at::Tensor f = filter_of(c, seed++);
+    at::Tensor y = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+    if (!f.defined()) f = at::ones({1, 1});
+    // The filter as the op prepares it: gain^(ndim/2) applied in float32, then float64.
+    at::Tensor fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
+    um::Params p;
+    p.in_h = c.shape[2], p.in_w = c.shape[3];
+    p.upx = c.upx, p.upy = c.upy, p.downx = c.downx, p.downy = c.downy, p.padx0 = c.pad.x0, p.pady0 = c.pad.y0;
+    p.separable = f.dim() == 1;
+    p.fh = static_cast<int>(f.size(0)), p.fw = static_cast<int>(f.size(-1));
+    p.flip = c.flip;
+    p.out_h = y.size(2), p.out_w = y.size(3);
+    at::Tensor ref = at::empty_like(y);
+    const double* xv = x.data_ptr<double>();
+    double* rv = ref.data_ptr<double>();
+    for (int64_t pl = 0; pl < c.shape[0] * c.shape[1]; ++pl) {
+      const double* xp = xv + pl * p.in_h * p.in_w;
+      auto read = [&](int64_t iy, int64_t ix) { return xp[iy * p.in_w + ix]; };
+      for (int64_t oy = 0; oy < p.out_h; ++oy)
+        for (int64_t ox = 0; ox < p.out_w; ++ox)
+          rv[(pl * p.out_h + oy) * p.out_w + ox] = um::pixel<double>(p, fk.data_ptr<double>(), oy, ox, read);
+    }
+    expect_rel(y, ref, 1e-14, c.name + " CPU loop vs per-pixel form");
   }
 }
 

@@ -70,35 +70,89 @@ std::vector<um::Taps> taps_along(int64_t n_out, int64_t in, int up, int down, in
   return t;
 }
 
-// 2-D filter: um::pixel_2d per output pixel, the tap ranges of every row and column computed once.
+// The output columns one tap reaches within a row: ox = ox0 + j * ostep, reading input column
+// ix = ix0 + j * istep, for j < count (an arithmetic progression: ox * down + t - pad0 = ix * up).
+struct TapRun {
+  int64_t ox0 = 0, ostep = 1, ix0 = 0, istep = 1, count = 0;
+};
+
+// runs[t] for every tap t, from the per-column tap ranges. The columns a tap reaches solve a
+// congruence within an interval, so they always form one progression (checked).
+std::vector<TapRun> tap_runs(const std::vector<um::Taps>& tx, int up, int taps) {
+  std::vector<TapRun> runs(static_cast<size_t>(taps));
+  for (int64_t ox = 0; ox < static_cast<int64_t>(tx.size()); ++ox) {
+    const um::Taps& s = tx[static_cast<size_t>(ox)];
+    int64_t ix = s.i0;
+    for (int t = s.t0; t < s.t1; t += up, ++ix) {
+      TapRun& r = runs[static_cast<size_t>(t)];
+      if (r.count == 0) {
+        r.ox0 = ox, r.ix0 = ix;
+      } else if (r.count == 1) {
+        r.ostep = ox - r.ox0, r.istep = ix - r.ix0;
+      } else {
+        TORCH_INTERNAL_ASSERT(ox == r.ox0 + r.count * r.ostep && ix == r.ix0 + r.count * r.istep,
+                              "upfirdn2d: tap ", t, " columns are not a progression");
+      }
+      ++r.count;
+    }
+  }
+  return runs;
+}
+
+// acc[ox] += k * src[ix] along one tap's run.
+template <typename A, typename S>
+inline void apply_run(A* __restrict acc, const S* __restrict src, A k, const TapRun& r) {
+  if (r.ostep == 1 && r.istep == 1) {
+    A* a = acc + r.ox0;
+    const S* s = src + r.ix0;
+    for (int64_t j = 0; j < r.count; ++j) a[j] += k * static_cast<A>(s[j]);
+  } else {
+    for (int64_t j = 0; j < r.count; ++j) acc[r.ox0 + j * r.ostep] += k * static_cast<A>(src[r.ix0 + j * r.istep]);
+  }
+}
+
+// 2-D filter. Each output pixel accumulates K[ty][tx] * x over its taps in um::pixel_2d's order
+// (ty, then tx, increasing; taps off the input skipped), so the values are those of the per-pixel
+// form the CUDA kernel runs (tests/test_upfirdn2d_fused.cpp compares the two); the loops run a
+// whole output row per tap, the tap ranges computed once per call.
 template <typename S, typename A>
 void cpu_2d(const S* x, const A* f, S* out, int64_t planes, const um::Params& p) {
   const std::vector<um::Taps> ty = taps_along(p.out_h, p.in_h, p.upy, p.downy, p.pady0, p.fh);
   const std::vector<um::Taps> tx = taps_along(p.out_w, p.in_w, p.upx, p.downx, p.padx0, p.fw);
+  const std::vector<TapRun> runs = tap_runs(tx, p.upx, p.fw);
   const int64_t w = p.in_w, plane_in = p.in_h * p.in_w;
   at::parallel_for(0, planes * p.out_h, grain_rows(p), [&](int64_t begin, int64_t end) {
+    std::vector<A> acc(static_cast<size_t>(p.out_w));
     for (int64_t r = begin; r < end; ++r) {
       const int64_t plane = r / p.out_h, oy = r - plane * p.out_h;
       const S* xp = x + plane * plane_in;
-      auto read = [xp, w](int64_t iy, int64_t ix) { return static_cast<A>(xp[iy * w + ix]); };
-      S* orow = out + r * p.out_w;
       const um::Taps& y = ty[static_cast<size_t>(oy)];
-      for (int64_t ox = 0; ox < p.out_w; ++ox)
-        orow[ox] = static_cast<S>(um::pixel_2d<A>(p, f, y, tx[static_cast<size_t>(ox)], read));
+      S* orow = out + r * p.out_w;
+      std::fill(acc.begin(), acc.end(), A(0));
+      int64_t iy = y.i0;
+      for (int t = y.t0; t < y.t1; t += p.upy, ++iy) {
+        const A* frow = f + static_cast<int64_t>(um::tap_index(t, p.fh, p.flip)) * p.fw;
+        const S* xrow = xp + iy * w;
+        for (int s = 0; s < p.fw; ++s)
+          if (runs[static_cast<size_t>(s)].count > 0)
+            apply_run(acc.data(), xrow, frow[um::tap_index(s, p.fw, p.flip)], runs[static_cast<size_t>(s)]);
+      }
+      for (int64_t ox = 0; ox < p.out_w; ++ox) orow[ox] = static_cast<S>(acc[static_cast<size_t>(ox)]);
     }
   });
 }
 
-// Separable filter: a pass along y into a row buffer of column sums (each column sum accumulated
-// tap by tap in um::column_sum's order), then along x as um::pixel_separable does: the same sums,
-// in the same order, as the per-pixel form the CUDA kernel runs.
+// Separable filter: a pass along y into a row of column sums (each accumulated tap by tap in
+// um::column_sum's order), then along x in um::pixel_separable's order: the same sums, in the same
+// order, as the per-pixel form the CUDA kernel runs.
 template <typename S, typename A>
 void cpu_separable(const S* x, const A* f, S* out, int64_t planes, const um::Params& p) {
   const std::vector<um::Taps> ty = taps_along(p.out_h, p.in_h, p.upy, p.downy, p.pady0, p.fh);
   const std::vector<um::Taps> tx = taps_along(p.out_w, p.in_w, p.upx, p.downx, p.padx0, p.fw);
+  const std::vector<TapRun> runs = tap_runs(tx, p.upx, p.fw);
   const int64_t w = p.in_w, plane_in = p.in_h * p.in_w;
   at::parallel_for(0, planes * p.out_h, grain_rows(p), [&](int64_t begin, int64_t end) {
-    std::vector<A> col(static_cast<size_t>(w));
+    std::vector<A> col(static_cast<size_t>(w)), acc(static_cast<size_t>(p.out_w));
     for (int64_t r = begin; r < end; ++r) {
       const int64_t plane = r / p.out_h, oy = r - plane * p.out_h;
       const S* xp = x + plane * plane_in;
@@ -107,17 +161,16 @@ void cpu_separable(const S* x, const A* f, S* out, int64_t planes, const um::Par
       int64_t iy = y.i0;
       for (int t = y.t0; t < y.t1; t += p.upy, ++iy) {
         const A k = f[um::tap_index(t, p.fh, p.flip)];
-        const S* xrow = xp + iy * w;
-        for (int64_t ix = 0; ix < w; ++ix) col[static_cast<size_t>(ix)] += k * static_cast<A>(xrow[ix]);
+        const S* __restrict xrow = xp + iy * w;
+        A* __restrict c = col.data();
+        for (int64_t ix = 0; ix < w; ++ix) c[ix] += k * static_cast<A>(xrow[ix]);
       }
       S* orow = out + r * p.out_w;
-      for (int64_t ox = 0; ox < p.out_w; ++ox) {
-        const um::Taps& s = tx[static_cast<size_t>(ox)];
-        A acc = A(0);
-        int64_t ix = s.i0;
-        for (int t = s.t0; t < s.t1; t += p.upx, ++ix) acc += f[um::tap_index(t, p.fw, p.flip)] * col[static_cast<size_t>(ix)];
-        orow[ox] = static_cast<S>(acc);
-      }
+      std::fill(acc.begin(), acc.end(), A(0));
+      for (int s = 0; s < p.fw; ++s)
+        if (runs[static_cast<size_t>(s)].count > 0)
+          apply_run(acc.data(), col.data(), f[um::tap_index(s, p.fw, p.flip)], runs[static_cast<size_t>(s)]);
+      for (int64_t ox = 0; ox < p.out_w; ++ox) orow[ox] = static_cast<S>(acc[static_cast<size_t>(ox)]);
     }
   });
 }
