@@ -60,7 +60,7 @@ const std::vector<GpuUpfCase> kCases = {
     {"per-axis up/down", {2, 2, 7, 5}, 1, 3, 5, 3, 1, 1, 2, {2, 0, 1, 3}, false, 1.0},
     {"negative padding", {2, 2, 9, 8}, 1, 2, 3, 1, 2, 1, 1, {-2, -1, -1, -3}, false, 1.0},
     {"separable 12-tap up 2", {2, 3, 8, 9}, 2, 12, 12, 2, 2, 1, 1, {6, 5, 6, 5}, false, 4.0},
-    {"separable 12-tap down 2 flip", {2, 3, 16, 13}, 2, 12, 12, 1, 1, 2, 2, {-1, -2, -2, -1}, true, 1.0},
+    {"separable 12-tap down 2 flip", {2, 3, 16, 17}, 2, 12, 12, 1, 1, 2, 2, {-1, -2, -2, -1}, true, 1.0},
     {"network up 8x128x16x16", {8, 128, 16, 16}, 1, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 4.0},
     {"large 64x96x67x45 (grid-stride loop)", {64, 96, 67, 45}, 1, 4, 4, 2, 2, 2, 2, {1, 2, 2, 1}, false, 1.0},
 };
@@ -141,6 +141,7 @@ TEST(GpuKernelUpfirdn2d, DispatchAndThirdOrder) {
   ASSERT_GE(visible_gpu_count(), 1) << "no CUDA device visible";
   at::Tensor f = ops::setup_filter({1, 3, 3, 1}).to(kCuda);
   at::Tensor x = at::randn({2, 4, 6, 6}, at::detail::createCPUGenerator(3)).to(kCuda).requires_grad_(true);
+  at::Tensor r = at::randn({2, 4, 6, 6}, at::detail::createCPUGenerator(4)).to(kCuda);
   std::vector<at::Tensor> g3s;
   for (bool on : {false, true}) {
     CudaFused sw(on);
@@ -149,7 +150,7 @@ TEST(GpuKernelUpfirdn2d, DispatchAndThirdOrder) {
     EXPECT_EQ(node.find("Upfirdn2dFn") != std::string::npos, on) << node;
     at::Tensor g1 = torch::autograd::grad({y.pow(4).sum()}, {x}, {}, true, true)[0];
     at::Tensor g2 = torch::autograd::grad({g1.square().sum()}, {x}, {}, true, true)[0];
-    g3s.push_back(torch::autograd::grad({(g2 * g2.detach().sin()).sum()}, {x})[0].cpu());
+    g3s.push_back(torch::autograd::grad({(g2 * r).sum()}, {x})[0].cpu());
   }
   EXPECT_LE(bound_ratio(g3s[1], g3s[0], 1e-4), 1.0);
 }
