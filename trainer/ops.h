@@ -46,6 +46,16 @@ inline at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int up = 1
                             bool flip_filter = false, double gain = 1.0) {
   return upfirdn2d(x, f, up, up, down, down, pad, flip_filter, gain);
 }
+// The same op fused (cuda/upfirdn2d_math.h): one pass over the output per direction, CPU
+// (float32/float64/float16) or CUDA, gradients of any order (the gradient is upfirdn2d again); the
+// filter gets no gradient. upfirdn2d() runs it on CUDA tensors (CUDA builds) when
+// STYLEFORGE_FUSED_KERNELS=1 (opt-in until tests/gpu/check.sh has compared it on a GPU), on CPU
+// tensors when upfirdn2d_fused_is_default(false) (set_upfirdn2d_cpu_default).
+at::Tensor upfirdn2d_fused(const at::Tensor& x, const at::Tensor& f, int upx, int upy, int downx, int downy, Pad pad,
+                           bool flip_filter = false, double gain = 1.0);
+bool upfirdn2d_fused_is_default(bool cuda);
+void set_upfirdn2d_cpu_default(bool fused);   // process-wide
+void set_upfirdn2d_cuda_default(bool fused);  // process-wide; overrides STYLEFORGE_FUSED_KERNELS
 at::Tensor filter2d(const at::Tensor& x, const at::Tensor& f, Pad pad = {}, bool flip_filter = false, double gain = 1.0);
 at::Tensor upsample2d(const at::Tensor& x, const at::Tensor& f, int up = 2, Pad pad = {}, bool flip_filter = false,
                       double gain = 1.0);

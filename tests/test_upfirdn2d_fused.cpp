@@ -1,0 +1,349 @@
+// Fused upfirdn2d (the CPU loop over cuda/upfirdn2d_math.h, the arithmetic the CUDA kernel runs)
+// against the ATen formulation (upfirdn2d with the fused CPU default off): forward, backward and
+// double backward (torch::autograd::grad with create_graph) over the resampling edge cases, and
+// through the wrappers the networks call. Tolerances, of the values' scale max(1, max|ATen|):
+// float64 1e-12 (the same sums, another evaluation order), float32 1e-5 (first order) and 1e-4.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "trainer/cuda/upfirdn2d_math.h"
+#include "trainer/networks.h"
+#include "trainer/ops.h"
+#include "trainer/penalties.h"
+
+namespace ops = sf::ops;
+
+namespace {
+
+// Sets the CPU dispatch of upfirdn2d for one scope.
+struct CpuFused {
+  explicit CpuFused(bool on) : before(ops::upfirdn2d_fused_is_default(false)) { ops::set_upfirdn2d_cpu_default(on); }
+  ~CpuFused() { ops::set_upfirdn2d_cpu_default(before); }
+  bool before;
+};
+
+struct UpfCase {
+  std::string name;
+  std::vector<int64_t> shape;  // N, C, H, W
+  int filter;                  // 0: none (identity), 1: 2-D fh x fw, 2: separable `taps`
+  int fh, fw;                  // 2-D size, or taps in fh
+  int upx, upy, downx, downy;
+  ops::Pad pad;
+  bool flip;
+  double gain;
+};
+
+const std::vector<UpfCase>& cases() {
+  static const std::vector<UpfCase> c = {
+      {"identity", {2, 3, 5, 7}, 0, 1, 1, 1, 1, 1, 1, {}, false, 1.0},
+      {"identity 1x1 pad", {1, 2, 5, 7}, 1, 1, 1, 1, 1, 1, 1, {1, 2, -1, 3}, false, 2.5},
+      {"2-D 3x3 odd", {2, 3, 5, 7}, 1, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, false, 1.0},
+      {"2-D 3x4 flip gain", {2, 2, 5, 7}, 1, 3, 4, 1, 1, 1, 1, {2, 1, 1, 1}, true, 1.7},
+      {"up 2 4x4", {2, 3, 5, 7}, 1, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 4.0},
+      {"down 2 4x4", {2, 3, 9, 11}, 1, 4, 4, 1, 1, 2, 2, {1, 1, 1, 1}, false, 1.0},
+      {"up 2 down 2", {1, 3, 6, 5}, 1, 4, 4, 2, 2, 2, 2, {1, 2, 2, 1}, true, 1.3},
+      {"per-axis up/down", {2, 2, 7, 5}, 1, 3, 5, 3, 1, 1, 2, {2, 0, 1, 3}, false, 1.0},
+      {"negative padding", {2, 2, 9, 8}, 1, 2, 3, 1, 2, 1, 1, {-2, -1, -1, -3}, false, 1.0},
+      {"asymmetric crop up", {1, 3, 6, 7}, 1, 4, 4, 2, 2, 1, 1, {-3, 5, 4, -2}, true, 1.0},
+      {"pad wider than filter", {1, 2, 4, 5}, 1, 3, 3, 1, 1, 3, 2, {6, 0, 0, 5}, false, 0.5},
+      {"separable 12-tap up 2", {2, 3, 8, 9}, 2, 12, 12, 2, 2, 1, 1, {6, 5, 6, 5}, false, 4.0},
+      {"separable 12-tap down 2 flip", {2, 3, 16, 17}, 2, 12, 12, 1, 1, 2, 2, {-1, -2, -2, -1}, true, 1.0},
+      {"separable 5-tap per-axis", {3, 2, 7, 6}, 2, 5, 5, 2, 1, 1, 3, {1, 3, 2, 0}, false, 2.0},
+  };
+  return c;
+}
+
+at::Tensor filter_of(const UpfCase& c, uint64_t seed) {
+  auto g = at::detail::createCPUGenerator(seed);
+  if (c.filter == 0) return at::Tensor();
+  if (c.filter == 1) return at::rand({c.fh, c.fw}, g) + 0.1;  // float32, like the networks' buffers
+  return at::rand({c.fh}, g) + 0.1;
+}
+
+at::Tensor run_case(bool fused, const at::Tensor& x, const at::Tensor& f, const UpfCase& c) {
+  if (fused) return ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+  CpuFused off(false);
+  return ops::upfirdn2d(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+}
+
+// y; the gradient of sum(y^2 * p) w.r.t. x (create_graph); the gradient of sum(g^2 * q) w.r.t. x
+// (a double backward: g depends on x through y).
+std::vector<at::Tensor> derivs(bool fused, const at::Tensor& x0, const at::Tensor& f, const UpfCase& c,
+                               uint64_t seed) {
+  at::Tensor x = x0.detach().clone().requires_grad_(true);
+  at::Tensor y = run_case(fused, x, f, c);
+  auto gen = at::detail::createCPUGenerator(seed);
+  at::Tensor p = at::randn(y.sizes(), gen, x0.options());
+  at::Tensor q = at::randn(x0.sizes(), gen, x0.options());
+  at::Tensor g = torch::autograd::grad({(y.square() * p).sum()}, {x}, {}, true, true)[0];
+  at::Tensor gg = torch::autograd::grad({(g.square() * q).sum()}, {x})[0];
+  return {y.detach(), g.detach(), gg.detach()};
+}
+
+void expect_rel(const at::Tensor& a, const at::Tensor& b, double tol, const std::string& what) {
+  ASSERT_EQ(a.sizes(), b.sizes()) << what;
+  const double scale = std::max(1.0, b.abs().max().item<double>());
+  const double err = (a - b).abs().max().item<double>();
+  EXPECT_LE(err, tol * scale) << what << ": max abs difference " << err << " (scale " << scale << ")";
+}
+
+}  // namespace
+
+TEST(Upfirdn2dFused, MatchesAtenForwardBackwardAndDoubleBackward) {
+  uint64_t seed = 300;
+  for (const UpfCase& c : cases()) {
+    for (at::ScalarType st : {at::kDouble, at::kFloat}) {
+      auto g = at::detail::createCPUGenerator(seed++);
+      at::Tensor x = at::randn(c.shape, g, at::TensorOptions().dtype(st));
+      at::Tensor f = filter_of(c, seed++);
+      auto ref = derivs(false, x, f, c, seed);
+      auto got = derivs(true, x, f, c, seed);
+      seed++;
+      const bool d = st == at::kDouble;
+      const std::string what = c.name + (d ? " f64" : " f32");
+      EXPECT_EQ(got[0].scalar_type(), st) << what;
+      expect_rel(got[0], ref[0], d ? 1e-12 : 1e-5, what + " forward");
+      expect_rel(got[1], ref[1], d ? 1e-12 : 1e-5, what + " backward");
+      expect_rel(got[2], ref[2], d ? 1e-12 : 1e-4, what + " double backward");
+      EXPECT_GT(ref[2].abs().max().item<double>(), 0) << what << ": the double backward is not trivial";
+    }
+  }
+}
+
+// The CPU loop (whole rows per tap) gives the values of the per-pixel form the CUDA kernel runs
+// (upfirdn2d_math.h's pixel(), called here on the host): the same sums in the same order.
+TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
+  namespace um = sf::ops::upfirdn2d_math;
+  uint64_t seed = 600;
+  for (const UpfCase& c : cases()) {
+    at::Tensor x = at::randn(c.shape, at::detail::createCPUGenerator(seed++), at::TensorOptions().dtype(at::kDouble));
+    at::Tensor f = filter_of(c, seed++);
+    at::Tensor y = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+    if (!f.defined()) f = at::ones({1, 1});
+    // The filter as the op prepares it: gain^(ndim/2) applied in float32, then float64.
+    at::Tensor fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
+    um::Params p;
+    p.in_h = c.shape[2], p.in_w = c.shape[3];
+    p.upx = c.upx, p.upy = c.upy, p.downx = c.downx, p.downy = c.downy, p.padx0 = c.pad.x0, p.pady0 = c.pad.y0;
+    p.separable = f.dim() == 1;
+    p.fh = static_cast<int>(f.size(0)), p.fw = static_cast<int>(f.size(-1));
+    p.flip = c.flip;
+    p.out_h = y.size(2), p.out_w = y.size(3);
+    at::Tensor ref = at::empty_like(y);
+    const double* xv = x.data_ptr<double>();
+    double* rv = ref.data_ptr<double>();
+    for (int64_t pl = 0; pl < c.shape[0] * c.shape[1]; ++pl) {
+      const double* xp = xv + pl * p.in_h * p.in_w;
+      auto read = [&](int64_t iy, int64_t ix) { return xp[iy * p.in_w + ix]; };
+      for (int64_t oy = 0; oy < p.out_h; ++oy)
+        for (int64_t ox = 0; ox < p.out_w; ++ox)
+          rv[(pl * p.out_h + oy) * p.out_w + ox] = um::pixel<double>(p, fk.data_ptr<double>(), oy, ox, read);
+    }
+    expect_rel(y, ref, 1e-14, c.name + " CPU loop vs per-pixel form");
+  }
+}
+
+// The output size is the reference's: (in * up + pad0 + pad1 - taps) / down + 1 per axis.
+TEST(Upfirdn2dFused, OutputSizes) {
+  for (const UpfCase& c : cases()) {
+    at::Tensor x = at::zeros(c.shape, at::kDouble);
+    at::Tensor y = ops::upfirdn2d_fused(x, filter_of(c, 1), c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+    const int fh = c.filter == 0 ? 1 : c.fh, fw = c.filter == 0 ? 1 : (c.filter == 1 ? c.fw : c.fh);
+    EXPECT_EQ(y.size(2), (c.shape[2] * c.upy + c.pad.y0 + c.pad.y1 - fh) / c.downy + 1) << c.name;
+    EXPECT_EQ(y.size(3), (c.shape[3] * c.upx + c.pad.x0 + c.pad.x1 - fw) / c.downx + 1) << c.name;
+  }
+}
+
+// Gradients beyond the second order (the gradient is upfirdn2d again, to any order).
+TEST(Upfirdn2dFused, ThirdOrderMatchesAten) {
+  const UpfCase& c = cases()[6];  // up 2 down 2, flip, gain
+  at::Tensor f = filter_of(c, 77);
+  at::Tensor x0 = at::randn(c.shape, at::detail::createCPUGenerator(78), at::TensorOptions().dtype(at::kDouble));
+  at::Tensor r = at::randn(c.shape, at::detail::createCPUGenerator(79), at::TensorOptions().dtype(at::kDouble));
+  std::vector<at::Tensor> res;
+  for (bool fused : {false, true}) {
+    at::Tensor x = x0.clone().requires_grad_(true);
+    at::Tensor y = run_case(fused, x, f, c);
+    at::Tensor g1 = torch::autograd::grad({y.pow(4).sum()}, {x}, {}, true, true)[0];
+    at::Tensor g2 = torch::autograd::grad({g1.square().sum()}, {x}, {}, true, true)[0];
+    at::Tensor g3 = torch::autograd::grad({(g2 * r).sum()}, {x})[0];
+    res.push_back(g3);
+  }
+  ASSERT_GT(res[0].abs().max().item<double>(), 0);
+  expect_rel(res[1], res[0], 1e-11, "third order");
+}
+
+// The filter is a constant: a filter that requires grad gets none, x still does.
+TEST(Upfirdn2dFused, FilterGetsNoGradient) {
+  at::Tensor f = at::rand({4, 4}, at::detail::createCPUGenerator(5)).to(at::kDouble).requires_grad_(true);
+  at::Tensor x = at::randn({1, 2, 5, 5}, at::detail::createCPUGenerator(6), at::TensorOptions().dtype(at::kDouble))
+                     .requires_grad_(true);
+  at::Tensor y = ops::upfirdn2d_fused(x, f, 2, 2, 1, 1, {2, 1, 2, 1});
+  auto g = torch::autograd::grad({y.sum()}, {x, f}, {}, false, false, /*allow_unused=*/true);
+  EXPECT_TRUE(g[0].defined());
+  EXPECT_FALSE(g[1].defined() && g[1].abs().max().item<double>() != 0);
+}
+
+// Bad input: a filter larger than the padded input, or a non-float input, throws (as the ATen
+// formulation does for the former).
+TEST(Upfirdn2dFused, RejectsBadInput) {
+  at::Tensor x = at::randn({1, 1, 3, 3}, at::kDouble), f = at::ones({5, 5}, at::kFloat);
+  EXPECT_THROW(ops::upfirdn2d_fused(x, f, 1, 1, 1, 1, {}), std::exception);
+  EXPECT_THROW(ops::upfirdn2d_fused(x, f.reshape({25}), 1, 1, 1, 1, {}), std::exception);
+  EXPECT_THROW(ops::upfirdn2d_fused(at::ones({1, 1, 8, 8}, at::kLong), f, 1, 1, 1, 1, {}), std::exception);
+  EXPECT_THROW(ops::upfirdn2d_fused(at::ones({8, 8}, at::kFloat), f, 1, 1, 1, 1, {}), std::exception);
+  EXPECT_NO_THROW(ops::upfirdn2d_fused(x, f, 1, 1, 1, 1, {1, 1, 1, 1}));
+}
+
+// float16 on the CPU: accumulated in float, so within one float16 rounding of the float32 result.
+TEST(Upfirdn2dFused, HalfAccumulatesInFloat) {
+  const UpfCase& c = cases()[11];  // separable 12-tap up 2
+  at::Tensor x = at::randn(c.shape, at::detail::createCPUGenerator(9)).to(at::kHalf);
+  at::Tensor f = filter_of(c, 10);
+  at::Tensor y16 = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+  at::Tensor y32 = ops::upfirdn2d_fused(x.to(at::kFloat), f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+  ASSERT_EQ(y16.scalar_type(), at::kHalf);
+  expect_rel(y16.to(at::kFloat), y32, std::ldexp(1.0, -11), "float16 vs float32");
+}
+
+// upfirdn2d() dispatches CPU tensors to the fused op exactly when switched on, and the wrappers
+// the networks and the augmentation call (upsample2d, downsample2d, filter2d, conv2d_resample)
+// give the same values and first and second derivatives either way.
+TEST(Upfirdn2dFused, DispatchAndWrappers) {
+  at::Tensor f4 = ops::setup_filter({1, 3, 3, 1}).to(at::kDouble);
+  std::vector<float> taps12 = {-0.0010f, 0.0081f, -0.0340f, 0.0865f, -0.1705f, 0.6109f,
+                               0.6109f,  -0.1705f, 0.0865f, -0.0340f, 0.0081f, -0.0010f};
+  at::Tensor f12 = ops::setup_filter(taps12);  // separable (>= 8 taps)
+  ASSERT_EQ(f12.dim(), 1);
+  at::Tensor w = at::randn({4, 3, 3, 3}, at::detail::createCPUGenerator(20), at::TensorOptions().dtype(at::kDouble));
+  using Fn = std::function<at::Tensor(const at::Tensor&)>;
+  const std::vector<std::pair<std::string, Fn>> fns = {
+      {"upsample2d", [&](const at::Tensor& x) { return ops::upsample2d(x, f4); }},
+      {"downsample2d", [&](const at::Tensor& x) { return ops::downsample2d(x, f4); }},
+      {"filter2d", [&](const at::Tensor& x) { return ops::filter2d(x, f4, ops::Pad::all(1)); }},
+      {"augment up", [&](const at::Tensor& x) { return ops::upsample2d(x, f12, 2); }},
+      {"augment down", [&](const at::Tensor& x) { return ops::downsample2d(x, f12, 2, ops::Pad::all(-4), true); }},
+      {"conv2d_resample up", [&](const at::Tensor& x) { return ops::conv2d_resample(x, w, f4, 2, 1, ops::Pad::all(1), 1, false); }},
+      {"conv2d_resample down", [&](const at::Tensor& x) { return ops::conv2d_resample(x, w, f4, 1, 2, ops::Pad::all(1)); }},
+  };
+  at::Tensor x0 = at::randn({2, 3, 12, 10}, at::detail::createCPUGenerator(21), at::TensorOptions().dtype(at::kDouble));
+  for (const auto& [name, fn] : fns) {
+    std::vector<std::vector<at::Tensor>> res;
+    for (bool on : {false, true}) {
+      CpuFused sw(on);
+      at::Tensor x = x0.clone().requires_grad_(true);
+      at::Tensor y = fn(x);
+      bool saw_fused = false;
+      // The fused node is in the graph exactly when switched on.
+      std::vector<torch::autograd::Node*> stack = {y.grad_fn().get()};
+      for (size_t i = 0; i < stack.size() && i < 64; ++i) {
+        if (!stack[i]) continue;
+        if (stack[i]->name().find("Upfirdn2dFn") != std::string::npos) saw_fused = true;
+        for (const auto& e : stack[i]->next_edges()) stack.push_back(e.function.get());
+      }
+      EXPECT_EQ(saw_fused, on) << name;
+      at::Tensor g = torch::autograd::grad({y.tanh().sum()}, {x}, {}, true, true)[0];
+      at::Tensor gg = torch::autograd::grad({g.square().sum()}, {x})[0];
+      res.push_back({y.detach(), g.detach(), gg.detach()});
+    }
+    expect_rel(res[1][0], res[0][0], 1e-12, name + " forward");
+    expect_rel(res[1][1], res[0][1], 1e-12, name + " backward");
+    expect_rel(res[1][2], res[0][2], 1e-11, name + " double backward");
+  }
+}
+
+// A generator (skip: up-sampling convolutions and image up-sampling) and the discriminator's R1
+// penalty (resnet: down-sampling, second order into D's parameters) with the fused op on the CPU
+// give the ATen formulation's values and gradients (float32).
+TEST(Upfirdn2dFused, NetworksAndR1MatchAten) {
+  using namespace sf::trainer;
+  GeneratorConfig gc;
+  gc.z_dim = gc.w_dim = 16;
+  gc.img_resolution = 16;
+  gc.img_channels = 3;
+  gc.mapping_layers = 2;
+  gc.architecture = "skip";
+  gc.channel_base = 128;
+  gc.channel_max = 16;
+  DiscriminatorConfig dc;
+  dc.img_resolution = 16;
+  dc.img_channels = 3;
+  dc.architecture = "resnet";
+  dc.channel_base = 128;
+  dc.channel_max = 16;
+  dc.mbstd_group_size = 2;
+  Generator G(gc, at::detail::createCPUGenerator(50));
+  Discriminator D(dc, at::detail::createCPUGenerator(51));
+  at::Tensor z = at::randn({4, 16}, at::detail::createCPUGenerator(52));
+  std::vector<std::vector<at::Tensor>> res;
+  for (bool on : {false, true}) {
+    CpuFused sw(on);
+    at::Tensor ws = G.mapping(z, at::Tensor(), 1, -1, /*skip_w_avg_update=*/true);
+    at::Tensor img = G.synthesis(ws, NoiseMode::Const);
+    auto gw = torch::autograd::grad({img.square().sum()}, {ws});
+    auto r = r1_penalty(D, img.detach(), at::Tensor());
+    auto pg = torch::autograd::grad({r.penalty.mean()}, D.state().trainable_parameters(), {}, false, false, true);
+    std::vector<at::Tensor> out = {img.detach(), gw[0].detach(), r.penalty.detach()};
+    for (auto& t : pg) out.push_back(t.defined() ? t.detach() : at::Tensor());
+    res.push_back(out);
+  }
+  ASSERT_EQ(res[0].size(), res[1].size());
+  int compared = 0;
+  for (size_t i = 0; i < res[0].size(); ++i) {
+    ASSERT_EQ(res[0][i].defined(), res[1][i].defined()) << i;
+    if (!res[0][i].defined()) continue;
+    expect_rel(res[1][i], res[0][i], 1e-4, "network output " + std::to_string(i));
+    ++compared;
+  }
+  EXPECT_GT(compared, 5);
+}
+
+// Timing of the two CPU paths (not a check; run with --gtest_also_run_disabled_tests): forward +
+// backward for the shapes the networks and the augmentation use, float32.
+TEST(Upfirdn2dFused, DISABLED_BenchmarkCpuPaths) {
+  at::Tensor f4 = ops::setup_filter({1, 3, 3, 1});
+  std::vector<float> taps12 = {-0.0010f, 0.0081f, -0.0340f, 0.0865f, -0.1705f, 0.6109f,
+                               0.6109f,  -0.1705f, 0.0865f, -0.0340f, 0.0081f, -0.0010f};
+  at::Tensor f12 = ops::setup_filter(taps12);
+  struct B {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::function<at::Tensor(const at::Tensor&)> fn;
+  };
+  const std::vector<B> bs = {
+      {"8x128x16x16 upsample2d 4x4", {8, 128, 16, 16}, [&](const at::Tensor& x) { return ops::upsample2d(x, f4); }},
+      {"8x128x34x34 filter 4x4", {8, 128, 34, 34}, [&](const at::Tensor& x) { return ops::upfirdn2d(x, f4, 1, 1, 1, 1, {}, false, 4.0); }},
+      {"8x3x32x32 upsample2d 4x4", {8, 3, 32, 32}, [&](const at::Tensor& x) { return ops::upsample2d(x, f4); }},
+      {"8x128x32x32 downsample2d 4x4", {8, 128, 32, 32}, [&](const at::Tensor& x) { return ops::downsample2d(x, f4); }},
+      {"8x3x64x64 upsample2d 12-tap", {8, 3, 64, 64}, [&](const at::Tensor& x) { return ops::upsample2d(x, f12, 2); }},
+      {"8x3x128x128 downsample2d 12-tap", {8, 3, 128, 128},
+       [&](const at::Tensor& x) { return ops::downsample2d(x, f12, 2, ops::Pad::all(-4), true); }},
+  };
+  for (const B& b : bs) {
+    at::Tensor x0 = at::randn(b.shape, at::detail::createCPUGenerator(40));
+    double best[2] = {1e30, 1e30};
+    for (int rep = 0; rep < 5; ++rep) {
+      for (bool fused : {false, true}) {
+        CpuFused sw(fused);
+        at::Tensor x = x0.clone().requires_grad_(true);
+        auto t0 = std::chrono::steady_clock::now();
+        at::Tensor y = b.fn(x);
+        auto g = torch::autograd::grad({y}, {x}, {at::ones_like(y)});
+        auto t1 = std::chrono::steady_clock::now();
+        best[fused] = std::min(best[fused], std::chrono::duration<double, std::milli>(t1 - t0).count());
+      }
+    }
+    std::printf("upfirdn2d %-34s aten %8.3f ms  fused %8.3f ms  (forward + backward, best of 5)\n", b.name.c_str(),
+                best[0], best[1]);
+  }
+}

@@ -1,0 +1,106 @@
+// Per-output-pixel arithmetic of upfirdn2d, shared by the CUDA kernel (upfirdn2d.cu) and the CPU
+// loop (trainer/upfirdn2d_fused.cpp) so that CPU tests check the arithmetic the GPU runs. Torch-free.
+//
+// Semantics (the reference's _upfirdn2d_ref), per axis with input size `in`, factors up/down,
+// padding pad0/pad1 (negative crops) and a filter of `taps` taps:
+//   U[j] = x[(j - pad0) / up]  when (j - pad0) is a multiple of up and 0 <= (j - pad0) < in * up,
+//          else 0                                   (zero insertion, then pad or crop)
+//   y[o] = sum_{t < taps} K[t] * U[o * down + t],   out = (in * up + pad0 + pad1 - taps) / down + 1
+// with K the filter reversed (a true convolution) unless flip_filter (then a correlation). A 2-D
+// filter f[fh][fw] does this on both axes at once; a separable (1-D) filter runs along y, then x.
+// Only the taps that land on input pixels are visited (polyphase), so zero insertion costs nothing.
+// The gain is folded into the filter by the caller, as the reference does (f * gain^(ndim/2) in the
+// filter's dtype), so results round like the reference. A is the accumulation type: float for
+// float16 storage, else the storage type.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define SF_HD __host__ __device__ __forceinline__
+#else
+#define SF_HD inline
+#endif
+
+namespace sf::ops::upfirdn2d_math {
+
+struct Params {
+  int64_t in_w = 0, in_h = 0, out_w = 0, out_h = 0;
+  int upx = 1, upy = 1, downx = 1, downy = 1;
+  int padx0 = 0, pady0 = 0;
+  int fw = 1, fh = 1;       // filter width and height (a separable filter: fw = fh = taps)
+  bool separable = false;   // f holds `taps` values used along both axes
+  bool flip = false;        // flip_filter
+};
+
+// Output size along one axis; <= 0 when the filter is longer than the padded input.
+SF_HD int64_t out_size(int64_t in, int up, int down, int pad0, int pad1, int taps) {
+  const int64_t len = in * up + pad0 + pad1 - taps;
+  return len < 0 ? 0 : len / down + 1;
+}
+
+// The taps of output index o that land on input pixels: t = t0, t0 + up, ... < t1, reading input
+// index i0, i0 + 1, ... (empty when t0 >= t1).
+struct Taps {
+  int t0, t1;
+  int64_t i0;
+};
+
+SF_HD Taps taps_of(int64_t o, int64_t in, int up, int down, int pad0, int taps) {
+  const int64_t base = o * down - pad0;  // U index o * down + t is input-up index base + t
+  int64_t t0 = base < 0 ? -base : 0;
+  const int64_t r = (base + t0) % up;    // base + t0 >= 0
+  if (r != 0) t0 += up - r;
+  int64_t t1 = in * up - base;
+  if (t1 > taps) t1 = taps;
+  Taps s;
+  s.t0 = static_cast<int>(t0 < taps ? t0 : taps);
+  s.t1 = static_cast<int>(t1 < s.t0 ? s.t0 : t1);
+  s.i0 = (base + s.t0) / up;
+  return s;
+}
+
+// Filter index of tap t (K[t]) for a filter of n taps along one axis.
+SF_HD int tap_index(int t, int n, bool flip) { return flip ? t : n - 1 - t; }
+
+// 2-D filter f[fh * fw]: sum over ty (outer), tx (inner) of K[ty][tx] * x[iy][ix].
+// read(iy, ix) returns the input pixel of the current plane in A.
+template <typename A, typename Read>
+SF_HD A pixel_2d(const Params& p, const A* f, const Taps& ty, const Taps& tx, const Read& read) {
+  A acc = A(0);
+  int64_t iy = ty.i0;
+  for (int t = ty.t0; t < ty.t1; t += p.upy, ++iy) {
+    const A* frow = f + static_cast<int64_t>(tap_index(t, p.fh, p.flip)) * p.fw;
+    int64_t ix = tx.i0;
+    for (int s = tx.t0; s < tx.t1; s += p.upx, ++ix) acc += frow[tap_index(s, p.fw, p.flip)] * read(iy, ix);
+  }
+  return acc;
+}
+
+// Separable filter f[taps]: the column sums along y first, then along x (the same sums as a pass
+// along y followed by a pass along x, which the CPU loop runs).
+template <typename A, typename Read>
+SF_HD A column_sum(const Params& p, const A* f, const Taps& ty, int64_t ix, const Read& read) {
+  A col = A(0);
+  int64_t iy = ty.i0;
+  for (int t = ty.t0; t < ty.t1; t += p.upy, ++iy) col += f[tap_index(t, p.fh, p.flip)] * read(iy, ix);
+  return col;
+}
+
+template <typename A, typename Read>
+SF_HD A pixel_separable(const Params& p, const A* f, const Taps& ty, const Taps& tx, const Read& read) {
+  A acc = A(0);
+  int64_t ix = tx.i0;
+  for (int s = tx.t0; s < tx.t1; s += p.upx, ++ix) acc += f[tap_index(s, p.fw, p.flip)] * column_sum(p, f, ty, ix, read);
+  return acc;
+}
+
+// Output pixel (oy, ox) of one plane.
+template <typename A, typename Read>
+SF_HD A pixel(const Params& p, const A* f, int64_t oy, int64_t ox, const Read& read) {
+  const Taps ty = taps_of(oy, p.in_h, p.upy, p.downy, p.pady0, p.fh);
+  const Taps tx = taps_of(ox, p.in_w, p.upx, p.downx, p.padx0, p.fw);
+  return p.separable ? pixel_separable(p, f, ty, tx, read) : pixel_2d(p, f, ty, tx, read);
+}
+
+}  // namespace sf::ops::upfirdn2d_math
