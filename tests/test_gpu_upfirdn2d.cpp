@@ -75,10 +75,10 @@ std::vector<at::Tensor> derivs(int mode, const at::Tensor& x0, const at::Tensor&
     y = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
   } else {
     CudaFused off(false);
-    const bool cpu_before = ops::upfirdn2d_fused_is_default(false);
+    const ops::Upfirdn2dCpuPath cpu_before = ops::upfirdn2d_cpu_path();
     ops::set_upfirdn2d_cpu_default(false);
     y = ops::upfirdn2d(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
-    ops::set_upfirdn2d_cpu_default(cpu_before);
+    ops::set_upfirdn2d_cpu_path(cpu_before);
   }
   EXPECT_EQ(y.scalar_type(), x0.scalar_type()) << c.name;
   at::Tensor g = torch::autograd::grad({(y.square() * p).sum()}, {x}, {}, true, true)[0];

@@ -9,7 +9,6 @@
 #include <torch/csrc/autograd/function.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -27,9 +26,9 @@ namespace {
 
 // Sets the CPU dispatch of upfirdn2d for one scope.
 struct CpuFused {
-  explicit CpuFused(bool on) : before(ops::upfirdn2d_fused_is_default(false)) { ops::set_upfirdn2d_cpu_default(on); }
-  ~CpuFused() { ops::set_upfirdn2d_cpu_default(before); }
-  bool before;
+  explicit CpuFused(bool on) : before(ops::upfirdn2d_cpu_path()) { ops::set_upfirdn2d_cpu_default(on); }
+  ~CpuFused() { ops::set_upfirdn2d_cpu_path(before); }
+  ops::Upfirdn2dCpuPath before;
 };
 
 struct UpfCase {
@@ -308,42 +307,24 @@ TEST(Upfirdn2dFused, NetworksAndR1MatchAten) {
   EXPECT_GT(compared, 5);
 }
 
-// Timing of the two CPU paths (not a check; run with --gtest_also_run_disabled_tests): forward +
-// backward for the shapes the networks and the augmentation use, float32.
-TEST(Upfirdn2dFused, DISABLED_BenchmarkCpuPaths) {
-  at::Tensor f4 = ops::setup_filter({1, 3, 3, 1});
-  std::vector<float> taps12 = {-0.0010f, 0.0081f, -0.0340f, 0.0865f, -0.1705f, 0.6109f,
-                               0.6109f,  -0.1705f, 0.0865f, -0.0340f, 0.0081f, -0.0010f};
-  at::Tensor f12 = ops::setup_filter(taps12);
-  struct B {
-    std::string name;
-    std::vector<int64_t> shape;
-    std::function<at::Tensor(const at::Tensor&)> fn;
-  };
-  const std::vector<B> bs = {
-      {"8x128x16x16 upsample2d 4x4", {8, 128, 16, 16}, [&](const at::Tensor& x) { return ops::upsample2d(x, f4); }},
-      {"8x128x34x34 filter 4x4", {8, 128, 34, 34}, [&](const at::Tensor& x) { return ops::upfirdn2d(x, f4, 1, 1, 1, 1, {}, false, 4.0); }},
-      {"8x3x32x32 upsample2d 4x4", {8, 3, 32, 32}, [&](const at::Tensor& x) { return ops::upsample2d(x, f4); }},
-      {"8x128x32x32 downsample2d 4x4", {8, 128, 32, 32}, [&](const at::Tensor& x) { return ops::downsample2d(x, f4); }},
-      {"8x3x64x64 upsample2d 12-tap", {8, 3, 64, 64}, [&](const at::Tensor& x) { return ops::upsample2d(x, f12, 2); }},
-      {"8x3x128x128 downsample2d 12-tap", {8, 3, 128, 128},
-       [&](const at::Tensor& x) { return ops::downsample2d(x, f12, 2, ops::Pad::all(-4), true); }},
-  };
-  for (const B& b : bs) {
-    at::Tensor x0 = at::randn(b.shape, at::detail::createCPUGenerator(40));
-    double best[2] = {1e30, 1e30};
-    for (int rep = 0; rep < 5; ++rep) {
-      for (bool fused : {false, true}) {
-        CpuFused sw(fused);
-        at::Tensor x = x0.clone().requires_grad_(true);
-        auto t0 = std::chrono::steady_clock::now();
-        at::Tensor y = b.fn(x);
-        auto g = torch::autograd::grad({y}, {x}, {at::ones_like(y)});
-        auto t1 = std::chrono::steady_clock::now();
-        best[fused] = std::min(best[fused], std::chrono::duration<double, std::milli>(t1 - t0).count());
-      }
-    }
-    std::printf("upfirdn2d %-34s aten %8.3f ms  fused %8.3f ms  (forward + backward, best of 5)\n", b.name.c_str(),
-                best[0], best[1]);
-  }
+// The CPU path per shape: the fused loop for separable filters and few channels, ATen's depthwise
+// convolution for activations with a 2-D filter; Aten/Fused force one.
+TEST(Upfirdn2dFused, CpuPathPerShape) {
+  const ops::Upfirdn2dCpuPath before = ops::upfirdn2d_cpu_path();
+  const at::Tensor f4 = ops::setup_filter({1, 3, 3, 1});
+  const at::Tensor f12 = ops::setup_filter({1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1});
+  ASSERT_EQ(f4.dim(), 2);
+  ASSERT_EQ(f12.dim(), 1);
+  const at::Tensor img = at::zeros({2, 3, 8, 8}), act = at::zeros({2, 128, 8, 8});
+  ops::set_upfirdn2d_cpu_path(ops::Upfirdn2dCpuPath::PerShape);
+  EXPECT_TRUE(ops::upfirdn2d_use_fused(img, f4));
+  EXPECT_TRUE(ops::upfirdn2d_use_fused(act, f12));
+  EXPECT_FALSE(ops::upfirdn2d_use_fused(act, f4));
+  EXPECT_FALSE(ops::upfirdn2d_fused_is_default(false));
+  ops::set_upfirdn2d_cpu_default(true);
+  EXPECT_TRUE(ops::upfirdn2d_use_fused(act, f4));
+  EXPECT_TRUE(ops::upfirdn2d_fused_is_default(false));
+  ops::set_upfirdn2d_cpu_default(false);
+  EXPECT_FALSE(ops::upfirdn2d_use_fused(img, f12));
+  ops::set_upfirdn2d_cpu_path(before);
 }

@@ -74,6 +74,25 @@ Case bias_act_case(const std::vector<int64_t>& shape, const c10::TensorOptions& 
   return {name, [run] { run(false); }, [run] { run(true); }};
 }
 
+// upfirdn2d through the wrappers the networks and the augmentation call, forward and the gradient
+// with respect to x; ATen is the CPU/CUDA formulation in ops.cpp, fused the upfirdn2d_fused op.
+Case upfirdn2d_case(const std::string& what, const std::vector<int64_t>& shape, const c10::TensorOptions& opt,
+                    std::function<at::Tensor(const at::Tensor&)> fn) {
+  at::Tensor x = at::randn(shape, opt).requires_grad_();
+  auto run = [x, fn](bool fused) {
+    const ops::Upfirdn2dCpuPath cpu = ops::upfirdn2d_cpu_path();
+    const bool cuda = ops::upfirdn2d_fused_is_default(true);
+    ops::set_upfirdn2d_cpu_default(fused);
+    ops::set_upfirdn2d_cuda_default(fused);
+    at::Tensor y = fn(x);
+    (void)torch::autograd::grad({y}, {x}, {at::ones_like(y)});
+    ops::set_upfirdn2d_cpu_path(cpu);
+    ops::set_upfirdn2d_cuda_default(cuda);
+  };
+  std::string name = "upfirdn2d " + what + " fwd+bwd " + c10::str(at::IntArrayRef(shape));
+  return {name, [run] { run(false); }, [run] { run(true); }};
+}
+
 }  // namespace
 
 int run_bench_ops(const BenchOpsOptions& o, std::ostream& out) {
@@ -93,6 +112,23 @@ int run_bench_ops(const BenchOpsOptions& o, std::ostream& out) {
       big ? std::vector<std::vector<int64_t>>{{32, 64, 256, 256}, {32, 256, 64, 64}, {32, 512, 16, 16}}
           : std::vector<std::vector<int64_t>>{{8, 128, 32, 32}, {8, 128, 8, 8}};
   for (const auto& s : act_shapes) cases.push_back(bias_act_case(s, opt));
+
+  const at::Tensor f4 = ops::setup_filter({1, 3, 3, 1}).to(dev);
+  // The augmentation's 12-tap wavelet filter (separable), as AugmentPipe builds it.
+  const at::Tensor f12 = ops::setup_filter({-0.0010f, 0.0081f, -0.0340f, 0.0865f, -0.1705f, 0.6109f, 0.6109f,
+                                            -0.1705f, 0.0865f, -0.0340f, 0.0081f, -0.0010f}).to(dev);
+  const int64_t n = big ? 32 : 8, c = 128, r = big ? 128 : 32;  // 128 channels at 32 or 128
+  auto up4 = [f4](const at::Tensor& x) { return ops::upsample2d(x, f4); };
+  auto filt4 = [f4](const at::Tensor& x) { return ops::upfirdn2d(x, f4, 1, 1, 1, 1, {}, false, 4.0); };
+  auto down4 = [f4](const at::Tensor& x) { return ops::downsample2d(x, f4); };
+  auto up12 = [f12](const at::Tensor& x) { return ops::upsample2d(x, f12, 2); };
+  auto down12 = [f12](const at::Tensor& x) { return ops::downsample2d(x, f12, 2, ops::Pad::all(-4), true); };
+  cases.push_back(upfirdn2d_case("up 2, 4x4 (activations)", {n, c, r / 2, r / 2}, opt, up4));
+  cases.push_back(upfirdn2d_case("4x4 filter after a transposed conv", {n, c, r + 2, r + 2}, opt, filt4));
+  cases.push_back(upfirdn2d_case("down 2, 4x4 (skip)", {n, c, r, r}, opt, down4));
+  cases.push_back(upfirdn2d_case("up 2, 4x4 (images)", {n, 3, r, r}, opt, up4));
+  cases.push_back(upfirdn2d_case("up 2, 12-tap (augmentation)", {n, 3, 2 * r, 2 * r}, opt, up12));
+  cases.push_back(upfirdn2d_case("down 2, 12-tap (augmentation)", {n, 3, 4 * r, 4 * r}, opt, down12));
 
   out << "bench-ops: device " << dev << ", threads " << o.threads << ", " << o.iters
       << " timed repetitions per path (alternating), median ms\n";

@@ -48,13 +48,18 @@ inline at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int up = 1
 }
 // The same op fused (cuda/upfirdn2d_math.h): one pass over the output per direction, CPU
 // (float32/float64/float16) or CUDA, gradients of any order (the gradient is upfirdn2d again); the
-// filter gets no gradient. upfirdn2d() runs it on CUDA tensors (CUDA builds) when
-// STYLEFORGE_FUSED_KERNELS=1 (opt-in until tests/gpu/check.sh has compared it on a GPU), on CPU
-// tensors when upfirdn2d_fused_is_default(false) (set_upfirdn2d_cpu_default).
+// filter gets no gradient. upfirdn2d() runs it where upfirdn2d_use_fused() says: on CUDA tensors
+// (CUDA builds) when STYLEFORGE_FUSED_KERNELS=1 (opt-in until tests/gpu/check.sh has compared it on
+// a GPU); on CPU tensors by the CPU path: per shape by default (separable filters and at most 16
+// channels: the shapes where it measured faster), or always / never.
 at::Tensor upfirdn2d_fused(const at::Tensor& x, const at::Tensor& f, int upx, int upy, int downx, int downy, Pad pad,
                            bool flip_filter = false, double gain = 1.0);
-bool upfirdn2d_fused_is_default(bool cuda);
-void set_upfirdn2d_cpu_default(bool fused);   // process-wide
+enum class Upfirdn2dCpuPath { Aten, Fused, PerShape };
+bool upfirdn2d_use_fused(const at::Tensor& x, const at::Tensor& f);
+bool upfirdn2d_fused_is_default(bool cuda);  // CUDA: the switch; CPU: the path is Fused
+void set_upfirdn2d_cpu_path(Upfirdn2dCpuPath p);  // process-wide
+Upfirdn2dCpuPath upfirdn2d_cpu_path();
+void set_upfirdn2d_cpu_default(bool fused);   // process-wide: Fused or Aten
 void set_upfirdn2d_cuda_default(bool fused);  // process-wide; overrides STYLEFORGE_FUSED_KERNELS
 at::Tensor filter2d(const at::Tensor& x, const at::Tensor& f, Pad pad = {}, bool flip_filter = false, double gain = 1.0);
 at::Tensor upsample2d(const at::Tensor& x, const at::Tensor& f, int up = 2, Pad pad = {}, bool flip_filter = false,
