@@ -2,7 +2,14 @@
 //
 // Adam computes what torch.optim.Adam (single-tensor path, no weight decay, no amsgrad) computes:
 // per parameter a step count, exp_avg and exp_avg_sq, created at the first step in which the
-// parameter has a gradient. Its whole state is saved to and loaded from an HDF5 group (one
+// parameter has a gradient.
+// Two implementations of Adam::step, update_ema and sanitize_gradients (cuda/optim_math.h has
+// the arithmetic): the ATen ops of torch.optim.Adam, one tensor at a time, or fused: on the CPU
+// one pass per tensor, on CUDA one multi-tensor launch for all float32 tensors of a device
+// (cuda/optim_kernels.h). The fused results are ATen's CPU results bit for bit except where
+// ATen's CPU sqrt is not correctly rounded (Adam's parameter update then differs by about an
+// ulp); CUDA and CPU fused results are the same bits. Tensors the fused path does not take
+// (other dtypes, differing layouts) use the ATen ops. Its whole state is saved to and loaded from an HDF5 group (one
 // dataset per parameter key under exp_avg/, exp_avg_sq/, step/), so a resumed run continues
 // bit for bit. update_ema() is the reference's G_ema update: parameters lerp towards G with
 // beta, buffers are copied.
@@ -50,6 +57,12 @@ void update_ema(ParamStore& ema, const ParamStore& src, double beta);
 
 // Replaces NaN by 0 and +-inf by +-1e5 in every gradient of `store`, in place.
 void sanitize_gradients(const ParamStore& store);
+
+// Which implementation runs, per device kind. CPU: fused (measured faster than the ATen ops).
+// CUDA: fused when STYLEFORGE_FUSED_KERNELS=1 (opt-in until the kernels have run on a GPU in CI).
+bool optim_fused_is_default(bool cuda);
+void set_optim_cpu_default(bool fused);   // process-wide
+void set_optim_cuda_default(bool fused);  // process-wide; overrides STYLEFORGE_FUSED_KERNELS
 
 // Turns requires_grad of every trainable parameter on or off (frozen ones stay off).
 void set_trainable(const ParamStore& store, bool on);
