@@ -15,6 +15,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,15 +38,12 @@ const c10::Device kCuda(c10::kCUDA, 0);
 
 // Fused optimiser on both device kinds while a test runs; restores the previous choice.
 struct FusedOptim {
-  FusedOptim() : cpu(optim_fused_is_default(false)), cuda(optim_fused_is_default(true)) {
-    set_optim_cpu_default(true);
-    set_optim_cuda_default(true);
-  }
+  FusedOptim() : cpu(set_optim_cpu_path(true)), cuda(set_optim_cuda_path(true)) {}
   ~FusedOptim() {
-    set_optim_cpu_default(cpu);
-    set_optim_cuda_default(cuda);
+    set_optim_cpu_path(cpu);
+    set_optim_cuda_path(cuda);
   }
-  bool cpu, cuda;
+  std::optional<bool> cpu, cuda;
 };
 
 // 300 small tensors of odd sizes and a few spanning several 16384-element chunks.

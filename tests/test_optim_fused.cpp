@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,9 @@ namespace {
 
 // Restores the CPU dispatch of the optimiser when a scope ends.
 struct CpuPath {
-  explicit CpuPath(bool fused) : before(optim_fused_is_default(false)) { set_optim_cpu_default(fused); }
-  ~CpuPath() { set_optim_cpu_default(before); }
-  bool before;
+  explicit CpuPath(bool fused) : before(set_optim_cpu_path(fused)) {}
+  ~CpuPath() { set_optim_cpu_path(before); }
+  std::optional<bool> before;
 };
 
 const std::vector<std::vector<int64_t>> kShapes = {{1}, {3}, {0}, {7, 5}, {33, 17}, {4, 3, 3, 3}, {70001}};
@@ -276,12 +277,21 @@ TEST(OptimFused, NanToNumMatchesAten) {
   }
 }
 
-// The fused path is the CPU default and the setter switches it.
-TEST(OptimFused, CpuDefaultAndSetter) {
-  EXPECT_TRUE(optim_fused_is_default(false));
+// CPU defaults (Adam and EMA fused, nan_to_num ATen); the setter forces all three and restores.
+TEST(OptimFused, CpuDefaultsAndSetter) {
+  ASSERT_FALSE(set_optim_cpu_path(std::nullopt).has_value());  // no test leaves a forced path behind
+  EXPECT_TRUE(optim_fused(false, OptimOp::Adam));
+  EXPECT_TRUE(optim_fused(false, OptimOp::Ema));
+  EXPECT_FALSE(optim_fused(false, OptimOp::NanToNum));
   {
     CpuPath p(false);
-    EXPECT_FALSE(optim_fused_is_default(false));
+    for (OptimOp op : {OptimOp::Adam, OptimOp::Ema, OptimOp::NanToNum}) EXPECT_FALSE(optim_fused(false, op));
   }
-  EXPECT_TRUE(optim_fused_is_default(false));
+  {
+    CpuPath p(true);
+    for (OptimOp op : {OptimOp::Adam, OptimOp::Ema, OptimOp::NanToNum}) EXPECT_TRUE(optim_fused(false, op));
+  }
+  EXPECT_FALSE(set_optim_cpu_path(std::nullopt).has_value());
+  EXPECT_TRUE(optim_fused(false, OptimOp::Adam));
+  EXPECT_FALSE(optim_fused(false, OptimOp::NanToNum));
 }

@@ -30,8 +30,12 @@ namespace {
 
 namespace om = kernels::optim_math;
 
-std::atomic<int> g_cpu_default{1};
-std::atomic<int> g_cuda_default{-1};  // -1: STYLEFORGE_FUSED_KERNELS decides
+// -1: the defaults; 0: ATen; 1: fused
+std::atomic<int> g_cpu_path{-1};
+std::atomic<int> g_cuda_path{-1};
+
+int code_of(std::optional<bool> fused) { return fused ? (*fused ? 1 : 0) : -1; }
+std::optional<bool> value_of(int code) { return code < 0 ? std::nullopt : std::optional<bool>(code == 1); }
 
 constexpr int64_t kGrain = 32768;  // elements per CPU task
 
@@ -122,20 +126,27 @@ void* stream_of(c10::Device device) { return c10::cuda::getCurrentCUDAStream(dev
 
 }  // namespace
 
-bool optim_fused_is_default(bool cuda) {
+bool optim_fused(bool cuda, OptimOp op) {
   if (cuda) {
+    // The kernels' arithmetic is the CPU-tested header; their launches have not run on a GPU in
+    // CI yet, so they are opt-in until tests/gpu/check.sh has compared them there.
     static const bool env = [] {
       const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
       return e != nullptr && std::string(e) == "1";
     }();
-    const int set = g_cuda_default.load();
+    const int set = g_cuda_path.load();
     return set < 0 ? env : set == 1;
   }
-  return g_cpu_default.load() == 1;
+  const int set = g_cpu_path.load();
+  // Measured over the bench networks' parameters (1 thread): Adam 7.9 ms ATen vs 2.0 ms fused,
+  // G_ema 0.75 vs 0.28 ms, nan_to_num 0.43 vs 0.49 ms.
+  return set < 0 ? op != OptimOp::NanToNum : set == 1;
 }
 
-void set_optim_cpu_default(bool fused) { g_cpu_default.store(fused ? 1 : 0); }
-void set_optim_cuda_default(bool fused) { g_cuda_default.store(fused ? 1 : 0); }
+std::optional<bool> set_optim_cpu_path(std::optional<bool> fused) { return value_of(g_cpu_path.exchange(code_of(fused))); }
+std::optional<bool> set_optim_cuda_path(std::optional<bool> fused) {
+  return value_of(g_cuda_path.exchange(code_of(fused)));
+}
 
 Adam::Adam(const ParamStore& store, Options opts) : opts_(opts) {
   for (const auto& e : store.entries())
@@ -144,7 +155,7 @@ Adam::Adam(const ParamStore& store, Options opts) : opts_(opts) {
 
 void Adam::step() {
   at::NoGradGuard no_grad;
-  const bool fused_cpu = optim_fused_is_default(false), fused_cuda = optim_fused_is_default(true);
+  const bool fused_cpu = optim_fused(false, OptimOp::Adam), fused_cuda = optim_fused(true, OptimOp::Adam);
   (void)fused_cuda;
 #ifdef STYLEFORGE_WITH_CUDA
   // (device index, float16 grad) -> tensors of one launch
@@ -275,7 +286,7 @@ void update_ema(ParamStore& ema, const ParamStore& src, double beta) {
   const auto& a = ema.entries();
   const auto& b = src.entries();
   if (a.size() != b.size()) throw std::logic_error("update_ema: stores differ");
-  const bool fused_cpu = optim_fused_is_default(false), fused_cuda = optim_fused_is_default(true);
+  const bool fused_cpu = optim_fused(false, OptimOp::Ema), fused_cuda = optim_fused(true, OptimOp::Ema);
   (void)fused_cuda;
 #ifdef STYLEFORGE_WITH_CUDA
   std::map<int, std::vector<kernels::EmaTensor>> launches;
@@ -321,7 +332,7 @@ void update_ema(ParamStore& ema, const ParamStore& src, double beta) {
 
 void sanitize_gradients(const ParamStore& store) {
   at::NoGradGuard no_grad;
-  const bool fused_cpu = optim_fused_is_default(false), fused_cuda = optim_fused_is_default(true);
+  const bool fused_cpu = optim_fused(false, OptimOp::NanToNum), fused_cuda = optim_fused(true, OptimOp::NanToNum);
   (void)fused_cuda;
 #ifdef STYLEFORGE_WITH_CUDA
   std::map<int, std::vector<kernels::SanitizeTensor>> launches;

@@ -3,7 +3,7 @@
 // Adam computes what torch.optim.Adam (single-tensor path, no weight decay, no amsgrad) computes:
 // per parameter a step count, exp_avg and exp_avg_sq, created at the first step in which the
 // parameter has a gradient.
-// Two implementations of Adam::step, update_ema and sanitize_gradients (cuda/optim_math.h has
+// Two implementations of Adam::step, update_ema and sanitize_gradients (chosen by optim_fused) (cuda/optim_math.h has
 // the arithmetic): the ATen ops of torch.optim.Adam, one tensor at a time, or fused: on the CPU
 // one pass per tensor, on CUDA one multi-tensor launch for all float32 tensors of a device
 // (cuda/optim_kernels.h). The fused results are ATen's CPU results bit for bit except where
@@ -18,6 +18,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,11 +59,16 @@ void update_ema(ParamStore& ema, const ParamStore& src, double beta);
 // Replaces NaN by 0 and +-inf by +-1e5 in every gradient of `store`, in place.
 void sanitize_gradients(const ParamStore& store);
 
-// Which implementation runs, per device kind. CPU: fused (measured faster than the ATen ops).
-// CUDA: fused when STYLEFORGE_FUSED_KERNELS=1 (opt-in until the kernels have run on a GPU in CI).
-bool optim_fused_is_default(bool cuda);
-void set_optim_cpu_default(bool fused);   // process-wide
-void set_optim_cuda_default(bool fused);  // process-wide; overrides STYLEFORGE_FUSED_KERNELS
+// Which implementation runs. CPU defaults, each measured (Adam and G_ema over the bench networks'
+// parameters): Adam and update_ema fused, sanitize_gradients ATen (its one vectorised pass is
+// already as fast). CUDA: all fused when STYLEFORGE_FUSED_KERNELS=1 (opt-in until the kernels
+// have run on a GPU in CI), else ATen.
+enum class OptimOp { Adam, Ema, NanToNum };
+bool optim_fused(bool cuda, OptimOp op);
+// Process-wide: force every op on that device kind to the fused (true) or ATen (false) path, or
+// back to the defaults above (nullopt; CUDA: the environment variable). Returns the previous value.
+std::optional<bool> set_optim_cpu_path(std::optional<bool> fused);
+std::optional<bool> set_optim_cuda_path(std::optional<bool> fused);
 
 // Turns requires_grad of every trainable parameter on or off (frozen ones stay off).
 void set_trainable(const ParamStore& store, bool on);

@@ -59,10 +59,9 @@ template <typename T> SF_HD T ema(T dst, T src, T beta) { return lerp(src, dst, 
 
 // torch.nan_to_num(g, nan=0, posinf=1e5, neginf=-1e5), for float (1e5 rounded to float).
 template <typename T> SF_HD T nan_to_num(T v) {
-  if (v != v) return T(0);
-  if (v == T(INFINITY)) return T(1e5);
-  if (v == -T(INFINITY)) return T(-1e5);
-  return v;
+  T r = v != v ? T(0) : v;  // selects, no branches: loops vectorise
+  r = r == T(INFINITY) ? T(1e5) : r;
+  return r == -T(INFINITY) ? T(-1e5) : r;
 }
 
 }  // namespace sf::kernels::optim_math
