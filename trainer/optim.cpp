@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -205,9 +206,10 @@ void Adam::step() {
       continue;
     }
 #endif
-    // torch.optim.Adam's _single_tensor_adam, op for op.
-    s.exp_avg.lerp_(grad, 1 - opts_.beta1);
-    s.exp_avg_sq.mul_(opts_.beta2).addcmul_(grad, grad, 1 - opts_.beta2);
+    // torch.optim.Adam's _single_tensor_adam, op for op (lerp_ needs the parameter's dtype).
+    const at::Tensor g = grad.scalar_type() == st ? grad : grad.to(st);
+    s.exp_avg.lerp_(g, 1 - opts_.beta1);
+    s.exp_avg_sq.mul_(opts_.beta2).addcmul_(g, g, 1 - opts_.beta2);
     at::Tensor denom = (s.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(opts_.eps);
     s.param.addcdiv_(s.exp_avg, denom, -step_size);
   }
