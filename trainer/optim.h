@@ -2,17 +2,19 @@
 //
 // Adam computes what torch.optim.Adam (single-tensor path, no weight decay, no amsgrad) computes:
 // per parameter a step count, exp_avg and exp_avg_sq, created at the first step in which the
-// parameter has a gradient.
-// Two implementations of Adam::step, update_ema and sanitize_gradients (chosen by optim_fused) (cuda/optim_math.h has
-// the arithmetic): the ATen ops of torch.optim.Adam, one tensor at a time, or fused: on the CPU
-// one pass per tensor, on CUDA one multi-tensor launch for all float32 tensors of a device
-// (cuda/optim_kernels.h). The fused results are ATen's CPU results bit for bit except where
-// ATen's CPU sqrt is not correctly rounded (Adam's parameter update then differs by about an
-// ulp); CUDA and CPU fused results are the same bits. Tensors the fused path does not take
-// (other dtypes, differing layouts) use the ATen ops. Its whole state is saved to and loaded from an HDF5 group (one
+// parameter has a gradient. Its whole state is saved to and loaded from an HDF5 group (one
 // dataset per parameter key under exp_avg/, exp_avg_sq/, step/), so a resumed run continues
 // bit for bit. update_ema() is the reference's G_ema update: parameters lerp towards G with
 // beta, buffers are copied.
+//
+// Adam::step, update_ema and sanitize_gradients have two implementations (optim_fused picks):
+// torch.optim.Adam's ATen ops, one tensor at a time, or fused (arithmetic in cuda/optim_math.h):
+// on the CPU one pass per tensor, on CUDA one multi-tensor launch for all float32 tensors of a
+// device (cuda/optim_kernels.h). Fused results are bit for bit those of ATen's AVX2/AVX-512 CPU
+// kernels, except that
+// ATen's CPU sqrt is not correctly rounded (Adam's parameters then differ by about an ulp per
+// step); CUDA and CPU fused results are the same bits. Tensors the fused path does not take
+// (other dtypes, differing layouts) use the ATen ops. The checkpointed state is the same either way.
 // Not thread-safe; the training thread owns both.
 #pragma once
 
