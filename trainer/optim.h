@@ -11,10 +11,10 @@
 // torch.optim.Adam's ATen ops, one tensor at a time, or fused (arithmetic in cuda/optim_math.h):
 // on the CPU one pass per tensor, on CUDA one multi-tensor launch for all float32 tensors of a
 // device (cuda/optim_kernels.h). Fused results are bit for bit those of ATen's AVX2/AVX-512 CPU
-// kernels, except that
-// ATen's CPU sqrt is not correctly rounded (Adam's parameters then differ by about an ulp per
-// step); CUDA and CPU fused results are the same bits. Tensors the fused path does not take
-// (other dtypes, differing layouts) use the ATen ops. The checkpointed state is the same either way.
+// kernels, except that ATen's CPU sqrt is not correctly rounded (Adam's parameters then differ by
+// about an ulp per step); CUDA and CPU fused results are the same bits. Tensors the fused path
+// does not take (other dtypes, differing layouts) use the ATen ops. The checkpoint format is the
+// same either way.
 // Not thread-safe; the training thread owns both.
 #pragma once
 
