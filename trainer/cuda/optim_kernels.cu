@@ -84,7 +84,9 @@ void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
-// Copies the chunk table to the workspace and returns it as a device pointer.
+// Copies the chunk table to the workspace and returns it as a device pointer. The table is pageable
+// host memory: the driver stages it before cudaMemcpyAsync returns (CUDA's API synchronization
+// behaviour), so it may be freed right after; the copy may wait for the stream's earlier work.
 const Chunk* upload(const std::vector<Chunk>& chunks, void* workspace, size_t workspace_bytes, cudaStream_t stream,
                     const char* what) {
   const size_t bytes = chunks.size() * sizeof(Chunk);
