@@ -6,11 +6,21 @@
 // dataset per parameter key under exp_avg/, exp_avg_sq/, step/), so a resumed run continues
 // bit for bit. update_ema() is the reference's G_ema update: parameters lerp towards G with
 // beta, buffers are copied.
+//
+// Adam::step, update_ema and sanitize_gradients have two implementations (optim_fused picks):
+// torch.optim.Adam's ATen ops, one tensor at a time, or fused (arithmetic in cuda/optim_math.h):
+// on the CPU one pass per tensor, on CUDA one multi-tensor launch for all float32 tensors of a
+// device (cuda/optim_kernels.h). Fused results are bit for bit those of ATen's AVX2/AVX-512 CPU
+// kernels, except that ATen's CPU sqrt is not correctly rounded (Adam's parameters then differ by
+// about an ulp per step); CUDA and CPU fused results are the same bits. Tensors the fused path
+// does not take (other dtypes, differing layouts) use the ATen ops. The checkpoint format is the
+// same either way.
 // Not thread-safe; the training thread owns both.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +60,17 @@ void update_ema(ParamStore& ema, const ParamStore& src, double beta);
 
 // Replaces NaN by 0 and +-inf by +-1e5 in every gradient of `store`, in place.
 void sanitize_gradients(const ParamStore& store);
+
+// Which implementation runs. CPU defaults, each measured (Adam and G_ema over the bench networks'
+// parameters): Adam and update_ema fused, sanitize_gradients ATen (its one vectorised pass is
+// already as fast). CUDA: all fused when STYLEFORGE_FUSED_KERNELS=1 (opt-in until the kernels
+// have run on a GPU in CI), else ATen.
+enum class OptimOp { Adam, Ema, NanToNum };
+bool optim_fused(bool cuda, OptimOp op);
+// Process-wide: force every op on that device kind to the fused (true) or ATen (false) path, or
+// back to the defaults above (nullopt; CUDA: the environment variable). Returns the previous value.
+std::optional<bool> set_optim_cpu_path(std::optional<bool> fused);
+std::optional<bool> set_optim_cuda_path(std::optional<bool> fused);
 
 // Turns requires_grad of every trainable parameter on or off (frozen ones stay off).
 void set_trainable(const ParamStore& store, bool on);
