@@ -8,11 +8,14 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "trainer/device.h"
 #include "trainer/ops.h"
+#include "trainer/optim.h"
+#include "trainer/param_store.h"
 
 #ifdef STYLEFORGE_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
@@ -93,6 +96,39 @@ Case upfirdn2d_case(const std::string& what, const std::vector<int64_t>& shape, 
   return {name, [run] { run(false); }, [run] { run(true); }};
 }
 
+// Adam::step and update_ema over a parameter list shaped like a network's: `layers` modulated
+// convolution layers of c channels (3x3 weight, bias, a 512-wide affine and its bias).
+std::vector<Case> optim_cases(int layers, int64_t c, const c10::TensorOptions& opt) {
+  auto store = std::make_shared<ParamStore>(), ema = std::make_shared<ParamStore>();
+  int64_t count = 0;
+  for (int i = 0; i < layers; ++i) {
+    const std::vector<std::vector<int64_t>> shapes = {{c, c, 3, 3}, {c}, {c, 512}, {c}};
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      const std::string name = "l" + std::to_string(i) + "." + std::to_string(k);
+      at::Tensor p = store->param(name, at::randn(shapes[k], opt));
+      p.mutable_grad() = at::randn(shapes[k], opt);
+      ema->param(name, p.detach().clone(), false);
+      count += p.numel();
+    }
+  }
+  auto adam = std::make_shared<Adam>(*store, Adam::Options{});
+  auto with_path = [](bool fused, const std::function<void()>& f) {
+    const auto cpu = set_optim_cpu_path(fused), cuda = set_optim_cuda_path(fused);
+    f();
+    set_optim_cpu_path(cpu);
+    set_optim_cuda_path(cuda);
+  };
+  const std::string what = " (" + std::to_string(4 * layers) + " tensors, " + std::to_string(count) + " values)";
+  std::vector<Case> out;
+  out.push_back({"Adam step" + what, [=] { with_path(false, [&] { adam->step(); }); },
+                 [=] { with_path(true, [&] { adam->step(); }); }});
+  out.push_back({"G_ema update" + what, [=] { with_path(false, [&] { update_ema(*ema, *store, 0.999); }); },
+                 [=] { with_path(true, [&] { update_ema(*ema, *store, 0.999); }); }});
+  out.push_back({"gradient nan_to_num" + what, [=] { with_path(false, [&] { sanitize_gradients(*store); }); },
+                 [=] { with_path(true, [&] { sanitize_gradients(*store); }); }});
+  return out;
+}
+
 }  // namespace
 
 int run_bench_ops(const BenchOpsOptions& o, std::ostream& out) {
@@ -130,13 +166,15 @@ int run_bench_ops(const BenchOpsOptions& o, std::ostream& out) {
   cases.push_back(upfirdn2d_case("up 2, 12-tap (augmentation)", {n, 3, 2 * r, 2 * r}, opt, up12));
   cases.push_back(upfirdn2d_case("down 2, 12-tap (augmentation)", {n, 3, 4 * r, 4 * r}, opt, down12));
 
+  for (auto& oc : optim_cases(20, big ? 512 : 128, opt)) cases.push_back(std::move(oc));
+
   out << "bench-ops: device " << dev << ", threads " << o.threads << ", " << o.iters
       << " timed repetitions per path (alternating), median ms\n";
   for (const auto& c : cases) {
     if (!o.only.empty() && c.name.find(o.only) == std::string::npos) continue;
     auto [a, f] = time_pair(c, o.iters, dev);
     char line[512];
-    std::snprintf(line, sizeof line, "%-60s aten %9.3f ms  fused %9.3f ms  fused/aten %.3f\n", c.name.c_str(), a, f,
+    std::snprintf(line, sizeof line, "%-72s aten %9.3f ms  fused %9.3f ms  fused/aten %.3f\n", c.name.c_str(), a, f,
                   f / a);
     out << line << std::flush;
   }
