@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/gpu_test_util.h"
 #include "data/h5.h"
 #include "trainer/device.h"
 #include "trainer/networks.h"
@@ -36,14 +37,9 @@ using namespace sf::trainer;
 
 namespace {
 
-bool world_rank0() {
-  int init = 0, r = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r == 0;
-}
+using sf::gpu_test::world_rank0;
 
-const c10::Device kCuda(c10::kCUDA, 0);
+using sf::gpu_test::kCuda;
 
 void deterministic() {
   at::globalContext().setAllowTF32CuBLAS(false);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/gpu_test_util.h"
 #include "trainer/device.h"
 #include "trainer/optim.h"
 #include "trainer/param_store.h"
@@ -27,14 +28,9 @@ using namespace sf::trainer;
 
 namespace {
 
-bool world_rank0() {
-  int init = 0, r = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r == 0;
-}
+using sf::gpu_test::world_rank0;
 
-const c10::Device kCuda(c10::kCUDA, 0);
+using sf::gpu_test::kCuda;
 
 // Fused optimiser on both device kinds while a test runs; restores the previous choice.
 struct FusedOptim {

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "tests/gpu_test_util.h"
 #include "sharding/communicator.h"
 #include "trainer/cuda/bucket_ops.h"
 #include "trainer/device.h"
@@ -22,12 +23,7 @@ using namespace sf;
 
 namespace {
 
-bool world_rank0() {
-  int init = 0, r = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r == 0;
-}
+using sf::gpu_test::world_rank0;
 
 // Deterministic on both devices: constant synthesis noise, no style mixing, augmentation at a fixed
 // percentile, and no path length (its noise is drawn from the device's own stream).

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/gpu_test_util.h"
 #include "trainer/device.h"
 #include "trainer/ops.h"
 
@@ -24,14 +25,9 @@ using namespace sf::trainer;
 
 namespace {
 
-bool world_rank0() {
-  int init = 0, r = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r == 0;
-}
+using sf::gpu_test::world_rank0;
 
-const c10::Device kCuda(c10::kCUDA, 0);
+using sf::gpu_test::kCuda;
 
 // Sets the CUDA dispatch of upfirdn2d for one scope.
 struct CudaFused {

@@ -123,6 +123,18 @@ at::Tensor workspace(const std::vector<int64_t>& numels, c10::Device device) {
   return at::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, at::TensorOptions().dtype(at::kByte).device(device));
 }
 void* stream_of(c10::Device device) { return c10::cuda::getCurrentCUDAStream(device.index()).stream(); }
+
+// One launch per CUDA device index: `launch(tensors, workspace, stream)` with the device current
+// and a chunk-table workspace sized for those tensors (each descriptor has its element count `n`).
+template <typename T, typename Launch>
+void launch_on_device(int index, const std::vector<T>& ts, Launch launch) {
+  const c10::Device dev(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  c10::cuda::CUDAGuard guard(dev);
+  std::vector<int64_t> numels;
+  for (const auto& t : ts) numels.push_back(t.n);
+  at::Tensor ws = workspace(numels, dev);
+  launch(ts, ws, stream_of(dev));
+}
 #endif
 
 }  // namespace
@@ -219,15 +231,13 @@ void Adam::step() {
   shared.beta2 = static_cast<float>(opts_.beta2);
   shared.one_minus_beta2 = static_cast<float>(1 - opts_.beta2);
   shared.eps = static_cast<float>(opts_.eps);
-  for (const auto& [key, ts] : launches) {
-    const c10::Device dev(c10::kCUDA, static_cast<c10::DeviceIndex>(key.first));
-    c10::cuda::CUDAGuard guard(dev);
-    std::vector<int64_t> numels;
-    for (const auto& t : ts) numels.push_back(t.n);
-    at::Tensor ws = workspace(numels, dev);
-    kernels::adam_multi_tensor_device(ts.data(), ts.size(), shared,
-                                      key.second ? kernels::OptimGradDtype::Float16 : kernels::OptimGradDtype::Float32,
-                                      ws.data_ptr(), static_cast<size_t>(ws.numel()), stream_of(dev));
+  for (const auto& [key, tensors] : launches) {
+    const bool half = key.second;
+    launch_on_device(key.first, tensors, [&](const auto& ts, const at::Tensor& ws, void* stream) {
+      kernels::adam_multi_tensor_device(ts.data(), ts.size(), shared,
+                                        half ? kernels::OptimGradDtype::Float16 : kernels::OptimGradDtype::Float32,
+                                        ws.data_ptr(), static_cast<size_t>(ws.numel()), stream);
+    });
   }
 #endif
 }
@@ -320,15 +330,11 @@ void update_ema(ParamStore& ema, const ParamStore& src, double beta) {
       dst.copy_(s.lerp(dst, beta));
   }
 #ifdef STYLEFORGE_WITH_CUDA
-  for (const auto& [index, ts] : launches) {
-    const c10::Device dev(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
-    c10::cuda::CUDAGuard guard(dev);
-    std::vector<int64_t> numels;
-    for (const auto& t : ts) numels.push_back(t.n);
-    at::Tensor ws = workspace(numels, dev);
-    kernels::ema_multi_tensor_device(ts.data(), ts.size(), static_cast<float>(beta), ws.data_ptr(),
-                                     static_cast<size_t>(ws.numel()), stream_of(dev));
-  }
+  for (const auto& [index, tensors] : launches)
+    launch_on_device(index, tensors, [&](const auto& ts, const at::Tensor& ws, void* stream) {
+      kernels::ema_multi_tensor_device(ts.data(), ts.size(), static_cast<float>(beta), ws.data_ptr(),
+                                       static_cast<size_t>(ws.numel()), stream);
+    });
 #endif
 }
 
@@ -358,15 +364,11 @@ void sanitize_gradients(const ParamStore& store) {
     at::nan_to_num_out(g, g, 0.0, 1e5, -1e5);
   }
 #ifdef STYLEFORGE_WITH_CUDA
-  for (const auto& [index, ts] : launches) {
-    const c10::Device dev(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
-    c10::cuda::CUDAGuard guard(dev);
-    std::vector<int64_t> numels;
-    for (const auto& t : ts) numels.push_back(t.n);
-    at::Tensor ws = workspace(numels, dev);
-    kernels::nan_to_num_multi_tensor_device(ts.data(), ts.size(), ws.data_ptr(), static_cast<size_t>(ws.numel()),
-                                            stream_of(dev));
-  }
+  for (const auto& [index, tensors] : launches)
+    launch_on_device(index, tensors, [&](const auto& ts, const at::Tensor& ws, void* stream) {
+      kernels::nan_to_num_multi_tensor_device(ts.data(), ts.size(), ws.data_ptr(), static_cast<size_t>(ws.numel()),
+                                              stream);
+    });
 #endif
 }
 
