@@ -453,16 +453,20 @@ at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim, Act
   return BiasActFn::apply(x, bb, fp);
 }
 
+bool fused_kernels_env() {
+  static const bool on = [] {
+    const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
+    return e != nullptr && std::string(e) == "1";
+  }();
+  return on;
+}
+
 bool bias_act_fused_is_default(bool cuda) {
   if (cuda) {
     // The CUDA kernel's arithmetic is the CPU-tested header; its launch has not run on a GPU in
     // CI yet, so it is opt-in until tests/gpu/check.sh has compared it there.
-    static const bool env = [] {
-      const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
-      return e != nullptr && std::string(e) == "1";
-    }();
     const int set = g_cuda_default.load();
-    return set < 0 ? env : set == 1;
+    return set < 0 ? fused_kernels_env() : set == 1;
   }
   return g_cpu_default.load() == 1;
 }

@@ -97,6 +97,9 @@ at::Tensor bias_act_fused(const at::Tensor& x, const at::Tensor& b, int dim = 1,
                           std::optional<double> alpha = std::nullopt, std::optional<double> gain = std::nullopt,
                           std::optional<double> clamp = std::nullopt);
 bool bias_act_fused_is_default(bool cuda);
+// STYLEFORGE_FUSED_KERNELS=1: the fused CUDA kernels (bias_act, upfirdn2d, optimiser) are the
+// default on CUDA tensors (read once per process; the set_*_cuda_* switches override it).
+bool fused_kernels_env();
 void set_bias_act_cpu_default(bool fused);  // process-wide
 void set_bias_act_cuda_default(bool fused);  // process-wide; overrides STYLEFORGE_FUSED_KERNELS
 

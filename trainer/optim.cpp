@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "trainer/cuda/optim_math.h"
+#include "trainer/ops.h"
 #include "trainer/tensor_io.h"
 
 #ifdef STYLEFORGE_WITH_CUDA
@@ -143,12 +144,8 @@ bool optim_fused(bool cuda, OptimOp op) {
   if (cuda) {
     // The kernels' arithmetic is the CPU-tested header; their launches have not run on a GPU in
     // CI yet, so they are opt-in until tests/gpu/check.sh has compared them there.
-    static const bool env = [] {
-      const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
-      return e != nullptr && std::string(e) == "1";
-    }();
     const int set = g_cuda_path.load();
-    return set < 0 ? env : set == 1;
+    return set < 0 ? ops::fused_kernels_env() : set == 1;
   }
   const int set = g_cpu_path.load();
   // Measured over the bench networks' parameters (1 thread): Adam 7.9 ms ATen vs 2.0 ms fused,

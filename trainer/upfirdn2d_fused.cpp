@@ -290,12 +290,8 @@ bool upfirdn2d_fused_is_default(bool cuda) {
   if (cuda) {
     // The kernel's arithmetic is the CPU-tested header; it is opt-in until tests/gpu/check.sh
     // has compared it on a GPU (tests/test_gpu_upfirdn2d.cpp).
-    static const bool env = [] {
-      const char* e = std::getenv("STYLEFORGE_FUSED_KERNELS");
-      return e != nullptr && std::string(e) == "1";
-    }();
     const int set = g_cuda_default.load();
-    return set < 0 ? env : set == 1;
+    return set < 0 ? fused_kernels_env() : set == 1;
   }
 #else
   if (cuda) return false;

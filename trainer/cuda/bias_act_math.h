@@ -13,13 +13,7 @@
 
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define SF_HD __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define SF_HD inline __attribute__((always_inline))  // inlined into the vectorised CPU loops
-#else
-#define SF_HD inline
-#endif
+#include "trainer/cuda/host_device.h"
 
 namespace sf::ops::bias_act_math {
 

@@ -18,15 +18,7 @@
 
 #include <math.h>
 
-#ifndef SF_HD  // the same definition as bias_act_math.h's
-#if defined(__CUDACC__)
-#define SF_HD __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define SF_HD inline __attribute__((always_inline))  // inlined into the vectorised CPU loops
-#else
-#define SF_HD inline
-#endif
-#endif
+#include "trainer/cuda/host_device.h"
 
 namespace sf::kernels::optim_math {
 

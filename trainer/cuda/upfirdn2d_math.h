@@ -16,11 +16,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define SF_HD __host__ __device__ __forceinline__
-#else
-#define SF_HD inline
-#endif
+#include "trainer/cuda/host_device.h"
 
 namespace sf::ops::upfirdn2d_math {
 
