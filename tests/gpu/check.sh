@@ -24,6 +24,8 @@
 # plugins compile on first use or fall back), MPI/resume/generate ~1.5 min, mixed-precision ticks
 # ~20 s, benches ~2 min: about 9.5 minutes.
 # Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600.
+# GPU_CHECK_PART=tests runs steps 1-4b, GPU_CHECK_PART=bench steps 1 and 5 (the build is kept on a
+# warm machine between calls): two calls when one would come too close to the 600 s limit.
 # Output also goes to $OUT/gpu-check.log when $OUT is set.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +34,8 @@ exec > >(tee "$LOG") 2>&1
 t0=$(date +%s)
 step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
 fail=0
+PART=${GPU_CHECK_PART:-all}
+case $PART in all|tests|bench) ;; *) echo "GPU_CHECK_PART must be all, tests or bench"; exit 2;; esac
 check() { if "$@"; then echo "PASS: $*"; else echo "FAIL: $*"; fail=1; fi; }
 
 step "machine"
@@ -66,6 +70,7 @@ cmake --build build-gpu -j "$(nproc)" --target styleforge styleforge_tests 2>&1 
 SF=build-gpu/styleforge
 $SF version
 
+if [ "$PART" != bench ]; then
 step "gpu label (NCCL, kernel, one iteration CUDA vs CPU)"
 check bash tests/gpu_tests.sh build-gpu/styleforge_tests
 
@@ -132,9 +137,11 @@ check $SF generate --network $CK --seeds 0-63 --batch 7 --device cuda --outdir $
 check diff -r $W/g1 $W/g7
 check $SF generate --network $CK --seeds 0-9999 --batch 64 --device cuda --dest $W/g.h5 --quiet
 
+fi
+if [ "$PART" != tests ]; then
 step "bench 256x256 --cfg auto: ours and the reference's loop on this GPU"
 echo "--- each fused kernel against its ATen formulation (styleforge bench-ops)"
-$SF bench-ops --device cuda --iters 9 2>&1 | tail -20
+$SF bench-ops --device cuda --iters 5 2>&1 | tail -20
 # float32 and mixed precision; mixed precision again with the fused kernels (bias_act, upfirdn2d,
 # multi-tensor Adam/EMA/nan_to_num) on.
 for run in "true 0" "false 0" "false 1"; do
@@ -150,6 +157,7 @@ else
   echo "no reference checkout carried (.gpudeps/reference, tests/gpu/prepare.sh --reference): reference bench skipped"
 fi
 
+fi
 step "done"
 echo "gpu check: $([ $fail = 0 ] && echo ALL PASSED || echo FAILURES) in $(( $(date +%s) - t0 )) s"
 exit $fail
