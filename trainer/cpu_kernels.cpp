@@ -9,14 +9,11 @@ namespace sf::ops::cpu {
 namespace {
 
 namespace bam = bias_act_math;
+namespace om = kernels::optim_math;
 
-// Everything below is inlined into the exported functions, so that each of their clones (AVX2 or
-// the baseline) compiles the whole loop for its instruction set.
-#if defined(__GNUC__)
-#define SF_INLINE inline __attribute__((always_inline))
-#else
-#define SF_INLINE inline
-#endif
+// Everything below is inlined into the exported functions, so that each of their clones (x86-64-v3,
+// i.e. AVX2 + FMA, or the baseline) compiles the whole loop for its instruction set.
+#define SF_INLINE SF_HD
 
 // The activation and the mode are template arguments and the bias is constant along a row, so
 // the inner loops have no branches on either and no index arithmetic.
@@ -67,10 +64,24 @@ SF_INLINE void dispatch(const BiasActRows& a, const T* x, const T* b, const T* d
   }
 }
 
+template <typename T>
+SF_INLINE void adam_loop(T* p, const T* g, T* m, T* v, int64_t b, int64_t e, const om::AdamCoef<T>& coef) {
+  const om::AdamCoef<T> c = coef;
+  for (int64_t i = b; i < e; ++i) om::adam(p[i], g[i], m[i], v[i], c);
+}
+template <typename T> SF_INLINE void ema_loop(T* dst, const T* src, int64_t b, int64_t e, T beta) {
+  for (int64_t i = b; i < e; ++i) dst[i] = om::ema(dst[i], src[i], beta);
+}
+template <typename T> SF_INLINE void nan_to_num_loop(T* x, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) x[i] = om::nan_to_num(x[i]);
+}
+
 }  // namespace
 
+// The translation unit is compiled with -ffp-contract=off: fused multiply-adds appear only where the
+// arithmetic asks for one (optim_math.h's fma), so every clone gives the same bits.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SF_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#define SF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define SF_CPU_CLONES
 #endif
@@ -84,5 +95,22 @@ SF_CPU_CLONES void bias_act_rows(const BiasActRows& a, const double* x, const do
                                  const double* ddx, double* out, int64_t r0, int64_t r1) {
   dispatch(a, x, b, dy, ddx, out, r0, r1);
 }
+
+SF_CPU_CLONES void adam_range(float* p, const float* g, float* m, float* v, int64_t b, int64_t e,
+                              const om::AdamCoef<float>& c) {
+  adam_loop(p, g, m, v, b, e, c);
+}
+SF_CPU_CLONES void adam_range(double* p, const double* g, double* m, double* v, int64_t b, int64_t e,
+                              const om::AdamCoef<double>& c) {
+  adam_loop(p, g, m, v, b, e, c);
+}
+SF_CPU_CLONES void ema_range(float* dst, const float* src, int64_t b, int64_t e, float beta) {
+  ema_loop(dst, src, b, e, beta);
+}
+SF_CPU_CLONES void ema_range(double* dst, const double* src, int64_t b, int64_t e, double beta) {
+  ema_loop(dst, src, b, e, beta);
+}
+SF_CPU_CLONES void nan_to_num_range(float* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
+SF_CPU_CLONES void nan_to_num_range(double* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
 
 }  // namespace sf::ops::cpu

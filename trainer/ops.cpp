@@ -75,8 +75,7 @@ std::pair<int, int> filter_size(const at::Tensor& f) {
 
 at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int upx, int upy, int downx, int downy, Pad p,
                      bool flip_filter, double gain) {
-  if (upfirdn2d_use_fused(x_in, f_in) &&
-      (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble || x_in.scalar_type() == at::kHalf))
+  if (upfirdn2d_use_fused(x_in, f_in))
     return upfirdn2d_fused(x_in, f_in, upx, upy, downx, downy, p, flip_filter, gain);
   TORCH_CHECK(x_in.dim() == 4, "upfirdn2d: x must be [N, C, H, W], got ", x_in.sizes());
   TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "upfirdn2d: factors must be >= 1");

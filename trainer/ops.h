@@ -55,7 +55,7 @@ inline at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int up = 1
 at::Tensor upfirdn2d_fused(const at::Tensor& x, const at::Tensor& f, int upx, int upy, int downx, int downy, Pad pad,
                            bool flip_filter = false, double gain = 1.0);
 enum class Upfirdn2dCpuPath { Aten, Fused, PerShape };
-bool upfirdn2d_use_fused(const at::Tensor& x, const at::Tensor& f);
+bool upfirdn2d_use_fused(const at::Tensor& x, const at::Tensor& f);  // false for dtypes the op does not take
 bool upfirdn2d_fused_is_default(bool cuda);  // CUDA: the switch; CPU: the path is Fused
 void set_upfirdn2d_cpu_path(Upfirdn2dCpuPath p);  // process-wide
 Upfirdn2dCpuPath upfirdn2d_cpu_path();

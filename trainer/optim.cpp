@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "trainer/cpu_kernels.h"
 #include "trainer/cuda/optim_math.h"
 #include "trainer/ops.h"
 #include "trainer/tensor_io.h"
@@ -47,68 +48,16 @@ bool flat_like(const at::Tensor& t, const at::Tensor& ref) {
          t.strides().equals(ref.strides()) && t.is_non_overlapping_and_dense();
 }
 
-// ---- CPU loops over [b, e) with the shared arithmetic ----
-
-template <typename T>
-inline void adam_range(T* p, const T* g, T* m, T* v, int64_t b, int64_t e, const om::AdamCoef<T>& coef) {
-  const om::AdamCoef<T> c = coef;
-  for (int64_t i = b; i < e; ++i) om::adam(p[i], g[i], m[i], v[i], c);
-}
-template <typename T> inline void ema_range(T* dst, const T* src, int64_t b, int64_t e, T beta) {
-  for (int64_t i = b; i < e; ++i) dst[i] = om::ema(dst[i], src[i], beta);
-}
-template <typename T> inline void nan_to_num_range(T* x, int64_t b, int64_t e) {
-  for (int64_t i = b; i < e; ++i) x[i] = om::nan_to_num(x[i]);
-}
-
-// The same loops compiled for AVX2 + FMA (vectorised, fma in hardware), run on CPUs that have
-// them. Every operation is one IEEE operation, so both variants give the same bits.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SF_OPTIM_AVX2 1
-#if defined(__clang__)
-#define SF_AVX2_FMA __attribute__((target("avx2,fma")))
-#else
-#define SF_AVX2_FMA __attribute__((target("avx2,fma"), optimize("O3")))
-#endif
-template <typename T>
-SF_AVX2_FMA void adam_range_avx2(T* p, const T* g, T* m, T* v, int64_t b, int64_t e, const om::AdamCoef<T>& c) {
-  adam_range(p, g, m, v, b, e, c);
-}
-template <typename T> SF_AVX2_FMA void ema_range_avx2(T* dst, const T* src, int64_t b, int64_t e, T beta) {
-  ema_range(dst, src, b, e, beta);
-}
-template <typename T> SF_AVX2_FMA void nan_to_num_range_avx2(T* x, int64_t b, int64_t e) { nan_to_num_range(x, b, e); }
-bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-#else
-#define SF_OPTIM_AVX2 0
-#endif
+// ---- CPU: the vectorised loops of cpu_kernels.h over ranges of elements ----
 
 template <typename T> void adam_cpu(T* p, const T* g, T* m, T* v, int64_t n, const om::AdamCoef<T>& c) {
-  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-#if SF_OPTIM_AVX2
-    if (cpu_has_avx2_fma()) return adam_range_avx2(p, g, m, v, b, e, c);
-#endif
-    adam_range(p, g, m, v, b, e, c);
-  });
+  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { ops::cpu::adam_range(p, g, m, v, b, e, c); });
 }
 template <typename T> void ema_cpu(T* dst, const T* src, int64_t n, T beta) {
-  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-#if SF_OPTIM_AVX2
-    if (cpu_has_avx2_fma()) return ema_range_avx2(dst, src, b, e, beta);
-#endif
-    ema_range(dst, src, b, e, beta);
-  });
+  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { ops::cpu::ema_range(dst, src, b, e, beta); });
 }
 template <typename T> void nan_to_num_cpu(T* x, int64_t n) {
-  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-#if SF_OPTIM_AVX2
-    if (cpu_has_avx2_fma()) return nan_to_num_range_avx2(x, b, e);
-#endif
-    nan_to_num_range(x, b, e);
-  });
+  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { ops::cpu::nan_to_num_range(x, b, e); });
 }
 
 bool cpu_float(const at::Tensor& t) {

@@ -300,6 +300,8 @@ bool upfirdn2d_fused_is_default(bool cuda) {
 }
 
 bool upfirdn2d_use_fused(const at::Tensor& x, const at::Tensor& f) {
+  const at::ScalarType st = x.scalar_type();
+  if (st != at::kFloat && st != at::kDouble && st != at::kHalf) return false;  // the dtypes the op takes
   if (x.is_cuda()) return upfirdn2d_fused_is_default(true);
   if (!x.is_cpu()) return false;
   switch (upfirdn2d_cpu_path()) {
