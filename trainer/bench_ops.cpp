@@ -96,6 +96,22 @@ Case upfirdn2d_case(const std::string& what, const std::vector<int64_t>& shape, 
   return {name, [run] { run(false); }, [run] { run(true); }};
 }
 
+// The 3x3 convolution (padding 1) as conv2d_resample runs it: forward only, or forward and the
+// gradients with respect to x and w. ATen is oneDNN's direct convolution, fused the Winograd path.
+Case conv3x3_case(const std::vector<int64_t>& shape, bool backward, const c10::TensorOptions& opt) {
+  at::Tensor x = at::randn(shape, opt).requires_grad_(backward);
+  at::Tensor w = at::randn({shape[1], shape[1], 3, 3}, opt).requires_grad_(backward);
+  auto run = [x, w, backward](bool fused) {
+    const ops::ConvCpuPath before = ops::conv_cpu_path();
+    ops::set_conv_cpu_path(fused ? ops::ConvCpuPath::Winograd : ops::ConvCpuPath::Aten);
+    at::Tensor y = ops::conv2d_resample(x, w, at::Tensor(), 1, 1, ops::Pad::all(1));
+    if (backward) (void)torch::autograd::grad({y}, {x, w}, {at::ones_like(y)});
+    ops::set_conv_cpu_path(before);
+  };
+  std::string name = std::string("conv3x3 winograd ") + (backward ? "fwd+bwd " : "fwd ") + c10::str(at::IntArrayRef(shape));
+  return {name, [run] { run(false); }, [run] { run(true); }};
+}
+
 // Adam::step and update_ema over a parameter list shaped like a network's: `layers` modulated
 // convolution layers of c channels (3x3 weight, bias, a 512-wide affine and its bias).
 std::vector<Case> optim_cases(int layers, int64_t c, const c10::TensorOptions& opt) {
@@ -165,6 +181,13 @@ int run_bench_ops(const BenchOpsOptions& o, std::ostream& out) {
   cases.push_back(upfirdn2d_case("up 2, 4x4 (images)", {n, 3, r, r}, opt, up4));
   cases.push_back(upfirdn2d_case("up 2, 12-tap (augmentation)", {n, 3, 2 * r, 2 * r}, opt, up12));
   cases.push_back(upfirdn2d_case("down 2, 12-tap (augmentation)", {n, 3, 4 * r, 4 * r}, opt, down12));
+
+  if (!dev.is_cuda()) {  // the Winograd convolution is a CPU path (cuDNN chooses its own on GPUs)
+    for (int64_t res : {32, 16, 8, 4}) {
+      cases.push_back(conv3x3_case({n, c, res, res}, false, opt));
+      cases.push_back(conv3x3_case({n, c, res, res}, true, opt));
+    }
+  }
 
   for (auto& oc : optim_cases(20, big ? 512 : 128, opt)) cases.push_back(std::move(oc));
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 #include "trainer/cuda/bias_act_math.h"
 
@@ -76,6 +77,224 @@ template <typename T> SF_INLINE void nan_to_num_loop(T* x, int64_t b, int64_t e)
   for (int64_t i = b; i < e; ++i) x[i] = om::nan_to_num(x[i]);
 }
 
+// ---- Winograd F(2x2, 3x3) transforms (cpu_kernels.h) ----
+// SF_IVDEP: the loop's arrays do not overlap (the scratch rows, the input and the transform
+// domain are distinct buffers), so the compiler may vectorise it.
+#if defined(__GNUC__) && !defined(__clang__)
+#define SF_IVDEP _Pragma("GCC ivdep")
+#else
+#define SF_IVDEP
+#endif
+// Rows are transformed first, writing even and odd columns to separate arrays, so that the column
+// transform reads four contiguous arrays and every loop runs along x without strides.
+
+template <typename T> std::vector<T>& scratch(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf;
+}
+
+// Calls f(img, ty, tx, len, offset) for each run of tiles [t0, t1) along one row of tiles;
+// offset is the run's first tile relative to t0.
+template <typename F> SF_INLINE void tile_runs(const WinogradShape& s, int64_t t0, int64_t t1, F&& f) {
+  for (int64_t t = t0; t < t1;) {
+    const int64_t tx = t % s.tw, row = t / s.tw, len = std::min(s.tw - tx, t1 - t);
+    f(row / s.th, row % s.th, tx, len, t - t0);
+    t += len;
+  }
+}
+
+template <typename T>
+SF_INLINE void wino_input(const WinogradShape& s, const T* x, T* v, int64_t t0, int64_t t1) {
+  const int64_t nt = t1 - t0, kstride = s.c * nt, width = 2 * s.tw + 2, half = s.tw + 1;
+  std::vector<T>& buf = scratch<T>(static_cast<size_t>(4 * width + 8 * half));
+  T* rows = buf.data();          // the four input rows of a run of tiles, zero beyond the edges
+  T* eo = rows + 4 * width;      // rows of B^T d: even columns at eo[2i], odd at eo[2i + 1]
+  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) {
+    const int64_t x0 = 2 * tx0 - s.pad_x, cols = 2 * len + 2;
+    const int64_t lo = std::max<int64_t>(0, -x0), hi = std::min(cols, s.w - x0);  // in-image columns
+    for (int64_t ch = 0; ch < s.c; ++ch) {
+      const T* xp = x + (img * s.c + ch) * s.h * s.w;
+      for (int i = 0; i < 4; ++i) {
+        T* row = rows + i * width;
+        const int64_t yy = 2 * ty + i - s.pad_y;
+        if (yy < 0 || yy >= s.h || hi <= lo) {
+          SF_IVDEP
+          for (int64_t q = 0; q < cols; ++q) row[q] = T(0);
+          continue;
+        }
+        const T* src = xp + yy * s.w;
+        SF_IVDEP
+        for (int64_t q = 0; q < lo; ++q) row[q] = T(0);
+        SF_IVDEP
+        for (int64_t q = lo; q < hi; ++q) row[q] = src[x0 + q];
+        SF_IVDEP
+        for (int64_t q = hi; q < cols; ++q) row[q] = T(0);
+      }
+      const T* d0 = rows;
+      const T* d1 = d0 + width;
+      const T* d2 = d1 + width;
+      const T* d3 = d2 + width;
+      T *e0 = eo, *o0 = e0 + half, *e1 = o0 + half, *o1 = e1 + half;
+      T *e2 = o1 + half, *o2 = e2 + half, *e3 = o2 + half, *o3 = e3 + half;
+      SF_IVDEP
+      for (int64_t q = 0; q <= len; ++q) {
+        const int64_t a = 2 * q, b = 2 * q + 1;
+        e0[q] = d0[a] - d2[a], o0[q] = d0[b] - d2[b];
+        e1[q] = d1[a] + d2[a], o1[q] = d1[b] + d2[b];
+        e2[q] = d2[a] - d1[a], o2[q] = d2[b] - d1[b];
+        e3[q] = d1[a] - d3[a], o3[q] = d1[b] - d3[b];
+      }
+      for (int i = 0; i < 4; ++i) {
+        T* v0 = v + (4 * i) * kstride + ch * nt + off;
+        T* v1 = v0 + kstride;
+        T* v2 = v1 + kstride;
+        T* v3 = v2 + kstride;
+        const T* ei = eo + 2 * i * half;
+        const T* oi = ei + half;
+        SF_IVDEP
+        for (int64_t tx = 0; tx < len; ++tx) {
+          v0[tx] = ei[tx] - ei[tx + 1];
+          v1[tx] = oi[tx] + ei[tx + 1];
+          v2[tx] = ei[tx + 1] - oi[tx];
+          v3[tx] = oi[tx] - oi[tx + 1];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+SF_INLINE void wino_output(const WinogradShape& s, const T* m, T* y, int64_t t0, int64_t t1) {
+  const int64_t nt = t1 - t0, kstride = s.c * nt;
+  std::vector<T>& buf = scratch<T>(static_cast<size_t>(4 * s.tw));
+  T* r00 = buf.data();
+  T* r01 = r00 + s.tw;
+  T* r10 = r01 + s.tw;
+  T* r11 = r10 + s.tw;
+  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) {
+    for (int64_t ch = 0; ch < s.c; ++ch) {
+      const T *m0 = m + ch * nt + off, *m1 = m0 + kstride, *m2 = m1 + kstride, *m3 = m2 + kstride;
+      const T *m4 = m3 + kstride, *m5 = m4 + kstride, *m6 = m5 + kstride, *m7 = m6 + kstride;
+      const T *m8 = m7 + kstride, *m9 = m8 + kstride, *m10 = m9 + kstride, *m11 = m10 + kstride;
+      const T *m12 = m11 + kstride, *m13 = m12 + kstride, *m14 = m13 + kstride, *m15 = m14 + kstride;
+      SF_IVDEP
+      for (int64_t tx = 0; tx < len; ++tx) {
+        // A^T m: rows 0 and 1 of the 2x4 intermediate, column j; then A along the columns.
+        const T a0 = m0[tx] + m4[tx] + m8[tx], b0 = m4[tx] - m8[tx] - m12[tx];
+        const T a1 = m1[tx] + m5[tx] + m9[tx], b1 = m5[tx] - m9[tx] - m13[tx];
+        const T a2 = m2[tx] + m6[tx] + m10[tx], b2 = m6[tx] - m10[tx] - m14[tx];
+        const T a3 = m3[tx] + m7[tx] + m11[tx], b3 = m7[tx] - m11[tx] - m15[tx];
+        r00[tx] = a0 + a1 + a2, r01[tx] = a1 - a2 - a3;
+        r10[tx] = b0 + b1 + b2, r11[tx] = b1 - b2 - b3;
+      }
+      T* yp = y + (img * s.c + ch) * s.h * s.w;
+      const int64_t xs = 2 * tx0, pairs = std::min(len, (s.w - xs) / 2);  // whole 2-pixel columns
+      for (int i = 0; i < 2; ++i) {
+        const int64_t yy = 2 * ty + i;
+        if (yy >= s.h) break;
+        T* row = yp + yy * s.w + xs;
+        const T* c0 = i == 0 ? r00 : r10;
+        const T* c1 = i == 0 ? r01 : r11;
+        SF_IVDEP
+        for (int64_t tx = 0; tx < pairs; ++tx) row[2 * tx] = c0[tx], row[2 * tx + 1] = c1[tx];
+        if (pairs < len) row[2 * pairs] = c0[pairs];  // an odd width's last column
+      }
+    }
+  });
+}
+
+template <typename T>
+SF_INLINE void wino_grad_output(const WinogradShape& s, const T* gy, T* g, int64_t t0, int64_t t1) {
+  const int64_t nt = t1 - t0, kstride = s.c * nt;
+  std::vector<T>& buf = scratch<T>(static_cast<size_t>(4 * s.tw));
+  T* e0 = buf.data();  // rows 2ty and 2ty + 1 of the run, even and odd columns, zero beyond the edges
+  T* o0 = e0 + s.tw;
+  T* e1 = o0 + s.tw;
+  T* o1 = e1 + s.tw;
+  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) {
+    const int64_t xs = 2 * tx0, pairs = std::min(len, (s.w - xs) / 2);
+    for (int64_t ch = 0; ch < s.c; ++ch) {
+      const T* gp = gy + (img * s.c + ch) * s.h * s.w;
+      for (int r = 0; r < 2; ++r) {
+        T* e = r == 0 ? e0 : e1;
+        T* o = r == 0 ? o0 : o1;
+        const int64_t yy = 2 * ty + r;
+        if (yy >= s.h) {
+          SF_IVDEP
+          for (int64_t tx = 0; tx < len; ++tx) e[tx] = T(0), o[tx] = T(0);
+          continue;
+        }
+        const T* src = gp + yy * s.w + xs;
+        SF_IVDEP
+        for (int64_t tx = 0; tx < pairs; ++tx) e[tx] = src[2 * tx], o[tx] = src[2 * tx + 1];
+        if (pairs < len) e[pairs] = src[2 * pairs], o[pairs] = T(0);  // an odd width's last column
+      }
+      // Rows of A g: g0, g0 + g1, g0 - g1, -g1; then the same along x for each row.
+      for (int i = 0; i < 4; ++i) {
+        T* v0 = g + (4 * i) * kstride + ch * nt + off;
+        T* v1 = v0 + kstride;
+        T* v2 = v1 + kstride;
+        T* v3 = v2 + kstride;
+        SF_IVDEP
+        for (int64_t tx = 0; tx < len; ++tx) {
+          T a, b;
+          if (i == 0) a = e0[tx], b = o0[tx];
+          else if (i == 1) a = e0[tx] + e1[tx], b = o0[tx] + o1[tx];
+          else if (i == 2) a = e0[tx] - e1[tx], b = o0[tx] - o1[tx];
+          else a = -e1[tx], b = -o1[tx];
+          v0[tx] = a, v1[tx] = a + b, v2[tx] = a - b, v3[tx] = -b;
+        }
+      }
+    }
+  });
+}
+
+// G w G^T of one 3x3 filter; u gets component k at u[k * stride].
+template <typename T> SF_INLINE void wino_filter(const T* w, T* u, int64_t stride) {
+  const T h = T(0.5);
+  T t[4][3];
+  for (int j = 0; j < 3; ++j) {
+    const T a = w[j], b = w[3 + j], c = w[6 + j];
+    t[0][j] = a, t[1][j] = h * (a + b + c), t[2][j] = h * (a - b + c), t[3][j] = c;
+  }
+  for (int i = 0; i < 4; ++i) {
+    const T a = t[i][0], b = t[i][1], c = t[i][2];
+    u[(4 * i + 0) * stride] = a;
+    u[(4 * i + 1) * stride] = h * (a + b + c);
+    u[(4 * i + 2) * stride] = h * (a - b + c);
+    u[(4 * i + 3) * stride] = c;
+  }
+}
+
+// G^T m G of one 4x4 component block (component k at m[k * stride]) into a 3x3 filter.
+template <typename T> SF_INLINE void wino_filter_grad(const T* m, int64_t stride, T* dw) {
+  const T h = T(0.5);
+  T t[3][4];
+  for (int j = 0; j < 4; ++j) {
+    const T a = m[j * stride], b = m[(4 + j) * stride], c = m[(8 + j) * stride], d = m[(12 + j) * stride];
+    t[0][j] = a + h * (b + c), t[1][j] = h * (b - c), t[2][j] = h * (b + c) + d;
+  }
+  for (int i = 0; i < 3; ++i) {
+    const T a = t[i][0], b = t[i][1], c = t[i][2], d = t[i][3];
+    dw[3 * i + 0] = a + h * (b + c);
+    dw[3 * i + 1] = h * (b - c);
+    dw[3 * i + 2] = h * (b + c) + d;
+  }
+}
+
+template <typename T>
+SF_INLINE void wino_weight(int64_t o, int64_t i, const T* w, T* u, int64_t o0, int64_t o1) {
+  for (int64_t a = o0; a < o1; ++a)
+    for (int64_t b = 0; b < i; ++b) wino_filter(w + (a * i + b) * 9, u + a * i + b, o * i);
+}
+
+template <typename T>
+SF_INLINE void wino_weight_grad(int64_t o, int64_t i, const T* m, T* dw, int64_t o0, int64_t o1) {
+  for (int64_t a = o0; a < o1; ++a)
+    for (int64_t b = 0; b < i; ++b) wino_filter_grad(m + a * i + b, o * i, dw + (a * i + b) * 9);
+}
+
 }  // namespace
 
 // The translation unit is compiled with -ffp-contract=off: fused multiply-adds appear only where the
@@ -112,5 +331,25 @@ SF_CPU_CLONES void ema_range(double* dst, const double* src, int64_t b, int64_t 
 }
 SF_CPU_CLONES void nan_to_num_range(float* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
 SF_CPU_CLONES void nan_to_num_range(double* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
+
+#define SF_WINOGRAD_EXPORTS(T)                                                                                  \
+  SF_CPU_CLONES void winograd_input(const WinogradShape& s, const T* x, T* v, int64_t t0, int64_t t1) {        \
+    wino_input(s, x, v, t0, t1);                                                                            \
+  }                                                                                                          \
+  SF_CPU_CLONES void winograd_output(const WinogradShape& s, const T* m, T* y, int64_t t0, int64_t t1) {       \
+    wino_output(s, m, y, t0, t1);                                                                           \
+  }                                                                                                          \
+  SF_CPU_CLONES void winograd_grad_output(const WinogradShape& s, const T* gy, T* g, int64_t t0, int64_t t1) { \
+    wino_grad_output(s, gy, g, t0, t1);                                                                     \
+  }                                                                                                          \
+  SF_CPU_CLONES void winograd_weight(int64_t o, int64_t i, const T* w, T* u, int64_t o0, int64_t o1) {         \
+    wino_weight(o, i, w, u, o0, o1);                                                                        \
+  }                                                                                                          \
+  SF_CPU_CLONES void winograd_weight_grad(int64_t o, int64_t i, const T* m, T* dw, int64_t o0, int64_t o1) {   \
+    wino_weight_grad(o, i, m, dw, o0, o1);                                                                  \
+  }
+SF_WINOGRAD_EXPORTS(float)
+SF_WINOGRAD_EXPORTS(double)
+#undef SF_WINOGRAD_EXPORTS
 
 }  // namespace sf::ops::cpu

@@ -140,6 +140,7 @@ at::Tensor conv2d_wrapper(const at::Tensor& x, at::Tensor w, int stride, int pad
   if (!flip_weight) w = w.flip({2, 3});
   const int64_t st[2] = {stride, stride}, pad[2] = {pady, padx}, one[2] = {1, 1}, zero[2] = {0, 0};
   if (transpose) return at::conv_transpose2d(x, w, c10::nullopt, st, pad, zero, groups, one);
+  if (conv_use_winograd(x, w, stride, pady, padx, groups)) return conv3x3_winograd(x, w, pady, padx);
   return at::conv2d(x, w, c10::nullopt, st, pad, one, groups);
 }
 

@@ -72,6 +72,17 @@ at::Tensor downsample2d(const at::Tensor& x, const at::Tensor& f, int down = 2, 
 at::Tensor conv2d_resample(const at::Tensor& x, const at::Tensor& w, const at::Tensor& f, int up = 1, int down = 1,
                            Pad padding = {}, int groups = 1, bool flip_weight = true, bool flip_filter = false);
 
+// The 3x3 stride-1 convolution (correlation, like conv2d) by Winograd's F(2x2, 3x3) on CPU float32 /
+// float64 tensors (trainer/conv_winograd.cpp): 16 multiplications per 2x2 output tile and input
+// channel instead of 36; gradients of any order. conv2d_resample's plain convolutions run it
+// where conv_use_winograd() says: by the CPU path, per shape by default (float32, at least 16x16
+// pixels and 32 channels in and out: where it measured faster than oneDNN), always, or never.
+at::Tensor conv3x3_winograd(const at::Tensor& x, const at::Tensor& w, int pad_y, int pad_x);
+enum class ConvCpuPath { Aten, Winograd, PerShape };
+bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int pad_y, int pad_x, int groups);
+void set_conv_cpu_path(ConvCpuPath p);  // process-wide
+ConvCpuPath conv_cpu_path();
+
 enum class Act { Linear, Relu, Lrelu, Tanh, Sigmoid, Elu, Selu, Softplus, Swish };
 Act parse_act(const std::string& name);  // throws std::invalid_argument on an unknown name
 double default_gain(Act act);            // sqrt(2) for relu, lrelu, swish; 1 otherwise
