@@ -179,9 +179,10 @@ bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int
     case ConvCpuPath::Aten: return false;
     case ConvCpuPath::Winograd: return true;
     case ConvCpuPath::PerShape:
-      // Measured with `styleforge bench-ops --only conv3x3` (one thread, forward + backward):
-      // see README, "CPU kernels". Small images leave too few tiles to pay for the transforms.
-      return st == at::kFloat && x.size(2) * x.size(3) >= 16 * 16 && x.size(1) >= 32 && w.size(0) >= 32;
+      // Measured with `styleforge bench-ops --only conv3x3` (one thread, forward + backward,
+      // 8 images of 128 channels, fused/aten): 32x32 0.58, 16x16 0.68, 8x8 0.95, 4x4 1.32. Small
+      // images leave too few tiles to pay for the transforms; few channels, too little to multiply.
+      return st == at::kFloat && x.size(2) * x.size(3) >= 8 * 8 && x.size(1) >= 32 && w.size(0) >= 32;
   }
   return false;
 }

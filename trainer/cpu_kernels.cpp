@@ -80,10 +80,14 @@ template <typename T> SF_INLINE void nan_to_num_loop(T* x, int64_t b, int64_t e)
 // ---- Winograd F(2x2, 3x3) transforms (cpu_kernels.h) ----
 // SF_IVDEP: the loop's arrays do not overlap (the scratch rows, the input and the transform
 // domain are distinct buffers), so the compiler may vectorise it.
+// SF_LAMBDA_INLINE: a loop body passed as a lambda is inlined into the calling clone (else it would
+// be compiled once, for the baseline instruction set).
 #if defined(__GNUC__) && !defined(__clang__)
 #define SF_IVDEP _Pragma("GCC ivdep")
+#define SF_LAMBDA_INLINE __attribute__((always_inline))
 #else
 #define SF_IVDEP
+#define SF_LAMBDA_INLINE
 #endif
 // Rows are transformed first, writing even and odd columns to separate arrays, so that the column
 // transform reads four contiguous arrays and every loop runs along x without strides.
@@ -110,7 +114,7 @@ SF_INLINE void wino_input(const WinogradShape& s, const T* x, T* v, int64_t t0, 
   std::vector<T>& buf = scratch<T>(static_cast<size_t>(4 * width + 8 * half));
   T* rows = buf.data();          // the four input rows of a run of tiles, zero beyond the edges
   T* eo = rows + 4 * width;      // rows of B^T d: even columns at eo[2i], odd at eo[2i + 1]
-  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) {
+  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) SF_LAMBDA_INLINE {
     const int64_t x0 = 2 * tx0 - s.pad_x, cols = 2 * len + 2;
     const int64_t lo = std::max<int64_t>(0, -x0), hi = std::min(cols, s.w - x0);  // in-image columns
     for (int64_t ch = 0; ch < s.c; ++ch) {
@@ -172,7 +176,7 @@ SF_INLINE void wino_output(const WinogradShape& s, const T* m, T* y, int64_t t0,
   T* r01 = r00 + s.tw;
   T* r10 = r01 + s.tw;
   T* r11 = r10 + s.tw;
-  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) {
+  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) SF_LAMBDA_INLINE {
     for (int64_t ch = 0; ch < s.c; ++ch) {
       const T *m0 = m + ch * nt + off, *m1 = m0 + kstride, *m2 = m1 + kstride, *m3 = m2 + kstride;
       const T *m4 = m3 + kstride, *m5 = m4 + kstride, *m6 = m5 + kstride, *m7 = m6 + kstride;
@@ -212,7 +216,7 @@ SF_INLINE void wino_grad_output(const WinogradShape& s, const T* gy, T* g, int64
   T* o0 = e0 + s.tw;
   T* e1 = o0 + s.tw;
   T* o1 = e1 + s.tw;
-  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) {
+  tile_runs(s, t0, t1, [&](int64_t img, int64_t ty, int64_t tx0, int64_t len, int64_t off) SF_LAMBDA_INLINE {
     const int64_t xs = 2 * tx0, pairs = std::min(len, (s.w - xs) / 2);
     for (int64_t ch = 0; ch < s.c; ++ch) {
       const T* gp = gy + (img * s.c + ch) * s.h * s.w;
@@ -250,23 +254,6 @@ SF_INLINE void wino_grad_output(const WinogradShape& s, const T* gy, T* g, int64
   });
 }
 
-// G w G^T of one 3x3 filter; u gets component k at u[k * stride].
-template <typename T> SF_INLINE void wino_filter(const T* w, T* u, int64_t stride) {
-  const T h = T(0.5);
-  T t[4][3];
-  for (int j = 0; j < 3; ++j) {
-    const T a = w[j], b = w[3 + j], c = w[6 + j];
-    t[0][j] = a, t[1][j] = h * (a + b + c), t[2][j] = h * (a - b + c), t[3][j] = c;
-  }
-  for (int i = 0; i < 4; ++i) {
-    const T a = t[i][0], b = t[i][1], c = t[i][2];
-    u[(4 * i + 0) * stride] = a;
-    u[(4 * i + 1) * stride] = h * (a + b + c);
-    u[(4 * i + 2) * stride] = h * (a - b + c);
-    u[(4 * i + 3) * stride] = c;
-  }
-}
-
 // G^T m G of one 4x4 component block (component k at m[k * stride]) into a 3x3 filter.
 template <typename T> SF_INLINE void wino_filter_grad(const T* m, int64_t stride, T* dw) {
   const T h = T(0.5);
@@ -285,8 +272,33 @@ template <typename T> SF_INLINE void wino_filter_grad(const T* m, int64_t stride
 
 template <typename T>
 SF_INLINE void wino_weight(int64_t o, int64_t i, const T* w, T* u, int64_t o0, int64_t o1) {
-  for (int64_t a = o0; a < o1; ++a)
-    for (int64_t b = 0; b < i; ++b) wino_filter(w + (a * i + b) * 9, u + a * i + b, o * i);
+  // Per output channel: the nine taps as rows over the input channels, then the transform along
+  // them, so that every load and store is contiguous.
+  std::vector<T>& buf = scratch<T>(static_cast<size_t>(9 * i));
+  T* taps = buf.data();
+  const T h = T(0.5);
+  const int64_t ks = o * i;
+  for (int64_t a = o0; a < o1; ++a) {
+    const T* wa = w + a * i * 9;
+    for (int64_t b = 0; b < i; ++b)
+      for (int j = 0; j < 9; ++j) taps[j * i + b] = wa[b * 9 + j];
+    T* ua = u + a * i;
+    SF_IVDEP
+    for (int64_t b = 0; b < i; ++b) {
+      T t[4][3];
+      for (int j = 0; j < 3; ++j) {
+        const T p = taps[j * i + b], q = taps[(3 + j) * i + b], r = taps[(6 + j) * i + b];
+        t[0][j] = p, t[1][j] = h * (p + q + r), t[2][j] = h * (p - q + r), t[3][j] = r;
+      }
+      for (int k = 0; k < 4; ++k) {
+        const T p = t[k][0], q = t[k][1], r = t[k][2];
+        ua[(4 * k + 0) * ks + b] = p;
+        ua[(4 * k + 1) * ks + b] = h * (p + q + r);
+        ua[(4 * k + 2) * ks + b] = h * (p - q + r);
+        ua[(4 * k + 3) * ks + b] = r;
+      }
+    }
+  }
 }
 
 template <typename T>
