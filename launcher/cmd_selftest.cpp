@@ -25,7 +25,10 @@ int cmd_selftest(const std::vector<std::string>& args) {
       ("strict", po::bool_switch(&o.strict),
        "fail on any error above the tolerance, even where a one-ulp change of the inputs moves our own result more")
       ("float64", po::bool_switch(&o.float64),
-       "recompute in float64: shows how much of a difference is float32 rounding alone");
+       "recompute in float64: shows how much of a difference is float32 rounding alone")
+      ("conv", po::value(&o.conv)->default_value("auto"),
+       "CPU 3x3 convolutions: auto (as training: Winograd where faster), aten (oneDNN, the reference's kernels) "
+       "or winograd");
   po::variables_map vm;
   if (int rc = parse_options("selftest", "[--fixtures DIR]", args, desc, vm); rc >= 0) return rc;
   size_t pos = 0;

@@ -27,6 +27,7 @@
 #include "data/h5.h"
 #include "trainer/augment.h"
 #include "trainer/networks.h"
+#include "trainer/ops.h"
 #include "trainer/penalties.h"
 #include "trainer/tensor_io.h"
 
@@ -710,6 +711,12 @@ void register_selftest_kind(const std::string& kind, SelftestKindHandler handler
 int run_selftest(const SelftestOptions& opts) {
   namespace fs = std::filesystem;
   if (opts.threads > 0) at::set_num_threads(opts.threads);
+  if (opts.conv == "aten") ops::set_conv_cpu_path(ops::ConvCpuPath::Aten);
+  else if (opts.conv == "winograd") ops::set_conv_cpu_path(ops::ConvCpuPath::Winograd);
+  else if (opts.conv != "auto") {
+    std::fprintf(stderr, "selftest: --conv must be auto, aten or winograd, got '%s'\n", opts.conv.c_str());
+    return 1;
+  }
   if (!fs::is_directory(opts.fixtures_dir)) {
     std::fprintf(stderr, "selftest: %s is not a folder\n", opts.fixtures_dir.c_str());
     return 1;

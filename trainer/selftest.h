@@ -20,6 +20,7 @@ struct SelftestOptions {
   bool verbose = false;          // one line per compared dataset
   bool strict = false;           // no allowance for ill-conditioned results (see selftest.cpp)
   bool float64 = false;          // recompute in float64 instead of the reference's float32
+  std::string conv = "auto";     // CPU 3x3 convolutions: auto (as training), aten or winograd
 };
 
 // Returns 0 when every file of a known kind was handled and within tolerance, 1 otherwise.
