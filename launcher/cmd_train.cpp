@@ -108,6 +108,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("shared-gpu", po::bool_switch(&o.shared_gpu), "allow several trainers on one GPU (otherwise an error)")
       ("overlap", po::value(&o.overlap)->default_value("auto"), "reduce gradients while backward runs: auto (on for GPU tensors, off on CPUs) | on | off")
       ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)")
+      ("cpu-conv", po::value(&o.cpu_conv)->default_value("auto"), "CPU 3x3 convolutions: auto (Winograd F(2x2,3x3) where it measured faster) | aten (oneDNN's direct kernels, the reference's) | winograd")
       ("nobench", po::bool_switch(&nobench), "turn cuDNN benchmark mode off (the reference's --nobench)")
       ("allow-tf32", po::bool_switch(&o.allow_tf32), "allow TF32 in matmuls and convolutions (the reference's --allow-tf32)")
       ("fp32", po::value(&o.fp32)->default_value(true)->implicit_value(true), "float32 everywhere (the reference's --fp32); false: float16 for the top num_fp16_res resolutions on GPUs (the CPU computes in float32)")
@@ -121,6 +122,10 @@ int cmd_train(const std::vector<std::string>& args) {
   req.tensorboard = tensorboard == "on";
   if (o.overlap != "auto" && o.overlap != "on" && o.overlap != "off") {
     std::cerr << "styleforge train: --overlap must be auto, on or off\n";
+    return kUsage;
+  }
+  if (o.cpu_conv != "auto" && o.cpu_conv != "aten" && o.cpu_conv != "winograd") {
+    std::cerr << "styleforge train: --cpu-conv must be auto, aten or winograd, got '" << o.cpu_conv << "'\n";
     return kUsage;
   }
   o.cudnn_benchmark = !nobench;
@@ -371,6 +376,7 @@ int cmd_bench(const std::vector<std::string>& args) {
       ("overlap", po::value(&r.overlap)->default_value("both"), "gradient sync while backward runs: on | off | both (alternating blocks, both reported)")
       ("pairs", po::value(&r.pairs)->default_value(1), "blocks of --iters iterations per overlap mode")
       ("bucket-mb", po::value(&r.bucket_mb)->default_value(25.0), "gradient bucket size in MiB (the first is at most 1 MiB)")
+      ("cpu-conv", po::value(&r.cpu_conv)->default_value("auto"), "as train --cpu-conv")
       ("fp32", po::value(&r.fp32)->default_value(true)->implicit_value(true), "as train --fp32 (false: mixed precision on GPUs)")
       ("nhwc", po::value(&r.nhwc)->default_value(false)->implicit_value(true), "as train --nhwc (needs --fp32 false)");
   po::variables_map vm;
@@ -380,6 +386,10 @@ int cmd_bench(const std::vector<std::string>& args) {
     return rc;
   if (r.overlap != "on" && r.overlap != "off" && r.overlap != "both") {
     std::cerr << "styleforge bench: --overlap must be on, off or both\n";
+    return kUsage;
+  }
+  if (r.cpu_conv != "auto" && r.cpu_conv != "aten" && r.cpu_conv != "winograd") {
+    std::cerr << "styleforge bench: --cpu-conv must be auto, aten or winograd, got '" << r.cpu_conv << "'\n";
     return kUsage;
   }
   if (!(r.bucket_mb > 0)) {

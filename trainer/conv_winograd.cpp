@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,10 @@ at::Tensor wgrad_impl(const at::Tensor& x_in, const at::Tensor& dy_in, int64_t p
           if (a.defined()) a.baddbmm_(g, v.transpose(1, 2));
           else a = at::bmm(g, v.transpose(1, 2));  // [16, O, I]
         });
+    if (!acc[0].defined()) {  // no tiles (an empty batch): no gradient
+      dw.zero_();
+      return;
+    }
     at::Tensor m = acc[0];
     for (int64_t c = 1; c < chunks; ++c) m = m + acc[static_cast<size_t>(c)];
     m = m.contiguous();
@@ -185,6 +190,13 @@ bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int
       return st == at::kFloat && x.size(2) * x.size(3) >= 8 * 8 && x.size(1) >= 32 && w.size(0) >= 32;
   }
   return false;
+}
+
+ConvCpuPath parse_conv_cpu_path(const std::string& name, const std::string& flag) {
+  if (name == "auto") return ConvCpuPath::PerShape;
+  if (name == "aten") return ConvCpuPath::Aten;
+  if (name == "winograd") return ConvCpuPath::Winograd;
+  throw std::invalid_argument(flag + " must be auto, aten or winograd, got '" + name + "'");
 }
 
 void set_conv_cpu_path(ConvCpuPath p) { g_cpu_path.store(static_cast<int>(p)); }

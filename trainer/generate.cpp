@@ -21,6 +21,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/device.h"
 #include "trainer/import.h"
+#include "trainer/ops.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_loop.h"
 #include "trainer/training_step.h"
@@ -116,6 +117,7 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
   }
   if (r.aug == "fixed") o.p_override = 0.5;
   o.fp32 = r.fp32, o.nhwc = r.nhwc;
+  ops::set_conv_cpu_path(ops::parse_conv_cpu_path(r.cpu_conv));
   o.resolve(r.resolution, r.channels, 0, r.batch, comm.size());
   const c10::Device dev = resolve_device(r.device, comm.rank(), comm.size(), false);
   if (dev.is_cuda()) apply_backend_flags(true, false);
@@ -136,10 +138,11 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
   const bool rank0 = comm.rank() == 0;
   if (rank0)
     std::printf("bench: resolution %d, channels %d, cbase %d, cmax %d, batch %d (%d ranks x %lld), aug %s, threads %d, "
-                "iters %d, device %s, %s\n",
+                "iters %d, device %s, %s%s\n",
                 r.resolution, r.channels, o.G.channel_base, o.G.channel_max, o.batch_size, comm.size(),
                 static_cast<long long>(bpr), r.aug.c_str(), at::get_num_threads(), r.iters,
-                describe_device(dev).c_str(), r.fp32 ? "float32" : r.nhwc ? "mixed precision, nhwc" : "mixed precision");
+                describe_device(dev).c_str(), r.fp32 ? "float32" : r.nhwc ? "mixed precision, nhwc" : "mixed precision",
+                dev.is_cuda() ? "" : (", 3x3 convolutions " + r.cpu_conv).c_str());
   if (rank0) {
     std::printf("phases:");
     for (const auto& ph : step.phases()) std::printf(" %s(every %d)", ph.name.c_str(), ph.interval);

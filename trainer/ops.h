@@ -82,6 +82,8 @@ enum class ConvCpuPath { Aten, Winograd, PerShape };
 bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int pad_y, int pad_x, int groups);
 void set_conv_cpu_path(ConvCpuPath p);  // process-wide
 ConvCpuPath conv_cpu_path();
+// "auto" (PerShape), "aten" or "winograd"; throws std::invalid_argument naming the flag otherwise.
+ConvCpuPath parse_conv_cpu_path(const std::string& name, const std::string& flag = "--cpu-conv");
 
 enum class Act { Linear, Relu, Lrelu, Tanh, Sigmoid, Elu, Selu, Softplus, Swish };
 Act parse_act(const std::string& name);  // throws std::invalid_argument on an unknown name

@@ -711,10 +711,10 @@ void register_selftest_kind(const std::string& kind, SelftestKindHandler handler
 int run_selftest(const SelftestOptions& opts) {
   namespace fs = std::filesystem;
   if (opts.threads > 0) at::set_num_threads(opts.threads);
-  if (opts.conv == "aten") ops::set_conv_cpu_path(ops::ConvCpuPath::Aten);
-  else if (opts.conv == "winograd") ops::set_conv_cpu_path(ops::ConvCpuPath::Winograd);
-  else if (opts.conv != "auto") {
-    std::fprintf(stderr, "selftest: --conv must be auto, aten or winograd, got '%s'\n", opts.conv.c_str());
+  try {
+    ops::set_conv_cpu_path(ops::parse_conv_cpu_path(opts.conv, "--conv"));
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "selftest: %s\n", e.what());
     return 1;
   }
   if (!fs::is_directory(opts.fixtures_dir)) {

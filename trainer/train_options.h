@@ -59,6 +59,7 @@ struct TrainOptions {
   double bucket_mb = 25;            // gradient bucket size (the first bucket is at most 1 MiB)
   bool cudnn_benchmark = true;      // --nobench turns it off
   bool allow_tf32 = false;          // --allow-tf32
+  std::string cpu_conv = "auto";    // CPU 3x3 convolutions: auto (Winograd where faster) | aten | winograd
   bool fp32 = true;                 // --fp32: the only mode until mixed precision lands
   bool nhwc = false;                // --nhwc: channels_last (with mixed precision)
 

@@ -30,6 +30,7 @@
 #endif
 #include "trainer/checkpoint.h"
 #include "trainer/device.h"
+#include "trainer/ops.h"
 #include "trainer/precision.h"
 #include "trainer/snapshot_images.h"
 #include "trainer/training_step.h"
@@ -199,7 +200,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
     if (o.kimg_override) saved.total_kimg = *o.kimg_override;
     saved.threads = o.threads > 0 ? o.threads : saved.threads;
     saved.device = o.device, saved.comm = o.comm, saved.shared_gpu = o.shared_gpu, saved.overlap = o.overlap;
-    saved.bucket_mb = o.bucket_mb;
+    saved.bucket_mb = o.bucket_mb, saved.cpu_conv = o.cpu_conv;
     saved.cudnn_benchmark = o.cudnn_benchmark, saved.allow_tf32 = o.allow_tf32, saved.fp32 = o.fp32, saved.nhwc = o.nhwc;
     const double total_kimg = saved.total_kimg;
     o = saved;
@@ -241,6 +242,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
   const c10::Device device = resolve_device(o.device, local_rank, local_size, o.shared_gpu);
   if (o.nhwc && o.fp32) throw std::invalid_argument("--nhwc needs mixed precision (--fp32 false)");
   if (device.is_cuda()) apply_backend_flags(o.cudnn_benchmark, o.allow_tf32);
+  ops::set_conv_cpu_path(ops::parse_conv_cpu_path(o.cpu_conv));
   {
     // Two trainers on one physical GPU (same host, same PCI address) only when asked for.
     const int W = comm.size(), me = comm.rank();
@@ -266,7 +268,7 @@ int run_training(const TrainRequest& req, sharding::Communicator& comm) {
                std::to_string(info.channels) + ")");
       log.line("Training duration:  " + num_text(o.total_kimg) + " kimg");
       log.line("Number of trainers: " + std::to_string(o.num_trainers));
-      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + (o.fp32 || !device.is_cuda() ? ", float32" : ", mixed precision"));
+      log.line("Device:             " + describe_device(device) + (device.is_cuda() ? (o.cudnn_benchmark ? ", cuDNN benchmark" : ", cuDNN benchmark off") + std::string(o.allow_tf32 ? ", TF32 allowed" : ", TF32 off") : std::string()) + (o.fp32 || !device.is_cuda() ? ", float32" : ", mixed precision") + (device.is_cuda() ? std::string() : ", 3x3 convolutions " + o.cpu_conv));
       log.line("Conditional model:  " + std::string(o.label_dim > 0 ? "true" : "false"));
     }
     if (req.dry_run) {

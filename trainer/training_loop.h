@@ -90,6 +90,7 @@ struct BenchRequest {
   double bucket_mb = 25;         // gradient bucket size (the first bucket is at most 1 MiB)
   std::string cfg;               // a preset (e.g. auto, paper256) instead of --cbase/--cmax/--map/--mbstd
   bool fp32 = true, nhwc = false; // as train --fp32 / --nhwc (mixed precision on GPUs)
+  std::string cpu_conv = "auto";  // as train --cpu-conv
 };
 // Times `iters` training iterations on reals held in memory; prints sec/kimg last. With a
 // multi-rank communicator the batch is split across its ranks and the share of the step spent in
