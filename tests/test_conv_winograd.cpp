@@ -18,9 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "trainer/networks.h"
+#include "tests/network_paths_util.h"
 #include "trainer/ops.h"
-#include "trainer/penalties.h"
 
 namespace ops = sf::ops;
 
@@ -238,44 +237,8 @@ TEST(ConvWinograd, CpuPathPerShape) {
 // A generator and the discriminator's R1 penalty (second order into D's parameters) give the same
 // values and gradients with every plain 3x3 convolution on the Winograd path (float32).
 TEST(ConvWinograd, NetworksAndR1MatchAten) {
-  using namespace sf::trainer;
-  GeneratorConfig gc;
-  gc.z_dim = gc.w_dim = 16;
-  gc.img_resolution = 16;
-  gc.img_channels = 3;
-  gc.mapping_layers = 2;
-  gc.channel_base = 256;
-  gc.channel_max = 16;
-  DiscriminatorConfig dc;
-  dc.img_resolution = 16;
-  dc.img_channels = 3;
-  dc.architecture = "resnet";
-  dc.channel_base = 256;
-  dc.channel_max = 16;
-  dc.mbstd_group_size = 2;
-  Generator G(gc, at::detail::createCPUGenerator(60));
-  Discriminator D(dc, at::detail::createCPUGenerator(61));
-  at::Tensor z = at::randn({4, 16}, at::detail::createCPUGenerator(62));
-  std::vector<std::vector<at::Tensor>> res;
-  for (auto p : {ops::ConvCpuPath::Aten, ops::ConvCpuPath::Winograd}) {
-    ConvPath sw(p);
-    at::Tensor ws = G.mapping(z, at::Tensor(), 1, -1, /*skip_w_avg_update=*/true);
-    at::Tensor img = G.synthesis(ws, NoiseMode::Const);
-    auto gw = torch::autograd::grad({img.square().sum()}, {ws});
-    auto r = r1_penalty(D, img.detach(), at::Tensor());
-    auto pg = torch::autograd::grad({r.penalty.mean()}, D.state().trainable_parameters(), {}, false, false, true);
-    std::vector<at::Tensor> out = {img.detach(), gw[0].detach(), r.penalty.detach()};
-    for (auto& t : pg) out.push_back(t.defined() ? t.detach() : at::Tensor());
-    res.push_back(out);
-  }
-  ASSERT_EQ(res[0].size(), res[1].size());
-  int compared = 0;
-  for (size_t i = 0; i < res[0].size(); ++i) {
-    ASSERT_EQ(res[0][i].defined(), res[1][i].defined()) << i;
-    if (!res[0][i].defined()) continue;
-    const double err = max_err(res[1][i], res[0][i]);
-    EXPECT_LE(err, 1e-4 * scale_of(res[0][i])) << "network output " << i;
-    ++compared;
-  }
-  EXPECT_GT(compared, 5);
+  ConvPath keep(ops::conv_cpu_path());
+  sf::path_test::SmallNetworks nets("skip", 256, 60);
+  sf::path_test::expect_same_outputs(
+      nets, [](bool on) { ops::set_conv_cpu_path(on ? ops::ConvCpuPath::Winograd : ops::ConvCpuPath::Aten); }, 1e-4);
 }

@@ -15,10 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "tests/network_paths_util.h"
 #include "trainer/cuda/upfirdn2d_math.h"
-#include "trainer/networks.h"
 #include "trainer/ops.h"
-#include "trainer/penalties.h"
 
 namespace ops = sf::ops;
 
@@ -265,46 +264,9 @@ TEST(Upfirdn2dFused, DispatchAndWrappers) {
 // penalty (resnet: down-sampling, second order into D's parameters) with the fused op on the CPU
 // give the ATen formulation's values and gradients (float32).
 TEST(Upfirdn2dFused, NetworksAndR1MatchAten) {
-  using namespace sf::trainer;
-  GeneratorConfig gc;
-  gc.z_dim = gc.w_dim = 16;
-  gc.img_resolution = 16;
-  gc.img_channels = 3;
-  gc.mapping_layers = 2;
-  gc.architecture = "skip";
-  gc.channel_base = 128;
-  gc.channel_max = 16;
-  DiscriminatorConfig dc;
-  dc.img_resolution = 16;
-  dc.img_channels = 3;
-  dc.architecture = "resnet";
-  dc.channel_base = 128;
-  dc.channel_max = 16;
-  dc.mbstd_group_size = 2;
-  Generator G(gc, at::detail::createCPUGenerator(50));
-  Discriminator D(dc, at::detail::createCPUGenerator(51));
-  at::Tensor z = at::randn({4, 16}, at::detail::createCPUGenerator(52));
-  std::vector<std::vector<at::Tensor>> res;
-  for (bool on : {false, true}) {
-    CpuFused sw(on);
-    at::Tensor ws = G.mapping(z, at::Tensor(), 1, -1, /*skip_w_avg_update=*/true);
-    at::Tensor img = G.synthesis(ws, NoiseMode::Const);
-    auto gw = torch::autograd::grad({img.square().sum()}, {ws});
-    auto r = r1_penalty(D, img.detach(), at::Tensor());
-    auto pg = torch::autograd::grad({r.penalty.mean()}, D.state().trainable_parameters(), {}, false, false, true);
-    std::vector<at::Tensor> out = {img.detach(), gw[0].detach(), r.penalty.detach()};
-    for (auto& t : pg) out.push_back(t.defined() ? t.detach() : at::Tensor());
-    res.push_back(out);
-  }
-  ASSERT_EQ(res[0].size(), res[1].size());
-  int compared = 0;
-  for (size_t i = 0; i < res[0].size(); ++i) {
-    ASSERT_EQ(res[0][i].defined(), res[1][i].defined()) << i;
-    if (!res[0][i].defined()) continue;
-    expect_rel(res[1][i], res[0][i], 1e-4, "network output " + std::to_string(i));
-    ++compared;
-  }
-  EXPECT_GT(compared, 5);
+  CpuFused keep(ops::upfirdn2d_cpu_path() == ops::Upfirdn2dCpuPath::Fused);
+  sf::path_test::SmallNetworks nets("skip", 128, 50);
+  sf::path_test::expect_same_outputs(nets, [](bool on) { ops::set_upfirdn2d_cpu_default(on); }, 1e-4);
 }
 
 // The CPU path per shape: the fused loop for separable filters and few channels, ATen's depthwise
