@@ -40,7 +40,15 @@ cpu::WinogradShape tiles_of(int64_t n, int64_t c, int64_t out_h, int64_t out_w) 
 // transform, the matrix products and the inverse transform: about 1 MiB of float32 per block.
 // Measured (bench-ops, 8x128x32x32, forward + backward, one thread): 64 tiles 0.603 of oneDNN's
 // time, 128 tiles 0.593, 256 tiles 0.601.
-int64_t block_tiles(int64_t channels) { return std::clamp<int64_t>(16384 / std::max<int64_t>(channels, 1), 16, 512); }
+// With several threads, blocks are made small enough that every thread gets one.
+int64_t block_tiles(int64_t channels, int64_t tiles) {
+  const int64_t cache = std::clamp<int64_t>(16384 / std::max<int64_t>(channels, 1), 16, 512);
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  return std::max<int64_t>(1, std::min(cache, (tiles + threads - 1) / threads));
+}
+
+// Output channels per parallel_for chunk of the filter transforms.
+constexpr int64_t kGrainChannels = 16;
 
 // Runs f(t0, t1) over blocks of tiles [0, tiles), blocks split between threads in `chunks` fixed
 // ranges (f(chunk, t0, t1)), so the work each chunk does never depends on scheduling.
@@ -66,10 +74,14 @@ at::Tensor forward_impl(const at::Tensor& x_in, const at::Tensor& w_in, int64_t 
   at::Tensor u = at::empty({16, out_c, in_c}, w.options());
   at::Tensor y = at::empty({n, out_c, out_h, out_w}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv3x3_winograd", [&] {
-    cpu::winograd_weight(out_c, in_c, w.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(), 0, out_c);
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    scalar_t* up = u.data_ptr<scalar_t>();
+    at::parallel_for(0, out_c, kGrainChannels,
+                     [&](int64_t o0, int64_t o1) { cpu::winograd_weight(out_c, in_c, wp, up, o0, o1); });
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
-    for_blocks(n * si.th * si.tw, block_tiles(std::max(in_c, out_c)), [&](int64_t, int64_t t0, int64_t t1) {
+    const int64_t tiles = n * si.th * si.tw;
+    for_blocks(tiles, block_tiles(std::max(in_c, out_c), tiles), [&](int64_t, int64_t t0, int64_t t1) {
       at::Tensor v = at::empty({16, in_c, t1 - t0}, x.options());
       cpu::winograd_input(si, xp, v.data_ptr<scalar_t>(), t0, t1);
       const at::Tensor m = at::bmm(u, v);  // [16, O, tiles]
@@ -93,7 +105,7 @@ at::Tensor wgrad_impl(const at::Tensor& x_in, const at::Tensor& dy_in, int64_t p
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* gp = dy.data_ptr<scalar_t>();
     const int64_t chunks =
-        for_blocks(tiles, block_tiles(std::max(in_c, out_c)), [&](int64_t c, int64_t t0, int64_t t1) {
+        for_blocks(tiles, block_tiles(std::max(in_c, out_c), tiles), [&](int64_t c, int64_t t0, int64_t t1) {
           at::Tensor v = at::empty({16, in_c, t1 - t0}, x.options());
           at::Tensor g = at::empty({16, out_c, t1 - t0}, x.options());
           cpu::winograd_input(si, xp, v.data_ptr<scalar_t>(), t0, t1);
@@ -109,7 +121,10 @@ at::Tensor wgrad_impl(const at::Tensor& x_in, const at::Tensor& dy_in, int64_t p
     at::Tensor m = acc[0];
     for (int64_t c = 1; c < chunks; ++c) m = m + acc[static_cast<size_t>(c)];
     m = m.contiguous();
-    cpu::winograd_weight_grad(out_c, in_c, m.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(), 0, out_c);
+    const scalar_t* mp = m.data_ptr<scalar_t>();
+    scalar_t* dp = dw.data_ptr<scalar_t>();
+    at::parallel_for(0, out_c, kGrainChannels,
+                     [&](int64_t o0, int64_t o1) { cpu::winograd_weight_grad(out_c, in_c, mp, dp, o0, o1); });
   });
   return dw;
 }
@@ -184,10 +199,16 @@ bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int
     case ConvCpuPath::Aten: return false;
     case ConvCpuPath::Winograd: return true;
     case ConvCpuPath::PerShape:
-      // Measured with `styleforge bench-ops --only conv3x3` (one thread, forward + backward,
-      // 8 images of 128 channels, fused/aten): 32x32 0.58, 16x16 0.68, 8x8 0.95, 4x4 1.32. Small
-      // images leave too few tiles to pay for the transforms; few channels, too little to multiply.
-      return st == at::kFloat && x.size(2) * x.size(3) >= 8 * 8 && x.size(1) >= 32 && w.size(0) >= 32;
+      // Measured with `styleforge bench-ops --only conv3x3` (forward + backward, 8 images of 128
+      // channels, fused/aten). One thread: 32x32 0.57, 16x16 0.67, 8x8 0.92 (128 tiles), 4x4 1.31.
+      // Two threads: 32x32 0.71, 16x16 0.90 (256 tiles per thread), 8x8 1.25 (64 per thread).
+      // Too few tiles per thread do not pay for the transforms; too few channels leave too little
+      // to multiply.
+      {
+        const int64_t tiles = x.size(0) * ((x.size(2) + 1) / 2) * ((x.size(3) + 1) / 2);
+        return st == at::kFloat && x.size(1) >= 32 && w.size(0) >= 32 &&
+               tiles >= 128 * std::max<int64_t>(1, at::get_num_threads());
+      }
   }
   return false;
 }
