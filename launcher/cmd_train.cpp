@@ -46,6 +46,13 @@ void set_opt(const po::variables_map& vm, const char* name, std::optional<T>& ou
   if (vm.count(name)) out = vm[name].as<T>();
 }
 
+// --cpu-conv of train and bench (trainer/ops.h parse_conv_cpu_path takes the same names).
+bool cpu_conv_valid(const char* command, const std::string& v) {
+  if (v == "auto" || v == "aten" || v == "winograd") return true;
+  std::cerr << "styleforge " << command << ": --cpu-conv must be auto, aten or winograd, got '" << v << "'\n";
+  return false;
+}
+
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& args) {
@@ -124,10 +131,7 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cerr << "styleforge train: --overlap must be auto, on or off\n";
     return kUsage;
   }
-  if (o.cpu_conv != "auto" && o.cpu_conv != "aten" && o.cpu_conv != "winograd") {
-    std::cerr << "styleforge train: --cpu-conv must be auto, aten or winograd, got '" << o.cpu_conv << "'\n";
-    return kUsage;
-  }
+  if (!cpu_conv_valid("train", o.cpu_conv)) return kUsage;
   o.cudnn_benchmark = !nobench;
   if (o.nhwc && o.fp32) {
     std::cerr << "styleforge train: --nhwc needs mixed precision (--fp32 false)\n";
@@ -388,10 +392,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::cerr << "styleforge bench: --overlap must be on, off or both\n";
     return kUsage;
   }
-  if (r.cpu_conv != "auto" && r.cpu_conv != "aten" && r.cpu_conv != "winograd") {
-    std::cerr << "styleforge bench: --cpu-conv must be auto, aten or winograd, got '" << r.cpu_conv << "'\n";
-    return kUsage;
-  }
+  if (!cpu_conv_valid("bench", r.cpu_conv)) return kUsage;
   if (!(r.bucket_mb > 0)) {
     std::cerr << "styleforge bench: --bucket-mb must be positive\n";
     return kUsage;

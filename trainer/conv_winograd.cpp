@@ -131,13 +131,19 @@ at::Tensor wgrad_impl(const at::Tensor& x_in, const at::Tensor& dy_in, int64_t p
 
 at::Tensor flip_transpose(const at::Tensor& w) { return w.transpose(0, 1).flip({2, 3}); }
 
+// Both functions keep their two tensor inputs and the padding for backward.
+void save(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b, int64_t pad_y, int64_t pad_x) {
+  ctx->save_for_backward({a, b});
+  ctx->saved_data["pad"] = std::vector<int64_t>{pad_y, pad_x};
+}
+std::vector<int64_t> saved_pad(AutogradContext* ctx) { return ctx->saved_data["pad"].toIntVector(); }
+
 struct WgradFn;
 
 struct ConvFn : torch::autograd::Function<ConvFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, int64_t pad_y,
                             int64_t pad_x) {
-    ctx->save_for_backward({x, w});
-    ctx->saved_data["pad"] = std::vector<int64_t>{pad_y, pad_x};
+    save(ctx, x, w, pad_y, pad_x);
     return forward_impl(x, w, pad_y, pad_x);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads);
@@ -146,13 +152,12 @@ struct ConvFn : torch::autograd::Function<ConvFn> {
 struct WgradFn : torch::autograd::Function<WgradFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dy, int64_t pad_y,
                             int64_t pad_x) {
-    ctx->save_for_backward({x, dy});
-    ctx->saved_data["pad"] = std::vector<int64_t>{pad_y, pad_x};
+    save(ctx, x, dy, pad_y, pad_x);
     return wgrad_impl(x, dy, pad_y, pad_x);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
-    const std::vector<int64_t> pad = ctx->saved_data["pad"].toIntVector();
+    const std::vector<int64_t> pad = saved_pad(ctx);
     const at::Tensor& ddw = grads[0];
     at::Tensor dx, ddy;
     if (ddw.defined() && ctx->needs_input_grad(0)) dx = ConvFn::apply(saved[1], flip_transpose(ddw), 2 - pad[0], 2 - pad[1]);
@@ -163,7 +168,7 @@ struct WgradFn : torch::autograd::Function<WgradFn> {
 
 variable_list ConvFn::backward(AutogradContext* ctx, variable_list grads) {
   const variable_list saved = ctx->get_saved_variables();
-  const std::vector<int64_t> pad = ctx->saved_data["pad"].toIntVector();
+  const std::vector<int64_t> pad = saved_pad(ctx);
   const at::Tensor& dy = grads[0];
   at::Tensor dx, dw;
   if (dy.defined() && ctx->needs_input_grad(0)) dx = ConvFn::apply(dy, flip_transpose(saved[1]), 2 - pad[0], 2 - pad[1]);
@@ -173,28 +178,32 @@ variable_list ConvFn::backward(AutogradContext* ctx, variable_list grads) {
 
 std::atomic<int> g_cpu_path{static_cast<int>(ConvCpuPath::PerShape)};
 
+// Why the op cannot take these operands, or nullptr when it can: conv3x3_winograd reports it,
+// conv_use_winograd falls back to ATen.
+const char* unsupported(const at::Tensor& x, const at::Tensor& w, int pad_y, int pad_x) {
+  if (x.dim() != 4 || w.dim() != 4 || w.size(2) != 3 || w.size(3) != 3 || w.size(1) != x.size(1))
+    return "x [N, I, H, W] and w [O, I, 3, 3] expected";
+  if (!x.is_cpu() || !w.is_cpu()) return "CPU tensors only";
+  const at::ScalarType st = x.scalar_type();
+  if (st != w.scalar_type() || (st != at::kFloat && st != at::kDouble))
+    return "float32 or float64 x and w of one dtype expected";
+  if (pad_y < 0 || pad_y > 2 || pad_x < 0 || pad_x > 2) return "padding must be 0, 1 or 2";
+  if (x.size(2) + 2 * pad_y < 3 || x.size(3) + 2 * pad_x < 3) return "the input is smaller than the filter";
+  return nullptr;
+}
+
 }  // namespace
 
 at::Tensor conv3x3_winograd(const at::Tensor& x, const at::Tensor& w, int pad_y, int pad_x) {
-  TORCH_CHECK(x.dim() == 4 && w.dim() == 4 && w.size(2) == 3 && w.size(3) == 3 && w.size(1) == x.size(1),
-              "conv3x3_winograd: x [N, I, H, W] and w [O, I, 3, 3] expected, got ", x.sizes(), " and ", w.sizes());
-  TORCH_CHECK(x.is_cpu() && w.is_cpu(), "conv3x3_winograd: CPU tensors only");
-  TORCH_CHECK(x.scalar_type() == w.scalar_type() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble),
-              "conv3x3_winograd: float32 or float64 x and w of one dtype, got ", x.scalar_type(), " and ",
-              w.scalar_type());
-  TORCH_CHECK(pad_y >= 0 && pad_y <= 2 && pad_x >= 0 && pad_x <= 2, "conv3x3_winograd: padding must be 0, 1 or 2");
-  TORCH_CHECK(x.size(2) + 2 * pad_y >= 3 && x.size(3) + 2 * pad_x >= 3, "conv3x3_winograd: input ", x.sizes(),
-              " is smaller than the filter");
+  const char* why = unsupported(x, w, pad_y, pad_x);
+  TORCH_CHECK(why == nullptr, "conv3x3_winograd: ", why, "; got x ", x.sizes(), " ", x.scalar_type(), " ",
+              x.device(), ", w ", w.sizes(), " ", w.scalar_type(), " ", w.device(), ", padding ", pad_y, ", ", pad_x);
   return ConvFn::apply(x, w, pad_y, pad_x);
 }
 
 bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int pad_y, int pad_x, int groups) {
-  if (!x.is_cpu() || !w.is_cpu() || x.dim() != 4 || w.dim() != 4) return false;
-  if (stride != 1 || groups != 1 || w.size(2) != 3 || w.size(3) != 3 || w.size(1) != x.size(1)) return false;
-  if (pad_y < 0 || pad_y > 2 || pad_x < 0 || pad_x > 2) return false;
-  if (x.size(2) + 2 * pad_y < 3 || x.size(3) + 2 * pad_x < 3) return false;
+  if (stride != 1 || groups != 1 || unsupported(x, w, pad_y, pad_x) != nullptr) return false;
   const at::ScalarType st = x.scalar_type();
-  if (st != w.scalar_type() || (st != at::kFloat && st != at::kDouble)) return false;
   switch (conv_cpu_path()) {
     case ConvCpuPath::Aten: return false;
     case ConvCpuPath::Winograd: return true;
