@@ -29,6 +29,7 @@ namespace fs = std::filesystem;
 using namespace sf::data;
 using sf::test::run_shell;
 using sf::test::ScratchDir;
+using sf::test::one_line;
 
 namespace {
 
@@ -223,8 +224,6 @@ std::string error_of(Fn fn) {
   }
   return "";
 }
-
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
 
 std::string gdcmconv() {
   auto r = run_shell("command -v gdcmconv");

@@ -29,6 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace sf::data;
 using sf::test::ScratchDir;
+using sf::test::one_line;
 
 using Fill = std::function<float(int64_t, int64_t, int64_t)>;
 
@@ -53,7 +54,6 @@ Affine diag_affine(double sx, double sy, double sz, double tx = 0, double ty = 0
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
 
 // Nothing named like the pack (the pack or a temporary of it) in its folder.
 bool no_pack_left(const std::string& dest) {

@@ -21,6 +21,9 @@
 using namespace sf::data;
 using sf::test::fixture;
 using sf::test::ScratchDir;
+using sf::test::one_line;
+using sf::test::file_bytes;
+using sf::test::put_bytes;
 
 namespace {
 
@@ -30,16 +33,6 @@ std::vector<float> read_f32(const std::string& path) {
   std::vector<float> v(b.size() / 4);
   if (!v.empty()) std::memcpy(v.data(), b.data(), v.size() * 4);
   return v;
-}
-
-void put_bytes(const std::string& p, const std::vector<uint8_t>& b) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-std::vector<uint8_t> file_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
 void put_gz(const std::string& p, const std::vector<uint8_t>& b) {
@@ -57,7 +50,6 @@ std::vector<uint8_t> nifti1(const std::vector<int16_t>& dims, int16_t datatype, 
   return b;
 }
 
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
 
 // Runs fn with stderr sent to a file; returns what was written there.
 template <typename F>

@@ -20,13 +20,9 @@ namespace fs = std::filesystem;
 using namespace sf::data;
 using sf::test::fixture;
 using sf::test::ScratchDir;
+using sf::test::file_bytes;
 
 namespace {
-
-std::vector<uint8_t> file_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 
 // A synthetic gray image whose pixels encode its index.
 Image synthetic(int res, int channels, int seed) {

@@ -32,85 +32,14 @@
 #include "data/pack.h"
 #include "data/tfrecord.h"
 #include "data/zip.h"
+#include "tests/test_child_util.h"
 #include "tests/test_data_util.h"
 
 namespace fs = std::filesystem;
 using namespace sf::data;
-using sf::test::ScratchDir;
+using namespace sf::test;
 
 namespace {
-
-std::vector<uint8_t> file_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-void put_bytes(const std::string& p, const std::vector<uint8_t>& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-// What a forked child did: exit code, or the signal that ended it; its message (one write).
-struct Child {
-  bool exited = false;
-  int code = -1;
-  int signal = 0;
-  std::string msg;
-  std::string describe() const {
-    return exited ? "exit " + std::to_string(code) + " (" + msg + ")"
-                  : "signal " + std::to_string(signal) + (signal == SIGALRM ? " (hang)" : " (crash)") + " " + msg;
-  }
-};
-
-// Runs fn in a child process with an address-space limit and an alarm; fn returns the exit code
-// and may set `msg` (sent back through a pipe). The child leaves with _exit (or, when
-// `use_exit`, with std::exit, so that at-exit handlers such as libhdf5's run too).
-Child in_child(const std::function<int(std::string&)>& fn, unsigned seconds = 20, uint64_t mem_limit = 0,
-               bool use_exit = false) {
-  int p[2];
-  if (pipe(p) != 0) return {};
-  std::fflush(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(p[0]);
-    alarm(seconds);
-    if (mem_limit) {
-      // On top of what the process already maps (LibTorch/CUDA builds map gigabytes up front).
-      uint64_t pages = 0;
-      if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
-        if (std::fscanf(f, "%lu", &pages) != 1) pages = 0;
-        std::fclose(f);
-      }
-      const uint64_t lim = pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) + mem_limit;
-      rlimit rl{lim, lim};
-      setrlimit(RLIMIT_AS, &rl);
-    }
-    std::string msg;
-    int rc = 99;
-    try {
-      rc = fn(msg);
-    } catch (const std::exception& e) {
-      msg = std::string("uncaught: ") + e.what();
-      rc = 98;
-    }
-    ssize_t w = write(p[1], msg.data(), msg.size());
-    (void)w;
-    close(p[1]);
-    if (use_exit) std::exit(rc);
-    _exit(rc);
-  }
-  close(p[1]);
-  Child c;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(p[0], buf, sizeof buf)) > 0) c.msg.append(buf, static_cast<size_t>(n));
-  close(p[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  c.exited = WIFEXITED(status);
-  c.code = c.exited ? WEXITSTATUS(status) : -1;
-  c.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  return c;
-}
 
 // A tmpfs of `size` mounted on a fresh folder for this test (unmounted at the end).
 struct Tmpfs {
@@ -212,7 +141,6 @@ std::vector<uint8_t> nifti2(const std::vector<int64_t>& dims, int16_t datatype, 
   return b;
 }
 
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
 
 }  // namespace
 
@@ -235,7 +163,7 @@ TEST(DataRobust, FullDiskPackFailsWithExit1AndLeavesNothing) {
           return 1;
         }
       },
-      60, 0, /*use_exit=*/true);
+      {60, 0, /*use_exit=*/true});
   EXPECT_TRUE(c.exited) << c.describe();
   EXPECT_EQ(c.code, 1) << c.describe();
   EXPECT_TRUE(one_line(c.msg)) << c.msg;
@@ -260,7 +188,7 @@ TEST(DataRobust, FullDiskPackWithForceKeepsTheIntactPack) {
           return 1;
         }
       },
-      60, 0, true);
+      {60, 0, /*use_exit=*/true});
   EXPECT_TRUE(c.exited) << c.describe();
   EXPECT_EQ(c.code, 1) << c.describe();
   EXPECT_TRUE(one_line(c.msg)) << c.msg;
@@ -306,7 +234,7 @@ TEST(DataRobust, DamagedPackLoadsIdenticalOrFailsWithOneLine) {
   std::vector<std::string> failures;
   auto run = [&](const std::vector<uint8_t>& b, const std::string& what) {
     put_bytes(bad, b);
-    Child c = in_child([&](std::string& msg) { return load_and_compare(bad, k, msg); }, 20, 2ull << 30);
+    Child c = in_child([&](std::string& msg) { return load_and_compare(bad, k, msg); }, {20, 2ull << 30});
     ++cases;
     if (c.exited && c.code == 0) ++identical;
     else if (c.exited && c.code == 1 && one_line(c.msg) && c.msg.find(bad) != std::string::npos) ++errors;
@@ -533,7 +461,7 @@ TEST(DataRobust, NiftiWrappingDimensionsAreAnError) {
             return 1;
           }
         },
-        20, 1ull << 30);
+        {20, 1ull << 30});
     EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
     EXPECT_TRUE(one_line(c.msg)) << c.msg;
     EXPECT_NE(c.msg.find(p), std::string::npos) << c.msg;
@@ -699,7 +627,7 @@ TEST(DataRobust, TinyFilesDoNotAllocateGigabytes) {
             return 1;
           }
         },
-        20, 512ull << 20);
+        {20, 512ull << 20});
     EXPECT_TRUE(c.exited && c.code == 1) << path << ": " << c.describe();
     EXPECT_TRUE(one_line(c.msg)) << c.msg;
     EXPECT_NE(c.msg.find(path), std::string::npos) << "error does not name the file: " << c.msg;
@@ -726,7 +654,7 @@ TEST(DataRobust, DicomDeeplyNestedSequencesAreAnError) {
           return 1;
         }
       },
-      20);
+      {20});
   EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
   EXPECT_NE(c.msg.find("nested"), std::string::npos) << c.msg;
   // Scanning a folder for series parses up to SeriesInstanceUID, past these sequences.
@@ -740,7 +668,7 @@ TEST(DataRobust, DicomDeeplyNestedSequencesAreAnError) {
           return 1;
         }
       },
-      20);
+      {20});
   EXPECT_TRUE(s.exited && s.code == 1) << s.describe();
   EXPECT_NE(s.msg.find("nested"), std::string::npos) << s.msg;
   EXPECT_NE(s.msg.find(p), std::string::npos) << s.msg;
@@ -773,7 +701,7 @@ TEST(DataRobust, DicomThatAbortsGdcmIsAnError) {
             return 1;
           }
         },
-        20);
+        {20});
     EXPECT_TRUE(c.exited && c.code == 1) << c.describe();
     EXPECT_TRUE(one_line(c.msg)) << c.msg;
     EXPECT_NE(c.msg.find(p), std::string::npos) << c.msg;

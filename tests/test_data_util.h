@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +18,22 @@
 #include "data/bench.h"
 
 namespace sf::test {
+
+inline std::vector<uint8_t> file_bytes(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+inline void put_bytes(const std::string& p, const std::vector<uint8_t>& b) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// True when `s`, less trailing newlines, is a non-empty message on a single line.
+inline bool one_line(std::string s) {
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return !s.empty() && s.find('\n') == std::string::npos;
+}
 
 // A NIfTI-1 single-file header: 348 bytes plus 4 extension bytes (352 in all), voxel sizes 1,
 // the given dims (dim[0] = dims.size()), data type, bits per voxel, vox_offset and 4-byte magic.

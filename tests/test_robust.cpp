@@ -21,6 +21,7 @@
 
 #include "data/h5.h"
 #include "sharding/communicator.h"
+#include "test_child_util.h"
 #include "test_data_util.h"
 #include "trainer/checkpoint.h"
 #include "trainer/pickle.h"
@@ -30,67 +31,13 @@
 
 namespace fs = std::filesystem;
 using namespace sf;
+using sf::test::Child;
+using sf::test::file_bytes;
+using sf::test::in_child;
+using sf::test::one_line;
+using sf::test::put_bytes;
 
 namespace {
-
-std::vector<uint8_t> file_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-void put_bytes(const std::string& p, const std::vector<uint8_t>& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-bool one_line(const std::string& s) {
-  std::string t = s;
-  while (!t.empty() && t.back() == '\n') t.pop_back();
-  return !t.empty() && t.find('\n') == std::string::npos;
-}
-
-struct Child {
-  bool exited = false;
-  int code = -1, signal = 0;
-  std::string msg;
-  std::string describe() const {
-    return exited ? "exit " + std::to_string(code) + " (" + msg + ")"
-                  : "signal " + std::to_string(signal) + (signal == SIGALRM ? " (hang) " : " (crash) ") + msg;
-  }
-};
-Child in_child(const std::function<int(std::string&)>& fn, unsigned seconds = 30, bool use_exit = false) {
-  int p[2];
-  if (pipe(p) != 0) return {};
-  std::fflush(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(p[0]);
-    alarm(seconds);
-    std::string msg;
-    int rc = 99;
-    try {
-      rc = fn(msg);
-    } catch (const std::exception& e) {
-      msg = std::string("uncaught: ") + e.what();
-      rc = 98;
-    }
-    ssize_t w = write(p[1], msg.data(), msg.size());
-    (void)w;
-    close(p[1]);
-    if (use_exit) std::exit(rc);
-    _exit(rc);
-  }
-  close(p[1]);
-  Child c;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(p[0], buf, sizeof buf)) > 0) c.msg.append(buf, static_cast<size_t>(n));
-  close(p[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  c.exited = WIFEXITED(status);
-  c.code = c.exited ? WEXITSTATUS(status) : -1;
-  c.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  return c;
-}
 
 trainer::TrainOptions tiny_options(const std::string& pack, const std::string& outdir) {
   trainer::TrainOptions o;
@@ -423,7 +370,7 @@ TEST(RobustCheckpoint, FullDiskKeepsThePreviousCheckpoint) {
           return 1;
         }
       },
-      60, /*use_exit=*/true);
+      {60, 0, /*use_exit=*/true});
   std::vector<std::string> left;
   for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename().string());
   const auto after = file_bytes(dest);
