@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,11 @@ const std::vector<UpfCase>& cases() {
       {"separable 12-tap up 2", {2, 3, 8, 9}, 2, 12, 12, 2, 2, 1, 1, {6, 5, 6, 5}, false, 4.0},
       {"separable 12-tap down 2 flip", {2, 3, 16, 17}, 2, 12, 12, 1, 1, 2, 2, {-1, -2, -2, -1}, true, 1.0},
       {"separable 5-tap per-axis", {3, 2, 7, 6}, 2, 5, 5, 2, 1, 1, 3, {1, 3, 2, 0}, false, 2.0},
+      // Separable without resampling: the CPU's whole-row loop (4 taps fixed, others generic).
+      {"separable 4-tap filter only", {2, 3, 9, 10}, 2, 4, 4, 1, 1, 1, 1, {2, 1, 2, 1}, false, 4.0},
+      {"separable 4-tap crop flip", {2, 2, 8, 7}, 2, 4, 4, 1, 1, 1, 1, {-1, 3, 2, -2}, true, 1.0},
+      {"separable 3-tap rows off the input", {1, 2, 4, 5}, 2, 3, 3, 1, 1, 1, 1, {5, 0, 0, 6}, false, 0.5},
+      {"separable 12-tap filter only flip", {2, 3, 14, 13}, 2, 12, 12, 1, 1, 1, 1, {5, 6, 6, 5}, true, 1.0},
   };
   return c;
 }
@@ -269,8 +275,78 @@ TEST(Upfirdn2dFused, NetworksAndR1MatchAten) {
   sf::path_test::expect_same_outputs(nets, [](bool on) { ops::set_upfirdn2d_cpu_default(on); }, 1e-4);
 }
 
-// The CPU path per shape: the fused loop for separable filters and few channels, ATen's depthwise
-// convolution for activations with a 2-D filter; Aten/Fused force one.
+// The CPU's default choice runs a 2-D filter that is a symmetric outer product a a^T (the networks'
+// [1, 3, 3, 1] blur) as the separable filter a: the values are those of the fused op given a
+// itself, and within float rounding of the ATen formulation with the 2-D filter, to the second
+// order. Other 2-D filters (not of rank one, or -a a^T) keep the per-shape rule: ATen's values
+// exactly on 128 channels.
+TEST(Upfirdn2dFused, RankOneFiltersRunSeparably) {
+  const ops::Upfirdn2dCpuPath before = ops::upfirdn2d_cpu_path();
+  ops::set_upfirdn2d_cpu_path(ops::Upfirdn2dCpuPath::PerShape);
+  const at::Tensor f2 = ops::setup_filter({1, 3, 3, 1});
+  const at::Tensor f1 = at::tensor(std::vector<float>{1, 3, 3, 1}) / 8;  // exact: f2 = f1 f1^T
+  ASSERT_EQ(f2.dim(), 2);
+  at::Tensor g2 = f2.clone();
+  g2[1][2] += 0.01f;
+  g2[2][1] += 0.01f;  // symmetric, rank two
+  struct Geo {
+    const char* name;
+    int up, down;
+    ops::Pad pad;
+    double gain;
+  };
+  const std::vector<Geo> geos = {{"blur before a strided convolution", 1, 1, ops::Pad::all(2), 1.0},
+                                 {"blur after a transposed convolution", 1, 1, ops::Pad::all(1), 4.0},
+                                 {"up 2", 2, 1, {2, 1, 2, 1}, 4.0},
+                                 {"down 2", 1, 2, ops::Pad::all(1), 1.0}};
+  uint64_t seed = 900;
+  for (const Geo& gm : geos) {
+    auto gen = at::detail::createCPUGenerator(seed++);
+    const at::Tensor x = at::randn({2, 20, 9, 8}, gen);
+    auto call = [&](const at::Tensor& xx, const at::Tensor& f) {
+      return ops::upfirdn2d(xx, f, gm.up, gm.up, gm.down, gm.down, gm.pad, false, gm.gain);
+    };
+    const at::Tensor sep = ops::upfirdn2d_fused(x, f1, gm.up, gm.up, gm.down, gm.down, gm.pad, false, gm.gain);
+    EXPECT_TRUE(at::equal(call(x, f2), sep)) << gm.name << ": the rank-one filter did not run as its factor";
+    for (const at::Tensor& other : {g2, at::neg(f2)}) {
+      const at::Tensor got = call(x, other);
+      CpuFused off(false);
+      EXPECT_TRUE(at::equal(got, call(x, other))) << gm.name << ": a filter not of the form a a^T left ATen's path";
+    }
+    // Forward, backward and double backward against ATen with the 2-D filter.
+    auto run_default = [&](bool aten) {
+      at::Tensor xx = x.detach().clone().requires_grad_(true);
+      std::unique_ptr<CpuFused> off;
+      if (aten) off = std::make_unique<CpuFused>(false);
+      at::Tensor y = call(xx, f2);
+      auto g = at::detail::createCPUGenerator(seed);
+      at::Tensor p = at::randn(y.sizes(), g), q = at::randn(x.sizes(), g);
+      at::Tensor d1 = torch::autograd::grad({(y.square() * p).sum()}, {xx}, {}, true, true)[0];
+      at::Tensor d2 = torch::autograd::grad({(d1.square() * q).sum()}, {xx})[0];
+      return std::vector<at::Tensor>{y.detach(), d1.detach(), d2.detach()};
+    };
+    const auto ref = run_default(true), got = run_default(false);
+    expect_rel(got[0], ref[0], 1e-5, std::string(gm.name) + " forward");
+    expect_rel(got[1], ref[1], 1e-5, std::string(gm.name) + " backward");
+    expect_rel(got[2], ref[2], 1e-4, std::string(gm.name) + " double backward");
+  }
+  ops::set_upfirdn2d_cpu_path(before);
+}
+
+// The same networks on the CPU's default path (the networks' blur runs separably) against ATen.
+TEST(Upfirdn2dFused, NetworksOnTheDefaultPathMatchAten) {
+  const ops::Upfirdn2dCpuPath before = ops::upfirdn2d_cpu_path();
+  sf::path_test::SmallNetworks nets("skip", 128, 51);
+  sf::path_test::expect_same_outputs(
+      nets,
+      [](bool on) { ops::set_upfirdn2d_cpu_path(on ? ops::Upfirdn2dCpuPath::PerShape : ops::Upfirdn2dCpuPath::Aten); },
+      1e-4);
+  ops::set_upfirdn2d_cpu_path(before);
+}
+
+// The CPU path per shape (upfirdn2d_use_fused): the fused loop for separable filters and few
+// channels, ATen's depthwise convolution for activations with a 2-D filter (upfirdn2d() first
+// turns a rank-one one into its separable factor); Aten/Fused force one.
 TEST(Upfirdn2dFused, CpuPathPerShape) {
   const ops::Upfirdn2dCpuPath before = ops::upfirdn2d_cpu_path();
   const at::Tensor f4 = ops::setup_filter({1, 3, 3, 1});

@@ -78,14 +78,16 @@ Case bias_act_case(const std::vector<int64_t>& shape, const c10::TensorOptions& 
 }
 
 // upfirdn2d through the wrappers the networks and the augmentation call, forward and the gradient
-// with respect to x; ATen is the CPU/CUDA formulation in ops.cpp, fused the upfirdn2d_fused op.
+// with respect to x; ATen is the CPU/CUDA formulation in ops.cpp, fused the upfirdn2d_fused op on
+// CUDA and the CPU's default choice (Upfirdn2dCpuPath::PerShape: the fused loops, a rank-one 2-D
+// filter run as its separable factor) on the CPU.
 Case upfirdn2d_case(const std::string& what, const std::vector<int64_t>& shape, const c10::TensorOptions& opt,
                     std::function<at::Tensor(const at::Tensor&)> fn) {
   at::Tensor x = at::randn(shape, opt).requires_grad_();
   auto run = [x, fn](bool fused) {
     const ops::Upfirdn2dCpuPath cpu = ops::upfirdn2d_cpu_path();
     const bool cuda = ops::upfirdn2d_fused_is_default(true);
-    ops::set_upfirdn2d_cpu_default(fused);
+    ops::set_upfirdn2d_cpu_path(fused ? ops::Upfirdn2dCpuPath::PerShape : ops::Upfirdn2dCpuPath::Aten);
     ops::set_upfirdn2d_cuda_default(fused);
     at::Tensor y = fn(x);
     (void)torch::autograd::grad({y}, {x}, {at::ones_like(y)});

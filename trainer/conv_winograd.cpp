@@ -209,14 +209,14 @@ bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int
     case ConvCpuPath::Winograd: return true;
     case ConvCpuPath::PerShape:
       // Measured with `styleforge bench-ops --only conv3x3` (forward + backward, 8 images of 128
-      // channels, fused/aten). One thread: 32x32 0.57, 16x16 0.67, 8x8 0.92 (128 tiles), 4x4 1.31.
-      // Two threads: 32x32 0.71, 16x16 0.90 (256 tiles per thread), 8x8 1.25 (64 per thread).
-      // Too few tiles per thread do not pay for the transforms; too few channels leave too little
-      // to multiply.
+      // channels, fused/aten). One thread: 32x32 0.58, 16x16 0.72, 8x8 0.97 (128 tiles), 4x4 1.26.
+      // Two threads: 32x32 0.58, 16x16 0.71, 8x8 0.95 (64 tiles per thread), 4x4 1.37.
+      // Too few tiles (per thread) do not pay for the transforms; too few channels leave too
+      // little to multiply. More than two threads are not measured: 64 tiles per thread assumed.
       {
         const int64_t tiles = x.size(0) * ((x.size(2) + 1) / 2) * ((x.size(3) + 1) / 2);
-        return st == at::kFloat && x.size(1) >= 32 && w.size(0) >= 32 &&
-               tiles >= 128 * std::max<int64_t>(1, at::get_num_threads());
+        return st == at::kFloat && x.size(1) >= 32 && w.size(0) >= 32 && tiles >= 128 &&
+               tiles >= 64 * std::max<int64_t>(1, at::get_num_threads());
       }
   }
   return false;

@@ -344,6 +344,73 @@ SF_CPU_CLONES void ema_range(double* dst, const double* src, int64_t b, int64_t 
 SF_CPU_CLONES void nan_to_num_range(float* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
 SF_CPU_CLONES void nan_to_num_range(double* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
 
+// ---- separable FIR filter, up = down = 1 (cpu_kernels.h) ----
+// Per output row: the column pass writes col[j] for input column ix = j - pad_x (zero where ix is
+// off the input), then each output pixel sums its taps over col[ox .. ox + taps - 1]. KT is the
+// tap count when fixed at compile time (the networks' 4-tap filter), else 0.
+template <typename T, int KT>
+SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* out, int64_t p0, int64_t p1) {
+  const int taps = KT > 0 ? KT : s.taps;
+  const int64_t cw = s.out_w + taps - 1;
+  const int64_t j0 = std::min(cw, std::max<int64_t>(0, s.pad_x));
+  const int64_t j1 = std::max(j0, std::min(cw, s.in_w + s.pad_x));
+  std::vector<T>& buf = scratch<T>(static_cast<size_t>(cw));
+  T* col = buf.data();
+  for (int64_t plane = p0; plane < p1; ++plane) {
+    const T* xp = x + plane * s.in_h * s.in_w + (j0 - s.pad_x);
+    T* op = out + plane * s.out_h * s.out_w;
+    for (int64_t oy = 0; oy < s.out_h; ++oy) {
+      SF_IVDEP
+      for (int64_t j = 0; j < cw; ++j) col[j] = T(0);
+      for (int t = 0; t < taps; ++t) {
+        const int64_t iy = oy + t - s.pad_y;
+        if (iy < 0 || iy >= s.in_h) continue;
+        const T kt = k[t];
+        const T* xr = xp + iy * s.in_w - j0;
+        SF_IVDEP
+        for (int64_t j = j0; j < j1; ++j) col[j] += kt * xr[j];
+      }
+      T* orow = op + oy * s.out_w;
+      if constexpr (KT == 4) {
+        const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3];
+        SF_IVDEP
+        for (int64_t ox = 0; ox < s.out_w; ++ox) {
+          T a = T(0);
+          a += k0 * col[ox];
+          a += k1 * col[ox + 1];
+          a += k2 * col[ox + 2];
+          a += k3 * col[ox + 3];
+          orow[ox] = a;
+        }
+      } else {
+        SF_IVDEP
+        for (int64_t ox = 0; ox < s.out_w; ++ox) orow[ox] = T(0);
+        for (int t = 0; t < taps; ++t) {
+          const T kt = k[t];
+          const T* c = col + t;
+          SF_IVDEP
+          for (int64_t ox = 0; ox < s.out_w; ++ox) orow[ox] += kt * c[ox];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+SF_INLINE void sep_filter_any(const SepFilterShape& s, const T* k, const T* x, T* out, int64_t p0, int64_t p1) {
+  if (s.taps == 4) sep_filter<T, 4>(s, k, x, out, p0, p1);
+  else sep_filter<T, 0>(s, k, x, out, p0, p1);
+}
+
+SF_CPU_CLONES void sep_filter_planes(const SepFilterShape& s, const float* k, const float* x, float* out, int64_t p0,
+                                     int64_t p1) {
+  sep_filter_any(s, k, x, out, p0, p1);
+}
+SF_CPU_CLONES void sep_filter_planes(const SepFilterShape& s, const double* k, const double* x, double* out,
+                                     int64_t p0, int64_t p1) {
+  sep_filter_any(s, k, x, out, p0, p1);
+}
+
 #define SF_WINOGRAD_EXPORTS(T)                                                                                  \
   SF_CPU_CLONES void winograd_input(const WinogradShape& s, const T* x, T* v, int64_t t0, int64_t t1) {        \
     wino_input(s, x, v, t0, t1);                                                                            \

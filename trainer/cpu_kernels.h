@@ -1,6 +1,7 @@
 // CPU loops, torch-free: the fused element-wise ops, whose per-element arithmetic is the header the
 // CUDA kernels use (trainer/cuda/bias_act_math.h, trainer/cuda/optim_math.h), so what the CPU tests
-// check is what a GPU runs; and the transforms of the Winograd convolution (CPU only). This file's translation unit is compiled at -O3, and each loop
+// check is what a GPU runs; the transforms of the Winograd convolution and the separable FIR filter
+// (CPU only). This file's translation unit is compiled at -O3, and each loop
 // also as an AVX2 + FMA variant used on CPUs that have them, so the loops are vectorised; the
 // caller splits the work across threads (at::parallel_for) by ranges.
 #pragma once
@@ -66,5 +67,21 @@ void winograd_weight(int64_t o, int64_t i, const double* w, double* u, int64_t o
 // m [16][o][i] -> dw [o][i][3][3]: G^T m G, for output channels [o0, o1).
 void winograd_weight_grad(int64_t o, int64_t i, const float* m, float* dw, int64_t o0, int64_t o1);
 void winograd_weight_grad(int64_t o, int64_t i, const double* m, double* dw, int64_t o0, int64_t o1);
+
+// A separable FIR filter without resampling: upfirdn2d with up = down = 1 and one 1-D filter of
+// `taps` taps on both axes (trainer/upfirdn2d_fused.cpp). For planes [p0, p1) of
+// x [planes][in_h][in_w] -> out [planes][out_h][out_w], with k the taps in the order they are
+// applied (K[t] of trainer/cuda/upfirdn2d_math.h):
+//   col(oy, ix) = sum over t ascending of k[t] * x[oy + t - pad_y][ix]   (rows off the input skipped)
+//   out(oy, ox) = sum over s ascending of k[s] * col(oy, ox + s - pad_x)  (columns off the input are 0)
+// the sums of upfirdn2d_math::pixel_separable, in its order. Negative padding crops.
+struct SepFilterShape {
+  int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int64_t pad_y = 0, pad_x = 0;
+  int taps = 1;
+};
+void sep_filter_planes(const SepFilterShape& s, const float* k, const float* x, float* out, int64_t p0, int64_t p1);
+void sep_filter_planes(const SepFilterShape& s, const double* k, const double* x, double* out, int64_t p0,
+                       int64_t p1);
 
 }  // namespace sf::ops::cpu

@@ -76,7 +76,7 @@ at::Tensor conv2d_resample(const at::Tensor& x, const at::Tensor& w, const at::T
 // float64 tensors (trainer/conv_winograd.cpp): 16 multiplications per 2x2 output tile and input
 // channel instead of 36; gradients of any order. conv2d_resample's plain convolutions run it
 // where conv_use_winograd() says: by the CPU path, per shape by default (float32, 32 channels in
-// and out, 128 2x2 output tiles per thread: where it measured faster than oneDNN), always, or never.
+// and out, 128 2x2 output tiles and 64 per thread: where it measured faster than oneDNN), always, or never.
 at::Tensor conv3x3_winograd(const at::Tensor& x, const at::Tensor& w, int pad_y, int pad_x);
 enum class ConvCpuPath { Aten, Winograd, PerShape };
 bool conv_use_winograd(const at::Tensor& x, const at::Tensor& w, int stride, int pad_y, int pad_x, int groups);

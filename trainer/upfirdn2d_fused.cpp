@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/cpu_kernels.h"
 #include "trainer/cuda/upfirdn2d_math.h"
 #include "trainer/ops.h"
 #ifdef STYLEFORGE_WITH_CUDA
@@ -185,6 +186,21 @@ void cpu_separable(const S* x, const A* f, S* out, int64_t planes, const um::Par
   });
 }
 
+// Separable filter without resampling (the networks' blur before a strided convolution and after a
+// transposed one): cpu::sep_filter_planes, whole output rows per tap with the taps fixed for the
+// 4-tap filter, the sums of cpu_separable in the same order.
+template <typename T>
+void cpu_sep_filter(const T* x, const T* f, T* out, int64_t planes, const um::Params& p) {
+  cpu::SepFilterShape s;
+  s.in_h = p.in_h, s.in_w = p.in_w, s.out_h = p.out_h, s.out_w = p.out_w;
+  s.pad_y = p.pady0, s.pad_x = p.padx0, s.taps = p.fw;
+  std::vector<T> k(static_cast<size_t>(p.fw));
+  for (int t = 0; t < p.fw; ++t) k[static_cast<size_t>(t)] = f[um::tap_index(t, p.fw, p.flip)];
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, p.out_h * p.out_w * 2 * p.fw));
+  at::parallel_for(0, planes, grain,
+                   [&](int64_t p0, int64_t p1) { cpu::sep_filter_planes(s, k.data(), x, out, p0, p1); });
+}
+
 at::Tensor run(const at::Tensor& x_in, const at::Tensor& f_in, const Conf& c) {
   const at::Tensor x = x_in.contiguous();
   const um::Params p = geometry(x, f_in, c);
@@ -208,6 +224,13 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& f_in, const Conf& c) {
 #endif
   } else {
     TORCH_CHECK(x.is_cpu(), "upfirdn2d_fused: unsupported device ", x.device());
+    if (p.separable && p.upx == 1 && p.upy == 1 && p.downx == 1 && p.downy == 1 && st != at::kHalf) {
+      AT_DISPATCH_FLOATING_TYPES(st, "upfirdn2d_sep_filter_cpu", [&] {
+        cpu_sep_filter(x.data_ptr<scalar_t>(), f.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, p);
+      });
+      const at::MemoryFormat mf = x_in.suggest_memory_format();
+      return mf == at::MemoryFormat::Contiguous ? out : out.contiguous(mf);
+    }
     AT_DISPATCH_FLOATING_TYPES_AND_HALF(st, "upfirdn2d_fused_cpu", [&] {
       using A = at::opmath_type<scalar_t>;
       if (p.separable)
@@ -311,7 +334,9 @@ bool upfirdn2d_use_fused(const at::Tensor& x, const at::Tensor& f) {
       // Measured with `styleforge bench-ops` (one thread, forward + backward): the loop wins on
       // separable filters (the augmentation's 12 taps: 3.7 against 9.9 ms at 8x3x64x64 up 2) and
       // on few channels (images: 0.63 against 1.15 ms at 8x3x32x32 up 2); oneDNN's depthwise
-      // convolution wins on 128-channel activations with the 4x4 filter (7.4 against 11.2 ms).
+      // convolution wins on 128-channel activations with a 2-D 4x4 filter (7.4 against 11.2 ms).
+      // The networks' 4x4 filter is of rank one: upfirdn2d() runs it as its separable factor,
+      // before this rule.
       return (f.defined() && f.dim() == 1) || (x.dim() == 4 && x.size(1) <= 16);
   }
   return false;
