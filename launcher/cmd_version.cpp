@@ -29,7 +29,8 @@ int cmd_version(const std::vector<std::string>& args) {
   std::cout << "styleforge " << STYLEFORGE_VERSION << "\n"
             << "libtorch   " << trainer::torch_version() << (trainer::torch_has_cuda() ? " (CUDA build)" : " (CPU build)") << "\n"
             << "cuda       " << trainer::cuda_version() << "\n"
-            << "cudnn      " << trainer::cudnn_version() << "\n";
+            << "cudnn      " << trainer::cudnn_version() << "\n"
+            << "cpu        " << trainer::cpu_threads() << "\n";
 #ifdef STYLEFORGE_WITH_NCCL
   int nccl = 0;
   ncclGetVersion(&nccl);  // the library linked, whether or not a GPU is present

@@ -14,11 +14,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "tests/network_paths_util.h"
+#include "trainer/build_info.h"
 #include "trainer/ops.h"
 
 namespace ops = sf::ops;
@@ -151,6 +153,14 @@ TEST(ConvWinograd, DISABLED_ThreadsBody) {
   const auto one = derivs(true, x, w, c, 13);
   at::set_num_threads(3);
   ASSERT_EQ(at::get_num_threads(), 3);
+  // Our loops do run on the threads asked for: at::parallel_for has a parallel region only where
+  // the build compiles with OpenMP.
+  EXPECT_NE(sf::trainer::cpu_threads().find("OpenMP"), std::string::npos) << sf::trainer::cpu_threads();
+  std::vector<int> thread_of(3, -1);
+  at::parallel_for(0, 3, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) thread_of[static_cast<size_t>(i)] = at::get_thread_num();
+  });
+  EXPECT_EQ(std::set<int>(thread_of.begin(), thread_of.end()).size(), 3u) << "at::parallel_for ran on fewer threads";
   const auto three = derivs(true, x, w, c, 13);
   for (size_t i = 0; i < one.size(); ++i)
     EXPECT_LE(max_err(three[i], one[i]), 1e-5 * scale_of(one[i])) << kWhat[i];

@@ -1,6 +1,7 @@
 #include "trainer/build_info.h"
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
 
@@ -57,5 +58,14 @@ std::string cudnn_version() {
 }
 
 int gpu_count() { return visible_gpu_count(); }
+
+std::string cpu_threads() {
+#ifdef _OPENMP
+  return "OpenMP " + std::to_string(_OPENMP) + ", " + std::to_string(at::get_num_threads()) +
+         " threads (--threads sets them)";
+#else
+  return "built without OpenMP: our CPU loops run on one thread";
+#endif
+}
 
 }  // namespace sf::trainer
