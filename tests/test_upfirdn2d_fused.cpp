@@ -278,8 +278,8 @@ TEST(Upfirdn2dFused, NetworksAndR1MatchAten) {
 // The CPU's default choice runs a 2-D filter that is a symmetric outer product a a^T (the networks'
 // [1, 3, 3, 1] blur) as the separable filter a: the values are those of the fused op given a
 // itself, and within float rounding of the ATen formulation with the 2-D filter, to the second
-// order. Other 2-D filters (not of rank one, or -a a^T) keep the per-shape rule: ATen's values
-// exactly on 128 channels.
+// order. Other 2-D filters (not of rank one, -a a^T, with a NaN) and negative gains keep the
+// per-shape rule: ATen's values exactly on 20 channels.
 TEST(Upfirdn2dFused, RankOneFiltersRunSeparably) {
   const ops::Upfirdn2dCpuPath before = ops::upfirdn2d_cpu_path();
   ops::set_upfirdn2d_cpu_path(ops::Upfirdn2dCpuPath::PerShape);
@@ -308,10 +308,20 @@ TEST(Upfirdn2dFused, RankOneFiltersRunSeparably) {
     };
     const at::Tensor sep = ops::upfirdn2d_fused(x, f1, gm.up, gm.up, gm.down, gm.down, gm.pad, false, gm.gain);
     EXPECT_TRUE(at::equal(call(x, f2), sep)) << gm.name << ": the rank-one filter did not run as its factor";
-    for (const at::Tensor& other : {g2, at::neg(f2)}) {
+    at::Tensor with_nan = f2.clone();
+    with_nan[0][3] = std::nanf("");
+    for (const at::Tensor& other : {g2, at::neg(f2), with_nan}) {
       const at::Tensor got = call(x, other);
       CpuFused off(false);
-      EXPECT_TRUE(at::equal(got, call(x, other))) << gm.name << ": a filter not of the form a a^T left ATen's path";
+      const at::Tensor want = call(x, other);
+      EXPECT_TRUE(at::equal(got.nan_to_num(7), want.nan_to_num(7)))
+          << gm.name << ": a filter not of the form a a^T left ATen's path";
+    }
+    {  // A negative gain is the 2-D filter's (sqrt(gain) per axis would not be).
+      const at::Tensor got = ops::upfirdn2d(x, f2, gm.up, gm.up, gm.down, gm.down, gm.pad, false, -gm.gain);
+      CpuFused off(false);
+      EXPECT_TRUE(at::equal(got, ops::upfirdn2d(x, f2, gm.up, gm.up, gm.down, gm.down, gm.pad, false, -gm.gain)))
+          << gm.name << ": negative gain";
     }
     // Forward, backward and double backward against ATen with the 2-D filter.
     auto run_default = [&](bool aten) {

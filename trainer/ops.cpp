@@ -90,10 +90,13 @@ at::Tensor symmetric_factor(const at::Tensor& f) {
   const double* v = fd.data_ptr<double>();
   int64_t c = 0;
   double peak = 0;
-  for (int64_t i = 0; i < n * n; ++i) peak = std::max(peak, std::abs(v[i]));
+  for (int64_t i = 0; i < n * n; ++i) {
+    if (!std::isfinite(v[i])) return {};
+    peak = std::max(peak, std::abs(v[i]));
+  }
   for (int64_t i = 1; i < n; ++i)
     if (v[i * n + i] > v[c * n + c]) c = i;
-  if (!(v[c * n + c] > 0) || !std::isfinite(peak)) return {};
+  if (!(v[c * n + c] > 0)) return {};
   const double root = std::sqrt(v[c * n + c]);
   std::vector<double> a(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) a[static_cast<size_t>(i)] = v[i * n + c] / root;
@@ -107,8 +110,9 @@ at::Tensor symmetric_factor(const at::Tensor& f) {
 
 at::Tensor upfirdn2d(const at::Tensor& x_in, const at::Tensor& f_in, int upx, int upy, int downx, int downy, Pad p,
                      bool flip_filter, double gain) {
-  // The CPU's default choice runs a rank-one 2-D filter as its separable factor.
-  if (x_in.is_cpu() && upfirdn2d_cpu_path() == Upfirdn2dCpuPath::PerShape) {
+  // The CPU's default choice runs a rank-one 2-D filter as its separable factor (the gain then
+  // applies as sqrt(gain) per axis: not for a negative gain).
+  if (x_in.is_cpu() && upfirdn2d_cpu_path() == Upfirdn2dCpuPath::PerShape && gain >= 0) {
     const at::ScalarType st = x_in.scalar_type();
     if (st == at::kFloat || st == at::kDouble)
       if (const at::Tensor f1 = symmetric_factor(f_in); f1.defined())
