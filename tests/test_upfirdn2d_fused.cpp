@@ -58,11 +58,16 @@ const std::vector<UpfCase>& cases() {
       {"separable 12-tap up 2", {2, 3, 8, 9}, 2, 12, 12, 2, 2, 1, 1, {6, 5, 6, 5}, false, 4.0},
       {"separable 12-tap down 2 flip", {2, 3, 16, 17}, 2, 12, 12, 1, 1, 2, 2, {-1, -2, -2, -1}, true, 1.0},
       {"separable 5-tap per-axis", {3, 2, 7, 6}, 2, 5, 5, 2, 1, 1, 3, {1, 3, 2, 0}, false, 2.0},
-      // Separable without resampling: the CPU's whole-row loop (4 taps fixed, others generic).
+      // Separable, up or down 2 or neither: the CPU's whole-row loop (4 taps fixed, others generic).
       {"separable 4-tap filter only", {2, 3, 9, 10}, 2, 4, 4, 1, 1, 1, 1, {2, 1, 2, 1}, false, 4.0},
       {"separable 4-tap crop flip", {2, 2, 8, 7}, 2, 4, 4, 1, 1, 1, 1, {-1, 3, 2, -2}, true, 1.0},
       {"separable 3-tap rows off the input", {1, 2, 4, 5}, 2, 3, 3, 1, 1, 1, 1, {5, 0, 0, 6}, false, 0.5},
       {"separable 12-tap filter only flip", {2, 3, 14, 13}, 2, 12, 12, 1, 1, 1, 1, {5, 6, 6, 5}, true, 1.0},
+      {"separable 4-tap down 2 odd", {2, 3, 9, 11}, 2, 4, 4, 1, 1, 2, 2, {1, 2, 2, 1}, false, 1.0},
+      {"separable 4-tap down 2 crop flip", {1, 2, 12, 10}, 2, 4, 4, 1, 1, 2, 2, {-1, 0, 1, -2}, true, 2.0},
+      {"separable 4-tap up 2", {2, 3, 5, 7}, 2, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 4.0},
+      {"separable 4-tap up 2 crop flip", {1, 2, 6, 7}, 2, 4, 4, 2, 2, 1, 1, {-3, 5, 4, -2}, true, 1.0},
+      {"separable 3-tap up 2 wide pad", {1, 2, 3, 4}, 2, 3, 3, 2, 2, 1, 1, {7, 1, 0, 8}, false, 1.0},
   };
   return c;
 }

@@ -344,42 +344,68 @@ SF_CPU_CLONES void ema_range(double* dst, const double* src, int64_t b, int64_t 
 SF_CPU_CLONES void nan_to_num_range(float* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
 SF_CPU_CLONES void nan_to_num_range(double* x, int64_t b, int64_t e) { nan_to_num_loop(x, b, e); }
 
-// ---- separable FIR filter, up = down = 1 (cpu_kernels.h) ----
+// ---- separable FIR filter, up 1 or 2, down 1 or 2, not both 2 (cpu_kernels.h) ----
 // Per output row: the column pass writes col[j] for input column ix = j - pad_x (zero where ix is
-// off the input), then each output pixel sums its taps over col[ox .. ox + taps - 1]. KT is the
-// tap count when fixed at compile time (the networks' 4-tap filter), else 0.
-template <typename T, int KT>
+// off the input), then each output pixel sums its taps over col[D ox .. D ox + taps - 1]. KT is the
+// tap count when fixed at compile time (the networks' 4-tap filter), else 0; D the downsampling,
+// UP the upsampling.
+// UP = 2: the zero-inserted input. The column pass sums the taps that land on input rows (every
+// other one) over the input's columns, then those sums are spread to every other col[j] with zeros
+// between, which add nothing: the same sums as skipping those taps.
+template <typename T, int KT, int D, int UP>
 SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* out, int64_t p0, int64_t p1) {
+  static_assert(UP == 1 || D == 1, "upsampling and downsampling at once are not handled here");
   const int taps = KT > 0 ? KT : s.taps;
-  const int64_t cw = s.out_w + taps - 1;
-  const int64_t j0 = std::min(cw, std::max<int64_t>(0, s.pad_x));
-  const int64_t j1 = std::max(j0, std::min(cw, s.in_w + s.pad_x));
-  std::vector<T>& buf = scratch<T>(static_cast<size_t>(cw));
+  const int64_t cw = (s.out_w - 1) * D + taps;
+  // UP = 1: col[j] for j in [j0, j1) reads input column j - pad_x. UP = 2: input column ix lands on
+  // col[2 ix + pad_x], for ix in [i0, i1).
+  const int64_t j0 = UP == 1 ? std::min(cw, std::max<int64_t>(0, s.pad_x)) : 0;
+  const int64_t j1 = UP == 1 ? std::max(j0, std::min(cw, s.in_w + s.pad_x)) : 0;
+  const int64_t i0 = UP == 2 ? std::min(s.in_w, std::max<int64_t>(0, (1 - s.pad_x) / 2)) : 0;
+  const int64_t i1 = UP == 2 ? std::max(i0, std::min(s.in_w, cw - s.pad_x > 0 ? (cw - s.pad_x + 1) / 2 : 0)) : 0;
+  std::vector<T>& buf = scratch<T>(static_cast<size_t>(cw + (UP == 2 ? s.in_w : 0)));
   T* col = buf.data();
+  T* sums = col + cw;  // UP = 2: the column sums over the input's columns
   for (int64_t plane = p0; plane < p1; ++plane) {
-    const T* xp = x + plane * s.in_h * s.in_w + (j0 - s.pad_x);
+    const T* xp = x + plane * s.in_h * s.in_w;
     T* op = out + plane * s.out_h * s.out_w;
     for (int64_t oy = 0; oy < s.out_h; ++oy) {
       SF_IVDEP
       for (int64_t j = 0; j < cw; ++j) col[j] = T(0);
-      for (int t = 0; t < taps; ++t) {
-        const int64_t iy = oy + t - s.pad_y;
-        if (iy < 0 || iy >= s.in_h) continue;
-        const T kt = k[t];
-        const T* xr = xp + iy * s.in_w - j0;
+      if constexpr (UP == 1) {
+        for (int t = 0; t < taps; ++t) {
+          const int64_t iy = D * oy + t - s.pad_y;
+          if (iy < 0 || iy >= s.in_h) continue;
+          const T kt = k[t];
+          const T* xr = xp + iy * s.in_w - s.pad_x;
+          SF_IVDEP
+          for (int64_t j = j0; j < j1; ++j) col[j] += kt * xr[j];
+        }
+      } else {
         SF_IVDEP
-        for (int64_t j = j0; j < j1; ++j) col[j] += kt * xr[j];
+        for (int64_t i = i0; i < i1; ++i) sums[i] = T(0);
+        for (int t = 0; t < taps; ++t) {
+          const int64_t u = oy + t - s.pad_y;  // row of the zero-inserted input
+          if (u < 0 || (u & 1) != 0 || u / 2 >= s.in_h) continue;
+          const T kt = k[t];
+          const T* xr = xp + (u / 2) * s.in_w;
+          SF_IVDEP
+          for (int64_t i = i0; i < i1; ++i) sums[i] += kt * xr[i];
+        }
+        SF_IVDEP
+        for (int64_t i = i0; i < i1; ++i) col[2 * i + s.pad_x] = sums[i];
       }
       T* orow = op + oy * s.out_w;
       if constexpr (KT == 4) {
         const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3];
         SF_IVDEP
         for (int64_t ox = 0; ox < s.out_w; ++ox) {
+          const T* c = col + D * ox;
           T a = T(0);
-          a += k0 * col[ox];
-          a += k1 * col[ox + 1];
-          a += k2 * col[ox + 2];
-          a += k3 * col[ox + 3];
+          a += k0 * c[0];
+          a += k1 * c[1];
+          a += k2 * c[2];
+          a += k3 * c[3];
           orow[ox] = a;
         }
       } else {
@@ -389,7 +415,7 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
           const T kt = k[t];
           const T* c = col + t;
           SF_IVDEP
-          for (int64_t ox = 0; ox < s.out_w; ++ox) orow[ox] += kt * c[ox];
+          for (int64_t ox = 0; ox < s.out_w; ++ox) orow[ox] += kt * c[D * ox];
         }
       }
     }
@@ -398,8 +424,16 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
 
 template <typename T>
 SF_INLINE void sep_filter_any(const SepFilterShape& s, const T* k, const T* x, T* out, int64_t p0, int64_t p1) {
-  if (s.taps == 4) sep_filter<T, 4>(s, k, x, out, p0, p1);
-  else sep_filter<T, 0>(s, k, x, out, p0, p1);
+  if (s.up == 2) {
+    if (s.taps == 4) sep_filter<T, 4, 1, 2>(s, k, x, out, p0, p1);
+    else sep_filter<T, 0, 1, 2>(s, k, x, out, p0, p1);
+  } else if (s.down == 2) {
+    if (s.taps == 4) sep_filter<T, 4, 2, 1>(s, k, x, out, p0, p1);
+    else sep_filter<T, 0, 2, 1>(s, k, x, out, p0, p1);
+  } else {
+    if (s.taps == 4) sep_filter<T, 4, 1, 1>(s, k, x, out, p0, p1);
+    else sep_filter<T, 0, 1, 1>(s, k, x, out, p0, p1);
+  }
 }
 
 SF_CPU_CLONES void sep_filter_planes(const SepFilterShape& s, const float* k, const float* x, float* out, int64_t p0,

@@ -68,17 +68,19 @@ void winograd_weight(int64_t o, int64_t i, const double* w, double* u, int64_t o
 void winograd_weight_grad(int64_t o, int64_t i, const float* m, float* dw, int64_t o0, int64_t o1);
 void winograd_weight_grad(int64_t o, int64_t i, const double* m, double* dw, int64_t o0, int64_t o1);
 
-// A separable FIR filter without resampling: upfirdn2d with up = down = 1 and one 1-D filter of
-// `taps` taps on both axes (trainer/upfirdn2d_fused.cpp). For planes [p0, p1) of
-// x [planes][in_h][in_w] -> out [planes][out_h][out_w], with k the taps in the order they are
-// applied (K[t] of trainer/cuda/upfirdn2d_math.h):
-//   col(oy, ix) = sum over t ascending of k[t] * x[oy + t - pad_y][ix]   (rows off the input skipped)
-//   out(oy, ox) = sum over s ascending of k[s] * col(oy, ox + s - pad_x)  (columns off the input are 0)
+// A separable FIR filter: upfirdn2d with the same factors on both axes, up 1 or 2 and down 1 or 2
+// (not both 2), and one 1-D filter of `taps` taps on both axes (trainer/upfirdn2d_fused.cpp). For
+// planes [p0, p1) of x [planes][in_h][in_w] -> out [planes][out_h][out_w], with k the taps in the
+// order they are applied (K[t] of trainer/cuda/upfirdn2d_math.h), d = down and U the input with
+// up - 1 zeros inserted after each pixel:
+//   col(oy, u) = sum over t ascending of k[t] * U[d oy + t - pad_y][u]   (rows of zeros skipped)
+//   out(oy, ox) = sum over s ascending of k[s] * col(oy, d ox + s - pad_x) (columns of zeros add 0)
 // the sums of upfirdn2d_math::pixel_separable, in its order. Negative padding crops.
 struct SepFilterShape {
   int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
   int64_t pad_y = 0, pad_x = 0;
   int taps = 1;
+  int up = 1, down = 1;  // each 1 or 2, not both 2
 };
 void sep_filter_planes(const SepFilterShape& s, const float* k, const float* x, float* out, int64_t p0, int64_t p1);
 void sep_filter_planes(const SepFilterShape& s, const double* k, const double* x, double* out, int64_t p0,

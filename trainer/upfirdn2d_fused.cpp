@@ -186,14 +186,15 @@ void cpu_separable(const S* x, const A* f, S* out, int64_t planes, const um::Par
   });
 }
 
-// Separable filter without resampling (the networks' blur before a strided convolution and after a
-// transposed one): cpu::sep_filter_planes, whole output rows per tap with the taps fixed for the
-// 4-tap filter, the sums of cpu_separable in the same order.
+// Separable filter, up or down 2 or neither (the networks' blur before a strided convolution and
+// after a transposed one, their up- and downsampling, and the gradients of those):
+// cpu::sep_filter_planes, whole output rows with the taps fixed for the 4-tap filter, the sums of
+// cpu_separable in the same order.
 template <typename T>
 void cpu_sep_filter(const T* x, const T* f, T* out, int64_t planes, const um::Params& p) {
   cpu::SepFilterShape s;
   s.in_h = p.in_h, s.in_w = p.in_w, s.out_h = p.out_h, s.out_w = p.out_w;
-  s.pad_y = p.pady0, s.pad_x = p.padx0, s.taps = p.fw;
+  s.pad_y = p.pady0, s.pad_x = p.padx0, s.taps = p.fw, s.up = p.upx, s.down = p.downx;
   std::vector<T> k(static_cast<size_t>(p.fw));
   for (int t = 0; t < p.fw; ++t) k[static_cast<size_t>(t)] = f[um::tap_index(t, p.fw, p.flip)];
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, p.out_h * p.out_w * 2 * p.fw));
@@ -224,7 +225,8 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& f_in, const Conf& c) {
 #endif
   } else {
     TORCH_CHECK(x.is_cpu(), "upfirdn2d_fused: unsupported device ", x.device());
-    if (p.separable && p.upx == 1 && p.upy == 1 && p.downx == 1 && p.downy == 1 && st != at::kHalf) {
+    const bool same = p.upx == p.upy && p.downx == p.downy;
+    if (p.separable && same && p.upx * p.downx <= 2 && st != at::kHalf) {  // up, down in {1, 2}, not both 2
       AT_DISPATCH_FLOATING_TYPES(st, "upfirdn2d_sep_filter_cpu", [&] {
         cpu_sep_filter(x.data_ptr<scalar_t>(), f.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, p);
       });
