@@ -370,9 +370,28 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
     const T* xp = x + plane * s.in_h * s.in_w;
     T* op = out + plane * s.out_h * s.out_w;
     for (int64_t oy = 0; oy < s.out_h; ++oy) {
-      SF_IVDEP
-      for (int64_t j = 0; j < cw; ++j) col[j] = T(0);
-      if constexpr (UP == 1) {
+      const int64_t y0 = D * oy - s.pad_y;  // the input row of tap 0
+      if (UP == 1 && KT == 4 && y0 >= 0 && y0 + 3 < s.in_h) {
+        // All four taps on the input: one pass, the same sums in the same order as below.
+        const T* r0 = xp + y0 * s.in_w - s.pad_x;
+        const T *r1 = r0 + s.in_w, *r2 = r1 + s.in_w, *r3 = r2 + s.in_w;
+        const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[KT == 4 ? 3 : 0];  // KT = 4 here
+        SF_IVDEP
+        for (int64_t j = 0; j < j0; ++j) col[j] = T(0);
+        SF_IVDEP
+        for (int64_t j = j0; j < j1; ++j) {
+          T c = T(0);
+          c += k0 * r0[j];
+          c += k1 * r1[j];
+          c += k2 * r2[j];
+          c += k3 * r3[j];
+          col[j] = c;
+        }
+        SF_IVDEP
+        for (int64_t j = j1; j < cw; ++j) col[j] = T(0);
+      } else if constexpr (UP == 1) {
+        SF_IVDEP
+        for (int64_t j = 0; j < cw; ++j) col[j] = T(0);
         for (int t = 0; t < taps; ++t) {
           const int64_t iy = D * oy + t - s.pad_y;
           if (iy < 0 || iy >= s.in_h) continue;
@@ -382,6 +401,8 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
           for (int64_t j = j0; j < j1; ++j) col[j] += kt * xr[j];
         }
       } else {
+        SF_IVDEP
+        for (int64_t j = 0; j < cw; ++j) col[j] = T(0);
         SF_IVDEP
         for (int64_t i = i0; i < i1; ++i) sums[i] = T(0);
         for (int t = 0; t < taps; ++t) {
