@@ -1,18 +1,25 @@
-// Runs a risky call in a forked child with an alarm and an optional address-space limit, so
-// that a crash or a hang is reported as such instead of ending the test run.
+// Helpers of the robustness tests: a risky call run in a forked child with an alarm and an optional
+// address-space limit, so that a crash or a hang is reported as such instead of ending the test
+// run; a small tmpfs to fill up.
 #pragma once
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace sf::test {
 
@@ -82,5 +89,28 @@ inline Child in_child(const std::function<int(std::string&)>& fn, ChildLimits li
   c.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   return c;
 }
+
+// A tmpfs of `size` mounted on a fresh folder for this test (unmounted at the end).
+struct Tmpfs {
+  std::string dir;
+  bool mounted = false;
+  std::string why;
+  Tmpfs(const std::string& tag, const std::string& size) {
+    dir = (std::filesystem::temp_directory_path() / ("sf_tmpfs_" + tag + "_" + std::to_string(getpid()))).string();
+    std::filesystem::create_directories(dir);
+    if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0) mounted = true;
+    else why = std::strerror(errno);
+  }
+  ~Tmpfs() {
+    if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    return out;
+  }
+};
 
 }  // namespace sf::test

@@ -6,7 +6,6 @@
 // the risky calls run in forked children with a memory limit and an alarm.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,29 +39,6 @@ using namespace sf::data;
 using namespace sf::test;
 
 namespace {
-
-// A tmpfs of `size` mounted on a fresh folder for this test (unmounted at the end).
-struct Tmpfs {
-  std::string dir;
-  bool mounted = false;
-  std::string why;
-  Tmpfs(const std::string& tag, const std::string& size) {
-    dir = (fs::temp_directory_path() / ("sf_tmpfs_" + tag + "_" + std::to_string(getpid()))).string();
-    fs::create_directories(dir);
-    if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0) mounted = true;
-    else why = std::strerror(errno);
-  }
-  ~Tmpfs() {
-    if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-    return out;
-  }
-};
 
 // A pack with class labels and names whose contents we know.
 struct KnownPack {

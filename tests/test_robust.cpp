@@ -5,7 +5,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -341,14 +340,9 @@ TEST(RobustCheckpoint, FullDiskKeepsThePreviousCheckpoint) {
   const std::string ckpt = tiny_checkpoint();
   ASSERT_FALSE(ckpt.empty());
   const auto before = file_bytes(ckpt);
-  const std::string mnt = (fs::temp_directory_path() / ("sf_tmpfs_ckpt_" + std::to_string(getpid()))).string();
-  fs::create_directories(mnt);
-  const std::string size = "size=" + std::to_string((before.size() + (64 << 10)) / 4096 * 4096 + 4096);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, size.c_str()) != 0) {
-    fs::remove_all(mnt);
-    GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << std::strerror(errno) << ")";
-  }
-  const std::string dest = mnt + "/network-snapshot-000000.h5";
+  test::Tmpfs t("ckpt", std::to_string((before.size() + (64 << 10)) / 4096 * 4096 + 4096));
+  if (!t.mounted) GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << t.why << ")";
+  const std::string dest = t.dir + "/network-snapshot-000000.h5";
   fs::copy_file(ckpt, dest);
   // Rewrite the same networks over it: needs a second copy's worth of space, which is not there.
   Child c = in_child(
@@ -371,11 +365,8 @@ TEST(RobustCheckpoint, FullDiskKeepsThePreviousCheckpoint) {
         }
       },
       {60, 0, /*use_exit=*/true});
-  std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename().string());
+  const std::vector<std::string> left = t.files();
   const auto after = file_bytes(dest);
-  ::umount2(mnt.c_str(), MNT_DETACH);
-  fs::remove_all(mnt);
   EXPECT_TRUE(c.exited) << c.describe();
   EXPECT_EQ(c.code, 1) << c.describe();
   EXPECT_TRUE(one_line(c.msg)) << c.msg;
@@ -496,24 +487,16 @@ TEST(RobustCli, PackOnAFullDiskExits1AndKeepsTheIntactPack) {
   }
   fs::create_directories(src / "small");
   for (int i = 0; i < 4; ++i) fs::copy_file(src / ("img000" + std::to_string(i) + ".png"), src / ("small/img" + std::to_string(i) + ".png"));
-  const std::string mnt = (fs::temp_directory_path() / ("sf_tmpfs_cli_" + std::to_string(getpid()))).string();
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=512k") != 0) {
-    fs::remove_all(mnt);
-    GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << std::strerror(errno) << ")";
-  }
-  const std::string dest = mnt + "/ph.h5";
+  test::Tmpfs t("cli", "512k");
+  if (!t.mounted) GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << t.why << ")";
+  const std::string dest = t.dir + "/ph.h5";
   auto big = test::run_styleforge("pack --quiet --source " + src.path.string() + " --dest " + dest);
-  std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename().string());
+  const std::vector<std::string> left = t.files();
   auto small = test::run_styleforge("pack --quiet --source " + (src / "small") + " --dest " + dest);
   const auto before = file_bytes(dest);
   auto forced = test::run_styleforge("pack --quiet --force --source " + src.path.string() + " --dest " + dest);
-  std::vector<std::string> left2;
-  for (const auto& e : fs::directory_iterator(mnt)) left2.push_back(e.path().filename().string());
+  const std::vector<std::string> left2 = t.files();
   const auto after = file_bytes(dest);
-  ::umount2(mnt.c_str(), MNT_DETACH);
-  fs::remove_all(mnt);
   EXPECT_EQ(big.rc, 1) << big.out;
   EXPECT_TRUE(one_line(big.out)) << big.out;
   EXPECT_NE(big.out.find("ph.h5"), std::string::npos) << big.out;
