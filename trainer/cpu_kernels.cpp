@@ -363,6 +363,7 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
   const int64_t j1 = UP == 1 ? std::max(j0, std::min(cw, s.in_w + s.pad_x)) : 0;
   const int64_t i0 = UP == 2 ? std::min(s.in_w, std::max<int64_t>(0, (1 - s.pad_x) / 2)) : 0;
   const int64_t i1 = UP == 2 ? std::max(i0, std::min(s.in_w, cw - s.pad_x > 0 ? (cw - s.pad_x + 1) / 2 : 0)) : 0;
+  const T k0 = k[0], k1 = k[KT == 4 ? 1 : 0], k2 = k[KT == 4 ? 2 : 0], k3 = k[KT == 4 ? 3 : 0];  // KT = 4
   std::vector<T>& buf = scratch<T>(static_cast<size_t>(cw + (UP == 2 ? s.in_w : 0)));
   T* col = buf.data();
   T* sums = col + cw;  // UP = 2: the column sums over the input's columns
@@ -375,7 +376,6 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
         // All four taps on the input: one pass, the same sums in the same order as below.
         const T* r0 = xp + y0 * s.in_w - s.pad_x;
         const T *r1 = r0 + s.in_w, *r2 = r1 + s.in_w, *r3 = r2 + s.in_w;
-        const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[KT == 4 ? 3 : 0];  // KT = 4 here
         SF_IVDEP
         for (int64_t j = 0; j < j0; ++j) col[j] = T(0);
         SF_IVDEP
@@ -418,7 +418,6 @@ SF_INLINE void sep_filter(const SepFilterShape& s, const T* k, const T* x, T* ou
       }
       T* orow = op + oy * s.out_w;
       if constexpr (KT == 4) {
-        const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3];
         SF_IVDEP
         for (int64_t ox = 0; ox < s.out_w; ++ox) {
           const T* c = col + D * ox;

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "trainer/cpu_kernels.h"
@@ -190,16 +191,22 @@ void cpu_separable(const S* x, const A* f, S* out, int64_t planes, const um::Par
 // after a transposed one, their up- and downsampling, and the gradients of those):
 // cpu::sep_filter_planes, whole output rows with the taps fixed for the 4-tap filter, the sums of
 // cpu_separable in the same order.
-template <typename T>
-void cpu_sep_filter(const T* x, const T* f, T* out, int64_t planes, const um::Params& p) {
-  cpu::SepFilterShape s;
-  s.in_h = p.in_h, s.in_w = p.in_w, s.out_h = p.out_h, s.out_w = p.out_w;
-  s.pad_y = p.pady0, s.pad_x = p.padx0, s.taps = p.fw, s.up = p.upx, s.down = p.downx;
-  std::vector<T> k(static_cast<size_t>(p.fw));
-  for (int t = 0; t < p.fw; ++t) k[static_cast<size_t>(t)] = f[um::tap_index(t, p.fw, p.flip)];
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, p.out_h * p.out_w * 2 * p.fw));
-  at::parallel_for(0, planes, grain,
-                   [&](int64_t p0, int64_t p1) { cpu::sep_filter_planes(s, k.data(), x, out, p0, p1); });
+// Returns false, doing nothing, for float16 storage (S != A): the loop takes float32 and float64.
+template <typename S, typename A>
+bool cpu_sep_filter(const S* x, const A* f, S* out, int64_t planes, const um::Params& p) {
+  if constexpr (!std::is_same_v<S, A>) {
+    return false;
+  } else {
+    cpu::SepFilterShape s;
+    s.in_h = p.in_h, s.in_w = p.in_w, s.out_h = p.out_h, s.out_w = p.out_w;
+    s.pad_y = p.pady0, s.pad_x = p.padx0, s.taps = p.fw, s.up = p.upx, s.down = p.downx;
+    std::vector<A> k(static_cast<size_t>(p.fw));
+    for (int t = 0; t < p.fw; ++t) k[static_cast<size_t>(t)] = f[um::tap_index(t, p.fw, p.flip)];
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, p.out_h * p.out_w * 2 * p.fw));
+    at::parallel_for(0, planes, grain,
+                     [&](int64_t p0, int64_t p1) { cpu::sep_filter_planes(s, k.data(), x, out, p0, p1); });
+    return true;
+  }
 }
 
 at::Tensor run(const at::Tensor& x_in, const at::Tensor& f_in, const Conf& c) {
@@ -225,16 +232,13 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& f_in, const Conf& c) {
 #endif
   } else {
     TORCH_CHECK(x.is_cpu(), "upfirdn2d_fused: unsupported device ", x.device());
-    const bool same = p.upx == p.upy && p.downx == p.downy;
-    if (p.separable && same && p.upx * p.downx <= 2 && st != at::kHalf) {  // up, down in {1, 2}, not both 2
-      AT_DISPATCH_FLOATING_TYPES(st, "upfirdn2d_sep_filter_cpu", [&] {
-        cpu_sep_filter(x.data_ptr<scalar_t>(), f.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), planes, p);
-      });
-      const at::MemoryFormat mf = x_in.suggest_memory_format();
-      return mf == at::MemoryFormat::Contiguous ? out : out.contiguous(mf);
-    }
+    // cpu_sep_filter: up and down in {1, 2}, not both 2, the same on both axes.
+    const bool rows = p.separable && p.upx == p.upy && p.downx == p.downy && p.upx * p.downx <= 2;
     AT_DISPATCH_FLOATING_TYPES_AND_HALF(st, "upfirdn2d_fused_cpu", [&] {
       using A = at::opmath_type<scalar_t>;
+      if (rows && cpu_sep_filter<scalar_t, A>(x.data_ptr<scalar_t>(), f.data_ptr<A>(), out.data_ptr<scalar_t>(),
+                                                planes, p))
+        return;
       if (p.separable)
         cpu_separable<scalar_t, A>(x.data_ptr<scalar_t>(), f.data_ptr<A>(), out.data_ptr<scalar_t>(), planes, p);
       else
