@@ -3,7 +3,8 @@
 // they fail, not skip, without a CUDA device):
 //   GpuKernelUpfirdn2d.*  the kernel on CUDA against the CPU loop (the same cuda/upfirdn2d_math.h
 //                         arithmetic) and against the ATen formulation on CUDA: forward, backward
-//                         and double backward, float32 and float16, and the dispatch switch.
+//                         and double backward, float32 and float16, and the dispatch switch;
+//                         the 32- and 64-bit index paths of both element-wise kernels agree.
 #ifdef STYLEFORGE_WITH_CUDA
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "tests/gpu_test_util.h"
+#include "trainer/cuda/index_width.h"
 #include "trainer/device.h"
 #include "trainer/ops.h"
 
@@ -149,6 +151,50 @@ TEST(GpuKernelUpfirdn2d, DispatchAndThirdOrder) {
     g3s.push_back(torch::autograd::grad({(g2 * r).sum()}, {x})[0].cpu());
   }
   EXPECT_LE(bound_ratio(g3s[1], g3s[0], 1e-4), 1.0);
+}
+
+// The 32-bit index path (taken wherever every index fits, so by all the cases above) and the 64-bit
+// one give the same values, bit for bit: only the index arithmetic differs. Forward and both
+// gradients of upfirdn2d (every case above) and of bias_act (bias along dims 1 and 3).
+TEST(GpuKernelUpfirdn2d, WideIndicesGiveTheSameValues) {
+  if (!world_rank0()) return;
+  ASSERT_GE(visible_gpu_count(), 1) << "no CUDA device visible";
+  struct Wide {
+    explicit Wide(bool on) { kernels::force_wide_index(on); }
+    ~Wide() { kernels::force_wide_index(false); }
+  };
+  uint64_t seed = 1900;
+  for (const GpuUpfCase& c : kCases) {
+    auto g = at::detail::createCPUGenerator(seed++);
+    at::Tensor x = at::randn(c.shape, g).to(kCuda);
+    at::Tensor f;
+    if (c.filter == 1) f = (at::rand({c.fh, c.fw}, g) + 0.1).to(kCuda);
+    if (c.filter == 2) f = (at::rand({c.fh}, g) + 0.1).to(kCuda);
+    at::Tensor y0 = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+    at::Tensor p = at::randn(y0.sizes(), g).to(kCuda), q = at::randn(c.shape, g).to(kCuda);
+    std::vector<at::Tensor> r[2];
+    for (int wide : {0, 1}) {
+      Wide w(wide == 1);
+      r[wide] = derivs(0, x, f, c, p, q);
+    }
+    for (int k = 0; k < 3; ++k) EXPECT_TRUE(at::equal(r[0][k], r[1][k])) << c.name << " output " << k;
+  }
+  for (int64_t dim : {1, 3}) {
+    auto g = at::detail::createCPUGenerator(seed++);
+    at::Tensor x0 = at::randn({4, 8, 5, 7}, g).to(kCuda), b0 = at::randn({x0.size(dim)}, g).to(kCuda);
+    at::Tensor p = at::randn(x0.sizes(), g).to(kCuda), q = at::randn(x0.sizes(), g).to(kCuda);
+    std::vector<at::Tensor> r[2];
+    for (int wide : {0, 1}) {
+      Wide w(wide == 1);
+      at::Tensor x = x0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+      at::Tensor y = ops::bias_act_fused(x, b, dim, ops::Act::Lrelu, std::nullopt, std::nullopt, 256.0);
+      auto d = torch::autograd::grad({(y * p).sum()}, {x, b}, {}, true, true);
+      auto dd = torch::autograd::grad({(d[0].square() * q).sum()}, {x, b});
+      r[wide] = {y.detach().cpu(), d[0].detach().cpu(), d[1].detach().cpu(), dd[0].cpu(), dd[1].cpu()};
+    }
+    for (size_t k = 0; k < r[0].size(); ++k)
+      EXPECT_TRUE(at::equal(r[0][k], r[1][k])) << "bias_act dim " << dim << " output " << k;
+  }
 }
 
 #endif  // STYLEFORGE_WITH_CUDA

@@ -148,18 +148,63 @@ TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
     p.fh = static_cast<int>(f.size(0)), p.fw = static_cast<int>(f.size(-1));
     p.flip = c.flip;
     p.out_h = y.size(2), p.out_w = y.size(3);
-    at::Tensor ref = at::empty_like(y);
+    // The per-pixel form with 64-bit indices (as on the CPU and in the kernel's wide path) and with
+    // the 32-bit indices the kernel runs wherever they fit.
+    const int64_t planes = c.shape[0] * c.shape[1];
+    ASSERT_TRUE(um::fits_int32(p, planes)) << c.name;
+    const um::ParamsT<int32_t> q = um::narrow(p);
+    at::Tensor ref = at::empty_like(y), ref32 = at::empty_like(y);
     const double* xv = x.data_ptr<double>();
     double* rv = ref.data_ptr<double>();
-    for (int64_t pl = 0; pl < c.shape[0] * c.shape[1]; ++pl) {
+    double* rv32 = ref32.data_ptr<double>();
+    for (int64_t pl = 0; pl < planes; ++pl) {
       const double* xp = xv + pl * p.in_h * p.in_w;
       auto read = [&](int64_t iy, int64_t ix) { return xp[iy * p.in_w + ix]; };
+      auto read32 = [&](int32_t iy, int32_t ix) { return xp[iy * q.in_w + ix]; };
       for (int64_t oy = 0; oy < p.out_h; ++oy)
-        for (int64_t ox = 0; ox < p.out_w; ++ox)
-          rv[(pl * p.out_h + oy) * p.out_w + ox] = um::pixel<double>(p, fk.data_ptr<double>(), oy, ox, read);
+        for (int64_t ox = 0; ox < p.out_w; ++ox) {
+          const int64_t o = (pl * p.out_h + oy) * p.out_w + ox;
+          rv[o] = um::pixel<double>(p, fk.data_ptr<double>(), oy, ox, read);
+          rv32[o] = um::pixel<double>(q, fk.data_ptr<double>(), static_cast<int32_t>(oy), static_cast<int32_t>(ox), read32);
+        }
     }
     expect_rel(y, ref, 1e-14, c.name + " CPU loop vs per-pixel form");
+    EXPECT_TRUE(at::equal(ref32, ref)) << c.name << ": 32-bit indices change the per-pixel form";
   }
+}
+
+// The kernel's 32-bit index path is taken only where every intermediate index fits.
+TEST(Upfirdn2dFused, Int32IndicesOnlyWhereTheyFit) {
+  namespace um = sf::ops::upfirdn2d_math;
+  auto params = [](int64_t in_h, int64_t in_w, int up, int down, int pad0, int pad1, int taps) {
+    um::Params p;
+    p.in_h = in_h, p.in_w = in_w, p.upx = p.upy = up, p.downx = p.downy = down;
+    p.padx0 = p.pady0 = pad0, p.fh = p.fw = taps;
+    p.out_h = um::out_size(in_h, up, down, pad0, pad1, taps);
+    p.out_w = um::out_size(in_w, up, down, pad0, pad1, taps);
+    return p;
+  };
+  const int64_t big = int64_t(1) << 30;
+  // Up 2 from 512x512 to 1024x1024: batch 4 of 64 channels fits (2^28 outputs); batch 32 (2^31)
+  // does not.
+  EXPECT_TRUE(um::fits_int32(params(512, 512, 2, 1, 2, 1, 4), 4 * 64));
+  EXPECT_FALSE(um::fits_int32(params(512, 512, 2, 1, 2, 1, 4), 32 * 64));
+  EXPECT_FALSE(um::fits_int32(params(512, 512, 1, 1, 1, 1, 4), 8192));  // the inputs alone: 2^31
+  // One long row: in * up reaches 2^30 although the element counts would fit.
+  EXPECT_FALSE(um::fits_int32(params(1, big / 2, 2, 2, 0, 0, 1), 1));
+  EXPECT_TRUE(um::fits_int32(params(1, big / 8, 2, 2, 0, 0, 1), 1));
+  // A row cropped by 2^29 pixels: in + the crop reach 2^30 (taps_of's first index), although only
+  // 8 outputs remain.
+  auto cropped = [&](int64_t crop) {
+    um::Params p = params(1, crop + 8, 1, 1, 0, 0, 1);
+    p.padx0 = -static_cast<int>(crop);
+    p.out_w = um::out_size(p.in_w, 1, 1, p.padx0, 0, 1);
+    return p;
+  };
+  EXPECT_EQ(cropped(big / 2).out_w, 8);
+  EXPECT_FALSE(um::fits_int32(cropped(big / 2), 1));
+  EXPECT_TRUE(um::fits_int32(cropped(big / 4), 1));
+  EXPECT_FALSE(um::fits_int32(params(8, 8, 1, 1, 0, 0, 1), 0));
 }
 
 // The output size is the reference's: (in * up + pad0 + pad1 - taps) / down + 1 per axis.

@@ -3,10 +3,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
 #include "trainer/cuda/bias_act_math.h"
+#include "trainer/cuda/index_width.h"
 
 namespace sf::kernels {
 namespace {
@@ -25,12 +27,15 @@ template <typename S> __device__ __forceinline__ void store(S* p, int64_t i, typ
 }
 template <> __device__ __forceinline__ void store<__half>(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 
-template <typename S>
-__global__ void bias_act_kernel(int mode, const S* x, const S* b, const S* dy, const S* ddx, S* out, int64_t n,
-                                int64_t inner, int64_t channels, m::Params<typename Compute<S>::type> p) {
+std::atomic<bool> g_wide_index{false};
+
+// One thread per element (grid-stride); I is the index type (int32_t when it fits).
+template <typename S, typename I>
+__global__ void bias_act_kernel(int mode, const S* x, const S* b, const S* dy, const S* ddx, S* out, I n, I inner,
+                                I channels, m::Params<typename Compute<S>::type> p) {
   using C = typename Compute<S>::type;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride) {
     C v = load(x, i);
     if (b) v += load(b, (i / inner) % channels);
     C r;
@@ -41,18 +46,31 @@ __global__ void bias_act_kernel(int mode, const S* x, const S* b, const S* dy, c
   }
 }
 
-template <typename S> void launch(const BiasActArgs& a, cudaStream_t stream) {
+template <typename S, typename I> void launch(const BiasActArgs& a, cudaStream_t stream) {
   using C = typename Compute<S>::type;
   m::Params<C> p{a.act, static_cast<C>(a.alpha), static_cast<C>(a.gain), static_cast<C>(a.clamp)};
   constexpr unsigned kThreads = 256;
   const int64_t needed = (a.n + kThreads - 1) / kThreads;
   const unsigned blocks = static_cast<unsigned>(needed < 65535 ? needed : 65535);
-  bias_act_kernel<S><<<blocks, kThreads, 0, stream>>>(a.mode, static_cast<const S*>(a.x), static_cast<const S*>(a.b),
-                                                       static_cast<const S*>(a.dy), static_cast<const S*>(a.ddx),
-                                                       static_cast<S*>(a.out), a.n, a.inner, a.channels, p);
+  bias_act_kernel<S, I><<<blocks, kThreads, 0, stream>>>(
+      a.mode, static_cast<const S*>(a.x), static_cast<const S*>(a.b), static_cast<const S*>(a.dy),
+      static_cast<const S*>(a.ddx), static_cast<S*>(a.out), static_cast<I>(a.n), static_cast<I>(a.inner),
+      static_cast<I>(a.channels), p);
+}
+
+// 32-bit indices while n (and so inner and channels) stays below 2^30: a grid-stride step past the
+// last element still fits.
+template <typename S> void launch(const BiasActArgs& a, cudaStream_t stream) {
+  if (!wide_index_forced() && a.n < (int64_t(1) << 30))
+    launch<S, int32_t>(a, stream);
+  else
+    launch<S, int64_t>(a, stream);
 }
 
 }  // namespace
+
+void force_wide_index(bool on) { g_wide_index.store(on); }
+bool wide_index_forced() { return g_wide_index.load(); }
 
 void bias_act_device(const BiasActArgs& a, BiasActDtype dtype, void* stream) {
   if (a.n == 0) return;

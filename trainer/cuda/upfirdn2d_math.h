@@ -11,7 +11,9 @@
 // Only the taps that land on input pixels are visited (polyphase), so zero insertion costs nothing.
 // The gain is folded into the filter by the caller, as the reference does (f * gain^(ndim/2) in the
 // filter's dtype), so results round like the reference. A is the accumulation type: float for
-// float16 storage, else the storage type.
+// float16 storage, else the storage type. I is the index type: int64_t on the CPU; the CUDA kernel
+// runs in int32_t when fits_int32() says every index of the call fits (index_width.h), in int64_t
+// otherwise.
 #pragma once
 
 #include <cstdint>
@@ -20,14 +22,39 @@
 
 namespace sf::ops::upfirdn2d_math {
 
-struct Params {
-  int64_t in_w = 0, in_h = 0, out_w = 0, out_h = 0;
+template <typename I> struct ParamsT {
+  I in_w = 0, in_h = 0, out_w = 0, out_h = 0;
   int upx = 1, upy = 1, downx = 1, downy = 1;
   int padx0 = 0, pady0 = 0;
   int fw = 1, fh = 1;       // filter width and height (a separable filter: fw = fh = taps)
   bool separable = false;   // f holds `taps` values used along both axes
   bool flip = false;        // flip_filter
 };
+using Params = ParamsT<int64_t>;
+
+// Whether every index of a call over `planes` planes fits in int32_t, with room for a grid-stride
+// step past the last element: the element counts, and per axis in * up, out * down, the padding
+// and the taps (taps_of's intermediate values).
+inline bool fits_int32(const Params& p, int64_t planes) {
+  const int64_t lim = int64_t(1) << 30;
+  auto axis_ok = [lim](int64_t in, int64_t out, int up, int down, int pad0, int taps) {
+    const int64_t a = pad0 < 0 ? -int64_t(pad0) : int64_t(pad0);
+    return in * up + a + taps < lim && out * down + a + taps < lim;
+  };
+  return planes > 0 && planes * p.in_h * p.in_w < lim && planes * p.out_h * p.out_w < lim &&
+         axis_ok(p.in_h, p.out_h, p.upy, p.downy, p.pady0, p.fh) && axis_ok(p.in_w, p.out_w, p.upx, p.downx, p.padx0, p.fw);
+}
+
+// p with 32-bit sizes (when fits_int32(p, planes)).
+inline ParamsT<int32_t> narrow(const Params& p) {
+  ParamsT<int32_t> q;
+  q.in_w = static_cast<int32_t>(p.in_w), q.in_h = static_cast<int32_t>(p.in_h);
+  q.out_w = static_cast<int32_t>(p.out_w), q.out_h = static_cast<int32_t>(p.out_h);
+  q.upx = p.upx, q.upy = p.upy, q.downx = p.downx, q.downy = p.downy;
+  q.padx0 = p.padx0, q.pady0 = p.pady0, q.fw = p.fw, q.fh = p.fh;
+  q.separable = p.separable, q.flip = p.flip;
+  return q;
+}
 
 // Output size along one axis; <= 0 when the filter is longer than the padded input.
 SF_HD int64_t out_size(int64_t in, int up, int down, int pad0, int pad1, int taps) {
@@ -37,19 +64,20 @@ SF_HD int64_t out_size(int64_t in, int up, int down, int pad0, int pad1, int tap
 
 // The taps of output index o that land on input pixels: t = t0, t0 + up, ... < t1, reading input
 // index i0, i0 + 1, ... (empty when t0 >= t1).
-struct Taps {
+template <typename I> struct TapsT {
   int t0, t1;
-  int64_t i0;
+  I i0;
 };
+using Taps = TapsT<int64_t>;
 
-SF_HD Taps taps_of(int64_t o, int64_t in, int up, int down, int pad0, int taps) {
-  const int64_t base = o * down - pad0;  // U index o * down + t is input-up index base + t
-  int64_t t0 = base < 0 ? -base : 0;
-  const int64_t r = (base + t0) % up;    // base + t0 >= 0
+template <typename I> SF_HD TapsT<I> taps_of(I o, I in, int up, int down, int pad0, int taps) {
+  const I base = o * down - pad0;  // U index o * down + t is input-up index base + t
+  I t0 = base < 0 ? -base : 0;
+  const I r = (base + t0) % up;    // base + t0 >= 0
   if (r != 0) t0 += up - r;
-  int64_t t1 = in * up - base;
+  I t1 = in * up - base;
   if (t1 > taps) t1 = taps;
-  Taps s;
+  TapsT<I> s;
   s.t0 = static_cast<int>(t0 < taps ? t0 : taps);
   s.t1 = static_cast<int>(t1 < s.t0 ? s.t0 : t1);
   s.i0 = (base + s.t0) / up;
@@ -61,13 +89,13 @@ SF_HD int tap_index(int t, int n, bool flip) { return flip ? t : n - 1 - t; }
 
 // 2-D filter f[fh * fw]: sum over ty (outer), tx (inner) of K[ty][tx] * x[iy][ix].
 // read(iy, ix) returns the input pixel of the current plane in A.
-template <typename A, typename Read>
-SF_HD A pixel_2d(const Params& p, const A* f, const Taps& ty, const Taps& tx, const Read& read) {
+template <typename A, typename I, typename Read>
+SF_HD A pixel_2d(const ParamsT<I>& p, const A* f, const TapsT<I>& ty, const TapsT<I>& tx, const Read& read) {
   A acc = A(0);
-  int64_t iy = ty.i0;
+  I iy = ty.i0;
   for (int t = ty.t0; t < ty.t1; t += p.upy, ++iy) {
-    const A* frow = f + static_cast<int64_t>(tap_index(t, p.fh, p.flip)) * p.fw;
-    int64_t ix = tx.i0;
+    const A* frow = f + tap_index(t, p.fh, p.flip) * p.fw;
+    I ix = tx.i0;
     for (int s = tx.t0; s < tx.t1; s += p.upx, ++ix) acc += frow[tap_index(s, p.fw, p.flip)] * read(iy, ix);
   }
   return acc;
@@ -75,27 +103,27 @@ SF_HD A pixel_2d(const Params& p, const A* f, const Taps& ty, const Taps& tx, co
 
 // Separable filter f[taps]: the column sums along y first, then along x (the same sums as a pass
 // along y followed by a pass along x, which the CPU loop runs).
-template <typename A, typename Read>
-SF_HD A column_sum(const Params& p, const A* f, const Taps& ty, int64_t ix, const Read& read) {
+template <typename A, typename I, typename Read>
+SF_HD A column_sum(const ParamsT<I>& p, const A* f, const TapsT<I>& ty, I ix, const Read& read) {
   A col = A(0);
-  int64_t iy = ty.i0;
+  I iy = ty.i0;
   for (int t = ty.t0; t < ty.t1; t += p.upy, ++iy) col += f[tap_index(t, p.fh, p.flip)] * read(iy, ix);
   return col;
 }
 
-template <typename A, typename Read>
-SF_HD A pixel_separable(const Params& p, const A* f, const Taps& ty, const Taps& tx, const Read& read) {
+template <typename A, typename I, typename Read>
+SF_HD A pixel_separable(const ParamsT<I>& p, const A* f, const TapsT<I>& ty, const TapsT<I>& tx, const Read& read) {
   A acc = A(0);
-  int64_t ix = tx.i0;
+  I ix = tx.i0;
   for (int s = tx.t0; s < tx.t1; s += p.upx, ++ix) acc += f[tap_index(s, p.fw, p.flip)] * column_sum(p, f, ty, ix, read);
   return acc;
 }
 
 // Output pixel (oy, ox) of one plane.
-template <typename A, typename Read>
-SF_HD A pixel(const Params& p, const A* f, int64_t oy, int64_t ox, const Read& read) {
-  const Taps ty = taps_of(oy, p.in_h, p.upy, p.downy, p.pady0, p.fh);
-  const Taps tx = taps_of(ox, p.in_w, p.upx, p.downx, p.padx0, p.fw);
+template <typename A, typename I, typename Read>
+SF_HD A pixel(const ParamsT<I>& p, const A* f, I oy, I ox, const Read& read) {
+  const TapsT<I> ty = taps_of(oy, p.in_h, p.upy, p.downy, p.pady0, p.fh);
+  const TapsT<I> tx = taps_of(ox, p.in_w, p.upx, p.downx, p.padx0, p.fw);
   return p.separable ? pixel_separable(p, f, ty, tx, read) : pixel_2d(p, f, ty, tx, read);
 }
 
