@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, in one call on a machine with one NVIDIA GPU (about 9.5 minutes):
 #   1. builds styleforge there against the machine's own PyTorch (CUDA LibTorch) with the Debian
-#      libraries carried in .gpudeps/debs (tests/gpu/prepare.sh), nvcc compiling trainer/cuda/*.cu;
+#      libraries carried in .gpudeps/debs (tests/gpu/prepare.sh), nvcc compiling trainer/cuda/*.cu,
+#      unless the binaries carried in .gpudeps/prebuilt (prepare.sh --prebuilt) were built from
+#      these sources against the same torch version and load there (tests/gpu/prebuilt.sh);
 #   2. runs the `gpu` ctest label: NCCL sums/broadcasts, the gradient clean-up kernel against its host
 #      arithmetic, one training iteration on CUDA float32 against the CPU (relative error
 #      <= 1e-4 on every parameter), and tests/test_gpu_kernels.cpp: the fused bias_act kernel against
@@ -20,10 +22,11 @@
 #      `styleforge bench --cfg auto --resolution 256 --device cuda` in float32 and with --fp32 false
 #      (sec/kimg and peak GPU memory of each) and, when a checkout of the reference was carried in
 #      .gpudeps/reference, tools/bench_reference.py beside it on the same GPU, printing both sec/kimg.
-# Time on an H200 (estimate): build ~4 min, gpu label ~1 min, fp16 reference ~1 min (its CUDA
+# Time on an H200 (estimate): build ~4 min (none with prepare.sh --prebuilt), gpu label ~1 min, fp16 reference ~1 min (its CUDA
 # plugins compile on first use or fall back), MPI/resume/generate ~1.5 min, mixed-precision ticks
 # ~20 s, benches ~2 min: about 9.5 minutes.
-# Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600.
+# Usage (device tool): command "bash tests/gpu/check.sh", carry [".gpudeps"], timeout 600; with
+# prepare.sh --prebuilt (no build there, about 5.5 minutes) the whole check fits one call.
 # GPU_CHECK_PART=tests runs steps 1-4b, GPU_CHECK_PART=bench steps 1 and 5 (the build is kept on a
 # warm machine between calls): two calls when one would come too close to the 600 s limit.
 # Output also goes to $OUT/gpu-check.log when $OUT is set.
@@ -57,15 +60,20 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 MPIRUN=$(command -v mpirun || echo $ROOT/usr/bin/orterun)
 
 step "build"
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTYLEFORGE_PYTHON="$(command -v python3)" \
-  -DCMAKE_PREFIX_PATH="$ROOT/usr" -DHDF5_ROOT="$ROOT/usr" -DHDF5_INCLUDE_DIRS="$ROOT/usr/include/hdf5/serial" \
-  -DHDF5_C_LIBRARIES="$ML/hdf5/serial/libhdf5.so" \
-  -DMPI_CXX_ADDITIONAL_INCLUDE_DIRS="$ML/openmpi/include" -DMPI_CXX_LIB_NAMES="mpi_cxx;mpi" \
-  -DMPI_mpi_LIBRARY="$ML/openmpi/lib/libmpi.so" -DMPI_mpi_cxx_LIBRARY="$ML/openmpi/lib/libmpi_cxx.so" \
-  -DMPI_CXX_HEADER_DIR="$ML/openmpi/include" -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/cfg.log 2>&1 \
-  || { tail -40 /tmp/cfg.log; echo "FAIL: configure"; exit 1; }
-grep "styleforge:" /tmp/cfg.log
-cmake --build build-gpu -j "$(nproc)" --target styleforge styleforge_tests 2>&1 | tail -3
+. tests/gpu/prebuilt.sh
+# The binaries carried in .gpudeps/prebuilt (prepare.sh --prebuilt) when they were built from these
+# sources against this machine's torch and load here; else a build here (about 4 minutes).
+if ! sf_use_prebuilt .gpudeps/prebuilt build-gpu; then
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTYLEFORGE_PYTHON="$(command -v python3)" \
+    -DCMAKE_PREFIX_PATH="$ROOT/usr" -DHDF5_ROOT="$ROOT/usr" -DHDF5_INCLUDE_DIRS="$ROOT/usr/include/hdf5/serial" \
+    -DHDF5_C_LIBRARIES="$ML/hdf5/serial/libhdf5.so" \
+    -DMPI_CXX_ADDITIONAL_INCLUDE_DIRS="$ML/openmpi/include" -DMPI_CXX_LIB_NAMES="mpi_cxx;mpi" \
+    -DMPI_mpi_LIBRARY="$ML/openmpi/lib/libmpi.so" -DMPI_mpi_cxx_LIBRARY="$ML/openmpi/lib/libmpi_cxx.so" \
+    -DMPI_CXX_HEADER_DIR="$ML/openmpi/include" -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/cfg.log 2>&1 \
+    || { tail -40 /tmp/cfg.log; echo "FAIL: configure"; exit 1; }
+  grep "styleforge:" /tmp/cfg.log
+  cmake --build build-gpu -j "$(nproc)" --target styleforge styleforge_tests 2>&1 | tail -3
+fi
 [ -x build-gpu/styleforge ] || { echo "FAIL: build"; exit 1; }
 SF=build-gpu/styleforge
 $SF version
