@@ -107,11 +107,17 @@ check $MPIRUN -np 2 $SF train $common --outdir $W/mpi --kimg 0.192 --shared-gpu 
 check $SF train $common --run-dir $W/a --kimg 0.128
 check $SF train $common --run-dir $W/a --resume latest --kimg 0.256
 check $SF train $common --run-dir $W/b --kimg 0.256
-python3 - "$W" <<'PY' && echo "PASS: resume on CUDA is exact" || { echo "FAIL: resume on CUDA"; fail=1; }
+python3 - "$W" 256 <<'PY' && echo "PASS: resume on CUDA is exact" || { echo "FAIL: resume on CUDA"; fail=1; }
 import sys, glob, h5py, numpy as np
-w = sys.argv[1]
-a = sorted(glob.glob(w + "/a/network-snapshot-*.h5"))[-1]; b = sorted(glob.glob(w + "/b/network-snapshot-*.h5"))[-1]
+w, kimg_nimg = sys.argv[1], int(sys.argv[2])
+# The last snapshot of each run by its image count: below 1 kimg the names share the kimg part and
+# later ones carry the count as a suffix, so the names do not sort by time.
+def last(run):
+    return max(glob.glob(w + "/" + run + "/network-snapshot-*.h5"), key=lambda p: int(h5py.File(p).attrs["cur_nimg"]))
+a, b = last("a"), last("b")
 fa, fb = h5py.File(a), h5py.File(b)
+if int(fa.attrs["cur_nimg"]) < kimg_nimg:
+    sys.exit("the resumed run ends at %d images, before %d" % (int(fa.attrs["cur_nimg"]), kimg_nimg))
 # Counters and random streams continue exactly; weights agree to float32 rounding (CUDA kernels
 # that accumulate with atomics, e.g. grid_sample's backward, are not bitwise reproducible run to run).
 bad, worst, exact = [], 0.0, 0
@@ -139,7 +145,7 @@ print(len(snaps), "snapshots, non-finite tensors:", bad[:5]); sys.exit(1 if bad 
 PY
 
 step "generate on CUDA: --batch never changes an image; 10000 seeds into a pack"
-CK=$(ls $W/b/network-snapshot-*.h5 | sort | tail -1)
+CK=$(python3 -c 'import sys, glob, h5py; print(max(glob.glob(sys.argv[1] + "/network-snapshot-*.h5"), key=lambda p: int(h5py.File(p).attrs["cur_nimg"])))' $W/b)
 check $SF generate --network $CK --seeds 0-63 --batch 1 --device cuda --outdir $W/g1 --quiet
 check $SF generate --network $CK --seeds 0-63 --batch 7 --device cuda --outdir $W/g7 --quiet
 check diff -r $W/g1 $W/g7
