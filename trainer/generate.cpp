@@ -141,7 +141,8 @@ int run_bench(const BenchRequest& r, sharding::Communicator& comm) {
                 "iters %d, device %s, %s%s\n",
                 r.resolution, r.channels, o.G.channel_base, o.G.channel_max, o.batch_size, comm.size(),
                 static_cast<long long>(bpr), r.aug.c_str(), at::get_num_threads(), r.iters,
-                describe_device(dev).c_str(), r.fp32 ? "float32" : r.nhwc ? "mixed precision, nhwc" : "mixed precision",
+                describe_device(dev).c_str(),
+                r.fp32 || !dev.is_cuda() ? "float32" : r.nhwc ? "mixed precision, nhwc" : "mixed precision",
                 dev.is_cuda() ? "" : (", 3x3 convolutions " + r.cpu_conv).c_str());
   if (rank0) {
     std::printf("phases:");
