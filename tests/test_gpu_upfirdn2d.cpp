@@ -60,7 +60,11 @@ const std::vector<GpuUpfCase> kCases = {
     {"separable 12-tap up 2", {2, 3, 8, 9}, 2, 12, 12, 2, 2, 1, 1, {6, 5, 6, 5}, false, 4.0},
     {"separable 12-tap down 2 flip", {2, 3, 16, 17}, 2, 12, 12, 1, 1, 2, 2, {-1, -2, -2, -1}, true, 1.0},
     {"network up 8x128x16x16", {8, 128, 16, 16}, 1, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 4.0},
-    {"large 64x96x67x45 (grid-stride loop)", {64, 96, 67, 45}, 1, 4, 4, 2, 2, 2, 2, {1, 2, 2, 1}, false, 1.0},
+    {"large 64x96x67x45", {64, 96, 67, 45}, 1, 4, 4, 2, 2, 2, 2, {1, 2, 2, 1}, false, 1.0},
+    // Past the grid's 65535 blocks along z (planes, 64 per block at 1x1) and y (rows, 256 per block
+    // one pixel wide): the kernel's stride loops.
+    {"4.4M planes of 1x1, 3x3 pad 1", {4, 1100000, 1, 1}, 1, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, false, 1.0},
+    {"one column of 16.8M rows, up 2", {1, 1, 16800000, 1}, 2, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 2.0},
 };
 
 // y; the gradient of sum(y^2 * p); the gradient of sum(g^2 * q) (double backward). Returned in

@@ -129,6 +129,18 @@ TEST(Upfirdn2dFused, MatchesAtenForwardBackwardAndDoubleBackward) {
   }
 }
 
+// The kernel's parameters for case c with filter f (defined) and output y.
+sf::ops::upfirdn2d_math::Params params_of(const UpfCase& c, const at::Tensor& f, const at::Tensor& y) {
+  sf::ops::upfirdn2d_math::Params p;
+  p.in_h = c.shape[2], p.in_w = c.shape[3];
+  p.upx = c.upx, p.upy = c.upy, p.downx = c.downx, p.downy = c.downy, p.padx0 = c.pad.x0, p.pady0 = c.pad.y0;
+  p.separable = f.dim() == 1;
+  p.fh = static_cast<int>(f.size(0)), p.fw = static_cast<int>(f.size(-1));
+  p.flip = c.flip;
+  p.out_h = y.size(2), p.out_w = y.size(3);
+  return p;
+}
+
 // The CPU loop (whole rows per tap) gives the values of the per-pixel form the CUDA kernel runs
 // (upfirdn2d_math.h's pixel(), called here on the host): the same sums in the same order.
 TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
@@ -141,13 +153,7 @@ TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
     if (!f.defined()) f = at::ones({1, 1});
     // The filter as the op prepares it: gain^(ndim/2) applied in float32, then float64.
     at::Tensor fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
-    um::Params p;
-    p.in_h = c.shape[2], p.in_w = c.shape[3];
-    p.upx = c.upx, p.upy = c.upy, p.downx = c.downx, p.downy = c.downy, p.padx0 = c.pad.x0, p.pady0 = c.pad.y0;
-    p.separable = f.dim() == 1;
-    p.fh = static_cast<int>(f.size(0)), p.fw = static_cast<int>(f.size(-1));
-    p.flip = c.flip;
-    p.out_h = y.size(2), p.out_w = y.size(3);
+    const um::Params p = params_of(c, f, y);
     // The per-pixel form with 64-bit indices (as on the CPU and in the kernel's wide path) and with
     // the 32-bit indices the kernel runs wherever they fit.
     const int64_t planes = c.shape[0] * c.shape[1];
@@ -170,6 +176,57 @@ TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
     }
     expect_rel(y, ref, 1e-14, c.name + " CPU loop vs per-pixel form");
     EXPECT_TRUE(at::equal(ref32, ref)) << c.name << ": 32-bit indices change the per-pixel form";
+  }
+}
+
+// The CUDA kernel's launch run on the host, thread by thread (upfirdn2d_math::launch_of and
+// thread_work, as upfirdn2d.cu runs them, with 32-bit indices): every output is written exactly once
+// and holds the CPU loop's value. Besides CUDA's grid limit of 65535 blocks along y and z, limits of
+// 1, 2 and 3 make the threads loop over rows and planes as they would past 65535 blocks.
+TEST(Upfirdn2dFused, KernelLaunchWritesEveryOutputOnce) {
+  namespace um = sf::ops::upfirdn2d_math;
+  uint64_t seed = 700;
+  std::vector<UpfCase> all = cases();
+  all.push_back({"many small planes", {9, 40, 2, 3}, 1, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, false, 1.0});
+  all.push_back({"wide and tall", {1, 1, 70, 45}, 2, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 1.0});
+  all.push_back({"one column past 32", {1, 2, 3, 33}, 0, 1, 1, 1, 1, 1, 1, {}, false, 1.0});
+  for (const UpfCase& c : all) {
+    at::Tensor x = at::randn(c.shape, at::detail::createCPUGenerator(seed++), at::TensorOptions().dtype(at::kDouble));
+    at::Tensor f = filter_of(c, seed++);
+    at::Tensor y = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+    if (!f.defined()) f = at::ones({1, 1});
+    at::Tensor fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
+    const um::Params p = params_of(c, f, y);
+    const int64_t planes = c.shape[0] * c.shape[1], n = y.numel();
+    const um::ParamsT<int32_t> q = um::narrow(p);
+    for (int64_t cap : {int64_t(65535), int64_t(1), int64_t(2), int64_t(3)}) {
+      const std::string what = c.name + ", grid limit " + std::to_string(cap);
+      const um::Launch l = um::launch_of(p.out_w, p.out_h, planes, cap);
+      EXPECT_LE(l.block.x * l.block.y * l.block.z, 256u) << what;
+      EXPECT_LE(l.block.z, 64u) << what;
+      EXPECT_LE(std::max(l.grid.y, l.grid.z), static_cast<unsigned>(cap)) << what;
+      std::vector<int> writes(static_cast<size_t>(n), 0);
+      at::Tensor out = at::full_like(y, std::nan(""));
+      double* ov = out.data_ptr<double>();
+      auto load = [](const double* xp, int32_t i) { return xp[i]; };
+      auto store = [&](int32_t i, double v) {
+        ASSERT_TRUE(i >= 0 && i < n) << what << ": index " << i;
+        ++writes[static_cast<size_t>(i)];
+        ov[i] = v;
+      };
+      um::Dim3 b, t;
+      for (b.z = 0; b.z < l.grid.z; ++b.z)
+        for (b.y = 0; b.y < l.grid.y; ++b.y)
+          for (b.x = 0; b.x < l.grid.x; ++b.x)
+            for (t.z = 0; t.z < l.block.z; ++t.z)
+              for (t.y = 0; t.y < l.block.y; ++t.y)
+                for (t.x = 0; t.x < l.block.x; ++t.x)
+                  um::thread_work<double>(q, fk.data_ptr<double>(), x.data_ptr<double>(), static_cast<int32_t>(planes),
+                                          l, b, t, load, store);
+      const int64_t once = std::count(writes.begin(), writes.end(), 1);
+      EXPECT_EQ(once, n) << what << ": outputs written other than once";
+      expect_rel(out, y, 1e-14, what);
+    }
   }
 }
 

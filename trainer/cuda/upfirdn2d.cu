@@ -21,37 +21,46 @@ template <> __device__ __forceinline__ float load<__half>(const __half* p, int64
 template <typename S> __device__ __forceinline__ void store(S* p, int64_t i, typename Acc<S>::type v) { p[i] = v; }
 template <> __device__ __forceinline__ void store<__half>(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 
-// One thread per output element (grid-stride); I is the index type (int32_t when it fits).
-template <typename S, typename I>
-__global__ void upfirdn2d_kernel(const S* x, const typename Acc<S>::type* f, S* out, I n, m::ParamsT<I> p) {
+// upfirdn2d_math::thread_work over a 3-D grid (ox, oy, plane; upfirdn2d_math::launch_of), so that
+// no thread divides to find its pixel. UP and DOWN fix both axes' factors at compile time for the
+// networks' cases (0: read from p), so taps_of's division and modulo by them fold to shifts and
+// masks. I is the index type (int32_t where it fits).
+template <typename S, typename I, int UP, int DOWN>
+__global__ void upfirdn2d_kernel(const S* x, const typename Acc<S>::type* f, S* out, I planes, m::ParamsT<I> p,
+                                 m::Launch l) {
   using A = typename Acc<S>::type;
-  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
-  const I plane_out = p.out_h * p.out_w, plane_in = p.in_h * p.in_w;
-  for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride) {
-    const I plane = i / plane_out, r = i - plane * plane_out;
-    const I oy = r / p.out_w, ox = r - oy * p.out_w;
-    const S* xp = x + plane * plane_in;
-    const I w = p.in_w;
-    auto read = [xp, w](I iy, I ix) { return load(xp, iy * w + ix); };
-    store(out, i, m::pixel<A>(p, f, oy, ox, read));
-  }
+  if (UP > 0) p.upx = p.upy = UP;
+  if (DOWN > 0) p.downx = p.downy = DOWN;
+  const m::Dim3 b{blockIdx.x, blockIdx.y, blockIdx.z}, t{threadIdx.x, threadIdx.y, threadIdx.z};
+  m::thread_work<A>(p, f, x, planes, l, b, t, [](const S* q, I i) { return load(q, i); },
+                    [out](I i, A v) { store(out, i, v); });
 }
 
-template <typename S, typename I> void launch(const Upfirdn2dArgs& a, const m::ParamsT<I>& p, cudaStream_t stream) {
+template <typename S, typename I, int UP, int DOWN>
+void launch(const Upfirdn2dArgs& a, const m::ParamsT<I>& p, cudaStream_t stream) {
   using A = typename Acc<S>::type;
-  const int64_t n = a.planes * a.p.out_h * a.p.out_w;
-  constexpr unsigned kThreads = 256;
-  const int64_t needed = (n + kThreads - 1) / kThreads;
-  const unsigned blocks = static_cast<unsigned>(needed < 65535 ? needed : 65535);
-  upfirdn2d_kernel<S, I><<<blocks, kThreads, 0, stream>>>(static_cast<const S*>(a.x), static_cast<const A*>(a.f),
-                                                           static_cast<S*>(a.out), static_cast<I>(n), p);
+  const m::Launch l = m::launch_of(a.p.out_w, a.p.out_h, a.planes);
+  if ((a.p.out_w + l.block.x - 1) / l.block.x > 0x7fffffff)
+    throw std::runtime_error("upfirdn2d: output rows of " + std::to_string(a.p.out_w) + " pixels");
+  const dim3 grid(l.grid.x, l.grid.y, l.grid.z), block(l.block.x, l.block.y, l.block.z);
+  upfirdn2d_kernel<S, I, UP, DOWN><<<grid, block, 0, stream>>>(static_cast<const S*>(a.x), static_cast<const A*>(a.f),
+                                                               static_cast<S*>(a.out), static_cast<I>(a.planes), p, l);
+}
+
+// The same factors on both axes: up 1 or 2 with down 1, or up 1 with down 2, fixed at compile time.
+template <typename S, typename I> void launch_factors(const Upfirdn2dArgs& a, const m::ParamsT<I>& p, cudaStream_t s) {
+  const bool same = p.upx == p.upy && p.downx == p.downy;
+  if (same && p.upx == 1 && p.downx == 1) launch<S, I, 1, 1>(a, p, s);
+  else if (same && p.upx == 2 && p.downx == 1) launch<S, I, 2, 1>(a, p, s);
+  else if (same && p.upx == 1 && p.downx == 2) launch<S, I, 1, 2>(a, p, s);
+  else launch<S, I, 0, 0>(a, p, s);
 }
 
 template <typename S> void launch(const Upfirdn2dArgs& a, cudaStream_t stream) {
   if (!wide_index_forced() && m::fits_int32(a.p, a.planes))
-    launch<S, int32_t>(a, m::narrow(a.p), stream);
+    launch_factors<S, int32_t>(a, m::narrow(a.p), stream);
   else
-    launch<S, int64_t>(a, a.p, stream);
+    launch_factors<S, int64_t>(a, a.p, stream);
 }
 
 }  // namespace

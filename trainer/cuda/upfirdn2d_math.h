@@ -119,12 +119,78 @@ SF_HD A pixel_separable(const ParamsT<I>& p, const A* f, const TapsT<I>& ty, con
   return acc;
 }
 
+// Output pixel of one plane whose taps along y and x are ty and tx (taps_of; the same in every
+// plane, so a caller may compute them once for many planes).
+template <typename A, typename I, typename Read>
+SF_HD A pixel_of_taps(const ParamsT<I>& p, const A* f, const TapsT<I>& ty, const TapsT<I>& tx, const Read& read) {
+  return p.separable ? pixel_separable(p, f, ty, tx, read) : pixel_2d(p, f, ty, tx, read);
+}
+
 // Output pixel (oy, ox) of one plane.
 template <typename A, typename I, typename Read>
 SF_HD A pixel(const ParamsT<I>& p, const A* f, I oy, I ox, const Read& read) {
   const TapsT<I> ty = taps_of(oy, p.in_h, p.upy, p.downy, p.pady0, p.fh);
   const TapsT<I> tx = taps_of(ox, p.in_w, p.upx, p.downx, p.padx0, p.fw);
-  return p.separable ? pixel_separable(p, f, ty, tx, read) : pixel_2d(p, f, ty, tx, read);
+  return pixel_of_taps(p, f, ty, tx, read);
+}
+
+// ---- The CUDA kernel's launch: geometry and the work of one thread (upfirdn2d.cu runs these; CPU
+// tests run every thread of a launch on the host to check that each output is written once) ----
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+struct Launch {
+  Dim3 grid, block;
+};
+
+// 256 threads a block: a power of two up to 32 along x, then along y, the rest over planes (at most
+// 64, CUDA's limit for blockDim.z), so that small images (4x4, 8x8) still fill a block. The grid
+// covers x whole; along y and z it stops at max_yz blocks (CUDA's 65535) and the threads loop.
+inline Launch launch_of(int64_t out_w, int64_t out_h, int64_t planes, int64_t max_yz = 65535) {
+  auto pow2_at_least = [](int64_t n, unsigned cap) {
+    unsigned b = 1;
+    while (b < cap && b < n) b *= 2;
+    return b;
+  };
+  constexpr unsigned kThreads = 256;
+  Launch l;
+  l.block.x = pow2_at_least(out_w, 32);
+  l.block.y = pow2_at_least(out_h, kThreads / l.block.x);
+  l.block.z = kThreads / (l.block.x * l.block.y) < 64 ? kThreads / (l.block.x * l.block.y) : 64;
+  auto blocks = [max_yz](int64_t n, unsigned per, bool capped) {
+    const int64_t b = (n + per - 1) / per;
+    return static_cast<unsigned>(capped && b > max_yz ? max_yz : b);
+  };
+  l.grid.x = blocks(out_w, l.block.x, false);
+  l.grid.y = blocks(out_h, l.block.y, true);
+  l.grid.z = blocks(planes, l.block.z, true);
+  return l;
+}
+
+// Thread t of block b: output column ox, then every row oy and plane it owns (grid-stride along y
+// and z), out = the pixel of x's plane. Its taps along x are computed once, along y once per row.
+// load(plane_ptr, index) reads x as A; store(index, value) writes out.
+template <typename A, typename I, typename S, typename Load, typename Store>
+SF_HD void thread_work(const ParamsT<I>& p, const A* f, const S* x, I planes, const Launch& l, const Dim3& b,
+                       const Dim3& t, const Load& load, const Store& store) {
+  const I plane_out = p.out_h * p.out_w, plane_in = p.in_h * p.in_w;
+  const I ox = static_cast<I>(b.x) * static_cast<I>(l.block.x) + static_cast<I>(t.x);
+  if (ox >= p.out_w) return;
+  const TapsT<I> tx = taps_of(ox, p.in_w, p.upx, p.downx, p.padx0, p.fw);
+  const I w = p.in_w;
+  const I step_y = static_cast<I>(l.grid.y) * static_cast<I>(l.block.y);
+  const I step_z = static_cast<I>(l.grid.z) * static_cast<I>(l.block.z);
+  for (I oy = static_cast<I>(b.y) * static_cast<I>(l.block.y) + static_cast<I>(t.y); oy < p.out_h; oy += step_y) {
+    const TapsT<I> ty = taps_of(oy, p.in_h, p.upy, p.downy, p.pady0, p.fh);
+    for (I plane = static_cast<I>(b.z) * static_cast<I>(l.block.z) + static_cast<I>(t.z); plane < planes;
+         plane += step_z) {
+      const S* xp = x + plane * plane_in;
+      auto read = [xp, w, &load](I iy, I ix) { return load(xp, iy * w + ix); };
+      store(plane * plane_out + oy * p.out_w + ox, pixel_of_taps<A>(p, f, ty, tx, read));
+    }
+  }
 }
 
 }  // namespace sf::ops::upfirdn2d_math
