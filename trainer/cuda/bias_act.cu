@@ -8,6 +8,7 @@
 #include <string>
 
 #include "trainer/cuda/bias_act_math.h"
+#include "trainer/cuda/fast_div.h"
 #include "trainer/cuda/index_width.h"
 
 namespace sf::kernels {
@@ -29,15 +30,22 @@ template <> __device__ __forceinline__ void store<__half>(__half* p, int64_t i, 
 
 std::atomic<bool> g_wide_index{false};
 
-// One thread per element (grid-stride); I is the index type (int32_t when it fits).
+// One thread per element (grid-stride); I is the index type (int32_t when it fits). The bias index
+// (i / inner) % channels: by FastDiv in 32 bits, by division in 64.
 template <typename S, typename I>
 __global__ void bias_act_kernel(int mode, const S* x, const S* b, const S* dy, const S* ddx, S* out, I n, I inner,
-                                I channels, m::Params<typename Compute<S>::type> p) {
+                                I channels, FastDiv inner_div, FastDiv channel_div,
+                                m::Params<typename Compute<S>::type> p) {
   using C = typename Compute<S>::type;
   const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
   for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < n; i += stride) {
     C v = load(x, i);
-    if (b) v += load(b, (i / inner) % channels);
+    if (b) {
+      if constexpr (sizeof(I) == 4)
+        v += load(b, static_cast<I>(channel_div.mod(inner_div.div(static_cast<uint32_t>(i)))));
+      else
+        v += load(b, (i / inner) % channels);
+    }
     C r;
     if (mode == 0) r = m::forward(p, v);
     else if (mode == 1) r = m::grad1(p, v, load(dy, i));
@@ -52,10 +60,14 @@ template <typename S, typename I> void launch(const BiasActArgs& a, cudaStream_t
   constexpr unsigned kThreads = 256;
   const int64_t needed = (a.n + kThreads - 1) / kThreads;
   const unsigned blocks = static_cast<unsigned>(needed < 65535 ? needed : 65535);
+  // Divisors only matter with a bias, where inner, channels <= n < 2^30 in the 32-bit path.
+  const bool small = sizeof(I) == 4 && a.b != nullptr;
+  const FastDiv inner_div(small ? static_cast<uint32_t>(a.inner) : 1u);
+  const FastDiv channel_div(small ? static_cast<uint32_t>(a.channels) : 1u);
   bias_act_kernel<S, I><<<blocks, kThreads, 0, stream>>>(
       a.mode, static_cast<const S*>(a.x), static_cast<const S*>(a.b), static_cast<const S*>(a.dy),
       static_cast<const S*>(a.ddx), static_cast<S*>(a.out), static_cast<I>(a.n), static_cast<I>(a.inner),
-      static_cast<I>(a.channels), p);
+      static_cast<I>(a.channels), inner_div, channel_div, p);
 }
 
 // 32-bit indices while n (and so inner and channels) stays below 2^30: a grid-stride step past the
