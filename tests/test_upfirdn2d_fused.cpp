@@ -141,19 +141,33 @@ sf::ops::upfirdn2d_math::Params params_of(const UpfCase& c, const at::Tensor& f,
   return p;
 }
 
+// Case c in float64 for the kernel's arithmetic: the input x, the CPU loop's output y, the filter fk
+// as the op prepares it (gain^(ndim/2) applied in float32, then float64), and the parameters.
+struct KernelInputs {
+  at::Tensor x, y, fk;
+  sf::ops::upfirdn2d_math::Params p;
+};
+
+KernelInputs kernel_inputs(const UpfCase& c, uint64_t& seed) {
+  KernelInputs in;
+  in.x = at::randn(c.shape, at::detail::createCPUGenerator(seed++), at::TensorOptions().dtype(at::kDouble));
+  at::Tensor f = filter_of(c, seed++);
+  in.y = ops::upfirdn2d_fused(in.x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
+  if (!f.defined()) f = at::ones({1, 1});
+  in.fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
+  in.p = params_of(c, f, in.y);
+  return in;
+}
+
 // The CPU loop (whole rows per tap) gives the values of the per-pixel form the CUDA kernel runs
 // (upfirdn2d_math.h's pixel(), called here on the host): the same sums in the same order.
 TEST(Upfirdn2dFused, CpuLoopEqualsPerPixelForm) {
   namespace um = sf::ops::upfirdn2d_math;
   uint64_t seed = 600;
   for (const UpfCase& c : cases()) {
-    at::Tensor x = at::randn(c.shape, at::detail::createCPUGenerator(seed++), at::TensorOptions().dtype(at::kDouble));
-    at::Tensor f = filter_of(c, seed++);
-    at::Tensor y = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
-    if (!f.defined()) f = at::ones({1, 1});
-    // The filter as the op prepares it: gain^(ndim/2) applied in float32, then float64.
-    at::Tensor fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
-    const um::Params p = params_of(c, f, y);
+    const KernelInputs in = kernel_inputs(c, seed);
+    const at::Tensor &x = in.x, &y = in.y, &fk = in.fk;
+    const um::Params& p = in.p;
     // The per-pixel form with 64-bit indices (as on the CPU and in the kernel's wide path) and with
     // the 32-bit indices the kernel runs wherever they fit.
     const int64_t planes = c.shape[0] * c.shape[1];
@@ -191,12 +205,9 @@ TEST(Upfirdn2dFused, KernelLaunchWritesEveryOutputOnce) {
   all.push_back({"wide and tall", {1, 1, 70, 45}, 2, 4, 4, 2, 2, 1, 1, {2, 1, 2, 1}, false, 1.0});
   all.push_back({"one column past 32", {1, 2, 3, 33}, 0, 1, 1, 1, 1, 1, 1, {}, false, 1.0});
   for (const UpfCase& c : all) {
-    at::Tensor x = at::randn(c.shape, at::detail::createCPUGenerator(seed++), at::TensorOptions().dtype(at::kDouble));
-    at::Tensor f = filter_of(c, seed++);
-    at::Tensor y = ops::upfirdn2d_fused(x, f, c.upx, c.upy, c.downx, c.downy, c.pad, c.flip, c.gain);
-    if (!f.defined()) f = at::ones({1, 1});
-    at::Tensor fk = (f * std::pow(c.gain, f.dim() / 2.0)).to(at::kDouble).contiguous();
-    const um::Params p = params_of(c, f, y);
+    const KernelInputs in = kernel_inputs(c, seed);
+    const at::Tensor &x = in.x, &y = in.y, &fk = in.fk;
+    const um::Params& p = in.p;
     const int64_t planes = c.shape[0] * c.shape[1], n = y.numel();
     const um::ParamsT<int32_t> q = um::narrow(p);
     for (int64_t cap : {int64_t(65535), int64_t(1), int64_t(2), int64_t(3)}) {
