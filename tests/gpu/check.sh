@@ -63,10 +63,13 @@ step "build"
 . tests/gpu/prebuilt.sh
 # The binaries carried in .gpudeps/prebuilt (prepare.sh --prebuilt) when they were built from these
 # sources against this machine's torch and load here; else a build here (about 4 minutes).
+# HDF5 by FindHDF5's own cache variables: given HDF5_ROOT it searches that root alone, under
+# include/ and hdf5/serial/ but never Debian's include/hdf5/serial/ (a configure with CMake 4.4 and
+# the system's HDF5 hidden found none).
 if ! sf_use_prebuilt .gpudeps/prebuilt build-gpu; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTYLEFORGE_PYTHON="$(command -v python3)" \
-    -DCMAKE_PREFIX_PATH="$ROOT/usr" -DHDF5_ROOT="$ROOT/usr" -DHDF5_INCLUDE_DIRS="$ROOT/usr/include/hdf5/serial" \
-    -DHDF5_C_LIBRARIES="$ML/hdf5/serial/libhdf5.so" \
+    -DCMAKE_PREFIX_PATH="$ROOT/usr" -DHDF5_C_INCLUDE_DIR="$ROOT/usr/include/hdf5/serial" \
+    -DHDF5_C_LIBRARY_hdf5="$ML/hdf5/serial/libhdf5.so" \
     -DMPI_CXX_ADDITIONAL_INCLUDE_DIRS="$ML/openmpi/include" -DMPI_CXX_LIB_NAMES="mpi_cxx;mpi" \
     -DMPI_mpi_LIBRARY="$ML/openmpi/lib/libmpi.so" -DMPI_mpi_cxx_LIBRARY="$ML/openmpi/lib/libmpi_cxx.so" \
     -DMPI_CXX_HEADER_DIR="$ML/openmpi/include" -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/cfg.log 2>&1 \
