@@ -31,7 +31,7 @@ grep -q "^torch=$(sf_torch_version "$PY")$" "$T/pre/manifest" || { echo "FAIL: m
 
 # Used: in a subshell, so that its LD_LIBRARY_PATH can be looked at.
 out=$(export LD_LIBRARY_PATH=/opt/nothing; sf_use_prebuilt "$T/pre" "$T/use" "$PY" && echo "LD=$LD_LIBRARY_PATH")
-torch_lib=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+torch_lib=$(sf_torch_lib_path "$PY"); torch_lib=${torch_lib%%:*}
 if grep -q "using the carried binaries" <<<"$out" && grep -q "^LD=$torch_lib:.*:/opt/nothing$" <<<"$out" \
    && cmp -s "$T/pre/styleforge" "$T/use/styleforge" && [ -x "$T/use/styleforge_tests" ]; then
   echo "ok: used when sources and torch match"

@@ -106,6 +106,10 @@ struct Tmpfs {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
+  // What a test that needs the mount reports when it skips.
+  std::string skip_message() const {
+    return "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" + why + ")";
+  }
   std::vector<std::string> files() const {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());

@@ -124,7 +124,7 @@ std::vector<uint8_t> nifti2(const std::vector<int64_t>& dims, int16_t datatype, 
 
 TEST(DataRobust, FullDiskPackFailsWithExit1AndLeavesNothing) {
   Tmpfs t("pack", "512k");
-  if (!t.mounted) GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << t.why << ")";
+  if (!t.mounted) GTEST_SKIP() << t.skip_message();
   const std::string dest = t.dir + "/ph.h5";
   // Like the CLI: error on stderr, exit 1 through std::exit (at-exit handlers run: libhdf5's
   // used to crash there after the failed write).
@@ -149,7 +149,7 @@ TEST(DataRobust, FullDiskPackFailsWithExit1AndLeavesNothing) {
 
 TEST(DataRobust, FullDiskPackWithForceKeepsTheIntactPack) {
   Tmpfs t("force", "1m");
-  if (!t.mounted) GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << t.why << ")";
+  if (!t.mounted) GTEST_SKIP() << t.skip_message();
   const std::string dest = t.dir + "/ph.h5";
   make_synthetic_pack(dest, 20, 32, 1, 3, false);  // ~20 KB, intact
   const auto before = file_bytes(dest);

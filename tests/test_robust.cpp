@@ -341,7 +341,7 @@ TEST(RobustCheckpoint, FullDiskKeepsThePreviousCheckpoint) {
   ASSERT_FALSE(ckpt.empty());
   const auto before = file_bytes(ckpt);
   test::Tmpfs t("ckpt", std::to_string((before.size() + (64 << 10)) / 4096 * 4096 + 4096));
-  if (!t.mounted) GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << t.why << ")";
+  if (!t.mounted) GTEST_SKIP() << t.skip_message();
   const std::string dest = t.dir + "/network-snapshot-000000.h5";
   fs::copy_file(ckpt, dest);
   // Rewrite the same networks over it: needs a second copy's worth of space, which is not there.
@@ -488,7 +488,7 @@ TEST(RobustCli, PackOnAFullDiskExits1AndKeepsTheIntactPack) {
   fs::create_directories(src / "small");
   for (int i = 0; i < 4; ++i) fs::copy_file(src / ("img000" + std::to_string(i) + ".png"), src / ("small/img" + std::to_string(i) + ".png"));
   test::Tmpfs t("cli", "512k");
-  if (!t.mounted) GTEST_SKIP() << "SKIPPED (not counted as a pass): cannot mount a tmpfs here (" << t.why << ")";
+  if (!t.mounted) GTEST_SKIP() << t.skip_message();
   const std::string dest = t.dir + "/ph.h5";
   auto big = test::run_styleforge("pack --quiet --source " + src.path.string() + " --dest " + dest);
   const std::vector<std::string> left = t.files();

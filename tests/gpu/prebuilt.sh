@@ -44,7 +44,8 @@ sf_write_prebuilt() {
     || { echo "prebuilt: $build is not a build of this checkout ($(pwd -P))" >&2; return 1; }
   grep -q "(CUDA build)" <("$build/styleforge" version 2>&1) || { echo "prebuilt: $build/styleforge is not a CUDA build" >&2; return 1; }
   local torch_lib linked
-  torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || return 1
+  torch_lib=$(sf_torch_lib_path "$py") || return 1
+  torch_lib=${torch_lib%%:*}  # torch/lib, the first folder
   linked=$(ldd "$build/styleforge" | awk '$1 == "libtorch_cpu.so" {print $3}')
   [ "$(readlink -f "$linked")" = "$(readlink -f "$torch_lib/libtorch_cpu.so")" ] \
     || { echo "prebuilt: $build/styleforge links ${linked:-no libtorch_cpu.so}, not $py's torch ($torch_lib)" >&2; return 1; }
